@@ -1,0 +1,42 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest bench lock clean
+
+# Package folders as prerequisites: adding a module re-runs the strict editable install (link tree).
+PACKAGE_DIRS := $(shell find teststand devices plans callbacks sim -type d -not -name __pycache__)
+
+$(STAMP): requirements.lock pyproject.toml $(PACKAGE_DIRS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+		--config-settings editable_mode=strict -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/teststand demo
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy -p teststand
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/transport.py
+
+# Regenerate the hash-pinned lock file after changing dependencies (needs `uv` on PATH).
+lock:
+	uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,1 @@
+"""Document consumers: storage writers, live analysis, monitoring."""

@@ -1,0 +1,1 @@
+"""ophyd-async devices of the stand instruments, each beside its protocol client."""

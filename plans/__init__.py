@@ -1,0 +1,1 @@
+"""Bluesky plans of the stand: IV scans, ramps, temperature control, qualification."""

@@ -1,0 +1,64 @@
+"""Shared fixtures: simulators served over real sockets and ptys, and a raw line client."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from teststand.sim.runner import RunningSim, start_simulator
+
+
+class RawClient:
+    """A plain blocking socket client that sends raw command lines, independent of the transport."""
+
+    def __init__(self, sim: RunningSim, terminator: bytes = b"\r\n") -> None:
+        self.sim = sim
+        host, port = sim.address.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=2)
+        self.terminator = terminator
+        self._buffer = b""
+
+    def send(self, line: str) -> None:
+        self.sock.sendall(line.encode("ascii") + self.terminator)
+
+    def read_line(self, timeout: float = 2.0) -> bytes | None:
+        """One reply line with its terminator stripped, or None when nothing comes in `timeout`."""
+        self.sock.settimeout(timeout)
+        while b"\n" not in self._buffer:
+            try:
+                chunk = self.sock.recv(4096)
+            except TimeoutError:
+                return None
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.rstrip(b"\r")
+
+    def ask(self, line: str, timeout: float = 2.0) -> str | None:
+        self.send(line)
+        reply = self.read_line(timeout)
+        return None if reply is None else reply.decode("ascii")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def raw_sim() -> Iterator[Callable[..., RawClient]]:
+    """`raw_sim(kind, **options)` serves a simulator over TCP and returns a raw client to it."""
+    started: list[tuple[RunningSim, RawClient]] = []
+
+    def start(kind: str, terminator: bytes = b"\r\n", **options: Any) -> RawClient:
+        sim = start_simulator(kind, transport="tcp", **options)
+        client = RawClient(sim, terminator)
+        started.append((sim, client))
+        return client
+
+    yield start
+    for sim, client in started:
+        client.close()
+        sim.stop()
