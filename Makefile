@@ -25,8 +25,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy runs from inside .venv so that the source folder teststand/ (which lacks the mapped
+# subpackages) does not shadow the installed link tree.
 typecheck: $(STAMP)
-	$(BIN)/mypy -p teststand
+	cd $(VENV) && bin/mypy --config-file ../pyproject.toml --cache-dir .mypy_cache -p teststand
 
 pytest: $(STAMP)
 	$(BIN)/pytest

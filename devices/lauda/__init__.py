@@ -1,0 +1,1 @@
+"""Lauda chillers (ECO, Proline, Integral XT, Variocool)."""
