@@ -6,7 +6,7 @@ import re
 
 from ..errors import ReplyFormatError
 
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def parse_number(text: str, what: str = "number") -> float:
@@ -19,6 +19,6 @@ def parse_number(text: str, what: str = "number") -> float:
 
 def parse_integer(text: str, what: str = "integer") -> int:
     stripped = text.strip(" ")
-    if not re.fullmatch(r"[+-]?\d+", stripped):
+    if not re.fullmatch(r"[+-]?[0-9]+", stripped):
         raise ReplyFormatError(f"expected an {what}, got {text!r}")
     return int(stripped)

@@ -41,13 +41,13 @@ def parse_bool(text: str) -> bool:
     raise ReplyFormatError(f"expected 0 or 1, got {text!r}")
 
 
-_ERROR = re.compile(r'([+-]?\d+),"([^"]*)"')
+_ERROR = re.compile(r'([+-]?[0-9]+),"([\x20\x21\x23-\x7e]*)"')
 
 
 def parse_error(text: str) -> tuple[int, str]:
     """A `:SYST:ERR?` reply such as `-113,"Undefined header"`; code 0 means no error."""
     match = _ERROR.fullmatch(text.strip(" "))
-    if match is None or not match[2].isprintable():
+    if match is None:
         raise ReplyFormatError(f"not an error-queue reply: {text!r}")
     return parse_integer(match[1]), match[2]
 
@@ -63,8 +63,7 @@ class Identity:
 def parse_idn(text: str) -> Identity:
     """A `*IDN?` reply: four comma-separated printable fields."""
     fields = [f.strip() for f in text.split(",")]
-    if len(fields) != 4 or not all(f and f.isprintable() for f in fields[:2]):
-        raise ReplyFormatError(f"not an *IDN? reply: {text!r}")
-    if not all(f.isprintable() for f in fields):
+    printable = text.isascii() and text.isprintable()
+    if not printable or len(fields) != 4 or not all(fields[:2]):
         raise ReplyFormatError(f"not an *IDN? reply: {text!r}")
     return Identity(*fields)

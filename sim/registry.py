@@ -13,13 +13,20 @@ class UnknownSimulator(ValueError):
 
 
 def kinds() -> dict[str, type[SimInstrument]]:
-    from .caen import CaenN1470, CaenDT8033
+    from .caen import CaenDT8033, CaenN1470
     from .coldbox import ColdBox
     from .hmp4040 import HMP4040
     from .keithley import Keithley2410
     from .lauda import Lauda
 
-    classes: list[type[SimInstrument]] = [CaenDT8033, CaenN1470, Lauda, Keithley2410, HMP4040, ColdBox]
+    classes: list[type[SimInstrument]] = [
+        CaenDT8033,
+        CaenN1470,
+        Lauda,
+        Keithley2410,
+        HMP4040,
+        ColdBox,
+    ]
     return {cls.kind: cls for cls in classes}
 
 
@@ -31,4 +38,6 @@ def create(kind: str, clock: SimClock, **options: Any) -> SimInstrument:
         return known[kind](clock, **options)
     except TypeError as exc:
         allowed = ", ".join(known[kind].options_help) or "none"
-        raise UnknownSimulator(f"bad option for simulator {kind!r}: {exc}; options: {allowed}") from None
+        raise UnknownSimulator(
+            f"bad option for simulator {kind!r}: {exc}; options: {allowed}"
+        ) from None

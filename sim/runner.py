@@ -26,7 +26,9 @@ class SimThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="teststand-sim", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="teststand-sim", daemon=True
+        )
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:

@@ -143,7 +143,10 @@ class SimServer:
         if faults.hang_after is not None and self.commands >= faults.hang_after:
             faults.hang = True
         data = None if reply is None else reply.encode("ascii") + self.instrument.reply_terminator
-        wire = len(command) + 1 + (len(data) if data else 0)
+        # Bytes on the wire both ways; the command's terminator is taken to be as long as the
+        # instrument's reply terminator (the splitter does not keep it).
+        terminator = len(self.instrument.reply_terminator)
+        wire = len(command) + terminator + (len(data) if data else 0)
         pause = faults.delay + self.latency
         if self.baud:
             pause += wire * BITS_PER_BYTE / self.baud
@@ -152,8 +155,7 @@ class SimServer:
         if data is not None and faults.drop and faults.rng.random() < faults.drop:
             data = None
         if data is not None and faults.garble and faults.rng.random() < faults.garble:
-            terminator = self.instrument.reply_terminator
-            data = garble(data[: -len(terminator)], faults.rng) + terminator
+            data = garble(data[:-terminator], faults.rng) + data[-terminator:]
         if data is not None:
             self.replies += 1
         return data
@@ -218,7 +220,9 @@ class SimServer:
                 self.unplug()
 
     # -- tcp -------------------------------------------------------------------------------
-    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self._clients.add(writer)
         splitter = LineSplitter()
         try:

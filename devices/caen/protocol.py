@@ -16,13 +16,17 @@ ERROR_MEANINGS = {
 }
 
 _REPLY = re.compile(
-    r"#(?:BD:(?P<board>\d{2}),)?"
-    r"(?:CMD:OK(?:,VAL:(?P<value>[^,#\x00-\x1f\x7f]*))?|(?P<error>CMD|CH|PAR|VAL|LOC):ERR)"
+    r"#(?:BD:(?P<board>[0-9]{2}),)?"
+    r"(?:CMD:OK(?:,VAL:(?P<value>[\x20-\x22\x24-\x2b\x2d-\x7e]*))?|(?P<error>CMD|CH|PAR|VAL|LOC):ERR)"
 )
 
 
 def command(
-    verb: str, parameter: str, *, channel: int | None = None, value: float | str | None = None,
+    verb: str,
+    parameter: str,
+    *,
+    channel: int | None = None,
+    value: float | str | None = None,
     board: int | None = None,
 ) -> str:
     """`$[BD:xx,]CMD:verb[,CH:n],PAR:p[,VAL:v]`; board only for the 14xx dialect."""

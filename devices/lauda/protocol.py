@@ -18,8 +18,8 @@ ERROR_MEANINGS = {
     38: "too many set point changes in one hour",
 }
 
-_PREFIX = re.compile(r"A\d{3}_")
-_ERROR = re.compile(r"ERR_(\d{1,3})")
+_PREFIX = re.compile(r"A[0-9]{3}_")
+_ERROR = re.compile(r"ERR_([0-9]{1,3})")
 
 
 def _payload(text: str) -> str:
@@ -31,7 +31,7 @@ def _payload(text: str) -> str:
     if error:
         code = int(error[1])
         raise ReplyRefused(f"ERR_{code}", ERROR_MEANINGS.get(code, "error"))
-    if not body or not body.isprintable():
+    if not body or not (body.isascii() and body.isprintable()):
         raise ReplyFormatError(f"not a Lauda reply: {text!r}")
     return body
 
@@ -51,4 +51,3 @@ def parse_ok(text: str) -> None:
 
 def parse_text(text: str) -> str:
     return _payload(text)
-

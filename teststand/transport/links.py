@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import termios
 from abc import ABC, abstractmethod
 
 import serial
@@ -104,6 +105,11 @@ class SerialLink(Link):
         self._serial = await asyncio.to_thread(self._open_sync)
         self._fd = self._serial.fileno()
         os.set_blocking(self._fd, False)
+        # pyserial leaves VMIN=0, where a read of 0 bytes means "no data"; with VMIN=1 a
+        # non-blocking read says EAGAIN for no data, and 0 bytes or EIO only on hang-up.
+        attributes = termios.tcgetattr(self._fd)
+        attributes[6][termios.VMIN], attributes[6][termios.VTIME] = 1, 0
+        termios.tcsetattr(self._fd, termios.TCSANOW, attributes)
         self._serial.reset_input_buffer()
 
     def _open_sync(self) -> serial.Serial:
@@ -144,7 +150,6 @@ class SerialLink(Link):
                 stopbits=o.stopbits,
                 xonxoff=o.xonxoff,
                 rtscts=o.rtscts,
-                timeout=0,
                 exclusive=o.lock,
             )
         except serial.SerialException as exc:

@@ -1,0 +1,319 @@
+"""The transport over real ptys and sockets, against the simulators."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from teststand.devices.caen import protocol as caen
+from teststand.devices.scpi import parse_float
+from teststand.sim.runner import RunningSim, start_simulator
+
+from teststand.errors import (
+    GarbledReply,
+    InstrumentBusy,
+    InstrumentRefused,
+    InvalidURL,
+    LinkLost,
+    PortUnavailable,
+    TransportTimeout,
+)
+from teststand.transport import Transport, connect
+
+CAEN = "sim://caen-dt8033"
+VMON_ALL = "$CMD:MON,CH:8,PAR:VMON"
+
+
+def numbers(text: str) -> list[float]:
+    return caen.parse_numbers(text, count=8)
+
+
+@pytest.fixture
+def tcp_caen() -> Iterator[RunningSim]:
+    sim = start_simulator("caen-dt8033", transport="tcp")
+    yield sim
+    sim.stop()
+
+
+async def test_query_over_pty_and_group_read() -> None:
+    async with connect(CAEN, name="hv") as t:
+        assert await t.query(VMON_ALL, numbers, idempotent=True) == [0.0] * 8
+        assert t.stats.exchanges == 1
+        assert os.path.islink(t.simulator.address)
+
+
+async def test_query_over_tcp(tcp_caen: RunningSim) -> None:
+    async with connect(f"tcp://{tcp_caen.address}", name="hv") as t:
+        reply = await t.query("$CMD:SET,CH:2,PAR:VSET,VAL:150")
+        assert reply == "#CMD:OK"
+        values = await t.query("$CMD:MON,CH:8,PAR:VSET", numbers, idempotent=True)
+        assert values[2] == 150.0
+
+
+async def test_refusal_is_typed_and_not_retried() -> None:
+    async with connect(CAEN, name="hv") as t:
+        with pytest.raises(InstrumentRefused) as info:
+            await t.query("$CMD:MON,CH:0,PAR:NOPE", caen.parse_reply, idempotent=True)
+        assert info.value.code == "PAR:ERR"
+        assert "PAR:NOPE" in str(info.value) and CAEN in str(info.value)
+        assert t.stats.retries == 0 and t.stats.refused == 1
+
+
+async def test_timeout_names_instrument_url_and_command() -> None:
+    url = f"{CAEN}?faults=drop=1&timeout=0.15&attempts=2&backoff=0"
+    async with connect(url, name="hv") as t:
+        started = time.monotonic()
+        with pytest.raises(TransportTimeout) as info:
+            await t.query(VMON_ALL, numbers, idempotent=True)
+        message = str(info.value)
+        assert "hv" in message and "sim://caen-dt8033" in message and VMON_ALL in message
+        assert t.stats.timeouts == 2 and t.stats.retries == 1
+        assert time.monotonic() - started < 3
+
+
+async def test_garbled_replies_are_retried_never_returned() -> None:
+    async with connect(f"{CAEN}?faults=garble=0.3,seed=7&backoff=0&attempts=8", name="hv") as t:
+        for channel in range(8):
+            await t.query(
+                f"$CMD:SET,CH:{channel},PAR:VSET,VAL:{10 * channel}", caen.parse_ok, idempotent=True
+            )
+        for _ in range(20):
+            values = await t.query("$CMD:MON,CH:8,PAR:VSET", numbers, idempotent=True)
+            assert values == [10.0 * c for c in range(8)]
+        assert t.stats.garbled > 0 and t.stats.retries >= t.stats.garbled
+
+
+async def test_non_idempotent_command_is_not_retried() -> None:
+    async with connect(f"{CAEN}?faults=garble=1", name="hv") as t:
+        with pytest.raises(GarbledReply) as info:
+            await t.query("$CMD:SET,CH:0,PAR:ON", caen.parse_ok)
+        assert t.stats.retries == 0
+        assert info.value.reply  # the raw bytes are kept for the log
+        assert t.simulator.server.commands == 1
+
+
+async def test_late_reply_after_timeout_is_flushed_not_misread() -> None:
+    async with connect(f"{CAEN}?timeout=0.2&attempts=1", name="hv") as t:
+        await t.query("$CMD:SET,CH:0,PAR:VSET,VAL:42", caen.parse_ok)
+        t.simulator.set_faults("delay=0.35")
+        with pytest.raises(TransportTimeout):
+            await t.query("$CMD:MON,CH:0,PAR:VSET", caen.parse_numbers)
+        t.simulator.set_faults("delay=0")
+        # The late "#CMD:OK,VAL:42" must not be taken as the reply to this different query.
+        assert await t.query("$CMD:MON,CH:0,PAR:ISET", caen.parse_numbers) != [42.0]
+
+
+async def test_unplug_and_reconnect_over_pty() -> None:
+    async with connect(f"{CAEN}?faults=disconnect_after=5", name="hv") as t:
+        for _ in range(12):
+            assert await t.query(VMON_ALL, numbers, idempotent=True) == [0.0] * 8
+        assert t.stats.reconnects >= 2 and t.stats.links_lost >= 2
+
+
+async def test_unplug_and_reconnect_over_tcp(tcp_caen: RunningSim) -> None:
+    tcp_caen.set_faults("disconnect_after=4")
+    async with connect(f"tcp://{tcp_caen.address}", name="hv") as t:
+        for _ in range(10):
+            assert await t.query(VMON_ALL, numbers, idempotent=True) == [0.0] * 8
+        assert t.stats.reconnects >= 2
+
+
+async def test_link_lost_for_good_raises_link_lost() -> None:
+    url = f"{CAEN}?faults=disconnect_after=1,replug=30&attempts=3&backoff=0.05"
+    async with connect(url, name="hv") as t:
+        await t.query(VMON_ALL, numbers, idempotent=True)
+        with pytest.raises(LinkLost) as info:
+            await t.query(VMON_ALL, numbers, idempotent=True)
+        assert "cannot reconnect" in str(info.value) and "does not exist" in str(info.value)
+
+
+async def test_non_idempotent_after_unplug_raises_then_recovers() -> None:
+    async with connect(f"{CAEN}?faults=disconnect_after=1,replug=0.05", name="hv") as t:
+        await t.query("$CMD:SET,CH:0,PAR:VSET,VAL:5", caen.parse_ok)
+        await asyncio.sleep(0.02)
+        with pytest.raises(LinkLost):
+            await t.query("$CMD:SET,CH:0,PAR:VSET,VAL:6", caen.parse_ok)
+        await asyncio.sleep(0.2)
+        t.simulator.set_faults("disconnect_after=none")
+        await t.query("$CMD:SET,CH:0,PAR:VSET,VAL:7", caen.parse_ok)
+        assert await t.query("$CMD:MON,CH:0,PAR:VSET", caen.parse_numbers) == [7.0]
+
+
+async def test_concurrent_callers_never_interleave() -> None:
+    async with connect(CAEN, name="hv") as t:
+        for channel in range(8):
+            await t.query(f"$CMD:SET,CH:{channel},PAR:VSET,VAL:{100 + channel}", caen.parse_ok)
+
+        async def ask(channel: int) -> tuple[int, float]:
+            await asyncio.sleep(random.random() * 0.01)
+            reply = await t.query(f"$CMD:MON,CH:{channel},PAR:VSET", caen.parse_numbers)
+            return channel, reply[0]
+
+        results = await asyncio.gather(*(ask(random.randrange(8)) for _ in range(200)))
+        assert all(value == 100 + channel for channel, value in results)
+        assert t.stats.garbled == 0 and t.simulator.server.commands == 208
+
+
+async def test_write_sends_without_reading() -> None:
+    async with connect("sim://keithley2410", terminator="LF", name="smu") as t:
+        await t.write(":SOUR:VOLT 12.5")
+        assert parse_float(await t.query(":SOUR:VOLT?")) == 12.5
+
+
+async def test_exchanges_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="teststand.transport")
+    async with connect(CAEN, name="hv") as t:
+        await t.query(VMON_ALL)
+    record = next(r for r in caplog.records if VMON_ALL in r.getMessage())
+    assert CAEN in record.getMessage() and "VAL:" in record.getMessage()
+    assert " ms)" in record.getMessage()
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("ftp://host:1", "unknown URL scheme 'ftp'"),
+        ("sim://no-such-thing", "unknown simulator kind 'no-such-thing'"),
+        ("serial:///dev/ttyUSB0?baudrate=9601", "bad baud rate 9601"),
+        ("serial:///dev/ttyUSB0?parity=X", "bad parity"),
+        ("serial:///dev/ttyUSB0?speed=3", "unknown URL option 'speed'"),
+        ("serial://dev/ttyUSB0", "three slashes"),
+        ("tcp://host", "needs a host and a port"),
+        ("serial:///dev/ttyUSB0?terminator=XY", "unknown terminator"),
+        ("sim://lauda?faults=explode=1", "unknown fault 'explode'"),
+    ],
+)
+async def test_bad_urls_get_one_clear_error(url: str, fragment: str) -> None:
+    with pytest.raises(InvalidURL) as info:
+        await connect(url)
+    assert fragment in str(info.value) and url in str(info.value)
+
+
+async def test_missing_device_node() -> None:
+    url = "serial:///dev/ttyUSB-not-here"
+    with pytest.raises(PortUnavailable, match="does not exist.*check the cable"):
+        await connect(url)
+
+
+async def test_nothing_listening_on_tcp() -> None:
+    with pytest.raises(PortUnavailable, match="cannot connect to 127.0.0.1:9"):
+        await connect("tcp://127.0.0.1:9?connect_timeout=1")
+
+
+def test_permission_denied_on_a_tty() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="teststand-perm-"))  # traversable by another user
+    folder.chmod(0o755)
+    node = folder / "ttyS99"
+    node.write_text("")
+    node.chmod(0o600)
+    script = (
+        "import asyncio, sys\n"
+        "from teststand.transport import connect, PortUnavailable\n"
+        f"try:\n    asyncio.run(connect('serial://{node}'))\n"
+        "except PortUnavailable as e:\n    print(e); sys.exit(0)\nsys.exit(1)\n"
+    )
+    demote = (lambda: os.setuid(65534)) if os.getuid() == 0 else None
+    if demote is None:
+        node.chmod(0)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        preexec_fn=demote,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=30,
+    )
+    shutil.rmtree(folder)
+    assert result.returncode == 0, result.stderr
+    assert "permission denied" in result.stdout and "dialout" in result.stdout
+
+
+# -- exclusive ownership ---------------------------------------------------------------------
+
+
+async def test_second_opener_in_same_process_is_refused(tcp_caen: RunningSim) -> None:
+    url = f"tcp://{tcp_caen.address}"
+    async with connect(url, name="hv"):
+        with pytest.raises(InstrumentBusy) as info:
+            await connect(url, name="hv-again")
+        assert info.value.owner_pid == os.getpid()
+        assert "this process" in str(info.value)
+    async with connect(url) as again:  # released on close
+        assert isinstance(again, Transport)
+
+
+HOLDER = """
+import asyncio, sys
+from teststand.transport import connect
+async def main():
+    t = await connect(sys.argv[1])
+    print("open", flush=True)
+    await asyncio.sleep(60)
+asyncio.run(main())
+"""
+
+
+def _hold(url: str) -> subprocess.Popen[str]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, url, "holder-marker"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+    return holder
+
+
+@pytest.mark.parametrize("transport", ["pty", "tcp"])
+async def test_lock_contention_between_processes(transport: str) -> None:
+    sim = start_simulator("caen-dt8033", transport="tcp" if transport == "tcp" else "pty")
+    url = f"tcp://{sim.address}" if transport == "tcp" else f"serial://{sim.address}"
+    holder = _hold(url)
+    try:
+        started = time.monotonic()
+        with pytest.raises(InstrumentBusy) as info:
+            await connect(url, name="hv")
+        assert time.monotonic() - started < 1.0
+        assert info.value.owner_pid == holder.pid
+        assert "holder-marker" in str(info.value) and f"PID {holder.pid}" in str(info.value)
+        holder.kill()  # released on process death
+        holder.wait()
+        async with connect(url) as t:
+            assert await t.query(VMON_ALL, numbers, idempotent=True) == [0.0] * 8
+    finally:
+        holder.kill()
+        holder.wait()
+        sim.stop()
+
+
+async def test_port_held_by_a_foreign_program_is_named() -> None:
+    sim = start_simulator("caen-dt8033")
+    script = (
+        "import serial, sys, time\n"
+        "s = serial.Serial(sys.argv[1], exclusive=True)\nprint('open', flush=True)\ntime.sleep(60)\n"
+    )
+    foreign = subprocess.Popen(
+        [sys.executable, "-c", script, sim.address], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert foreign.stdout is not None and foreign.stdout.readline().strip() == "open"
+        with pytest.raises(InstrumentBusy) as info:
+            await connect(f"serial://{sim.address}")
+        assert info.value.owner_pid == foreign.pid
+    finally:
+        foreign.kill()
+        foreign.wait()
+        sim.stop()

@@ -1,0 +1,64 @@
+"""The wheel holds one import package, `teststand`, with the design card's folders inside it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CARD_FOLDERS = {"devices", "plans", "callbacks", "sim"}
+
+
+def test_wheel_maps_every_folder_under_teststand(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("teststand-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_levels = {name.split("/")[0] for name in names if not name.endswith(".dist-info/")}
+    assert {t for t in top_levels if not t.endswith(".dist-info")} == {"teststand"}
+    # Every Python file of each folder lands at teststand/<folder>/…, none is forgotten.
+    for folder in CARD_FOLDERS | {"teststand"}:
+        for source in (ROOT / folder).rglob("*.py"):
+            relative = source.relative_to(ROOT / folder).as_posix()
+            inside = (
+                "teststand/" + relative
+                if folder == "teststand"
+                else f"teststand/{folder}/{relative}"
+            )
+            assert inside in names, f"{source} is missing from the wheel"
+    assert "teststand/py.typed" in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "teststand = teststand.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_installed_package_resolves_card_folders() -> None:
+    code = (
+        "import teststand.devices, teststand.sim, teststand.plans, teststand.callbacks, sys;"
+        "print(teststand.sim.__name__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout.strip() == "teststand.sim"
