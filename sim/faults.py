@@ -8,7 +8,8 @@ A spec is a comma-separated list of `key=value` (or bare `key` for a flag), for 
 | `garble=F` | fraction F of replies get bytes replaced by line noise (high-bit bytes) |
 | `drop=F` | fraction F of replies are never sent |
 | `delay=S` | every reply is held back S seconds (real time) |
-| `disconnect_after=N` | after the N-th command the cable is pulled (pty closed, socket closed); it is plugged back in after `replug=S` seconds (default 0.2) |
+| `disconnect_after=N` | every N commands the cable is pulled (pty or socket closed) |
+| `replug=S` | seconds until a pulled cable is plugged back in (default 0.2) |
 | `hang_after=N` | after the N-th command the instrument stops answering until reset |
 | `hang` | the instrument stops answering now, until reset |
 | `local` | the instrument is in LOCAL control and refuses every SET |

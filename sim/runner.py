@@ -36,7 +36,7 @@ class SimThread:
         return future.result(timeout)
 
     def call(self, function: Callable[[], T], timeout: float = 10.0) -> T:
-        """Run a plain function on the simulators' loop (for state changes) and return its result."""
+        """Run a plain function on the simulators' loop (for state changes); return its result."""
 
         async def wrapper() -> T:
             return function()

@@ -204,12 +204,12 @@ async def test_bad_urls_get_one_clear_error(url: str, fragment: str) -> None:
 
 async def test_missing_device_node() -> None:
     url = "serial:///dev/ttyUSB-not-here"
-    with pytest.raises(PortUnavailable, match="does not exist.*check the cable"):
+    with pytest.raises(PortUnavailable, match=r"does not exist.*check the cable"):
         await connect(url)
 
 
 async def test_nothing_listening_on_tcp() -> None:
-    with pytest.raises(PortUnavailable, match="cannot connect to 127.0.0.1:9"):
+    with pytest.raises(PortUnavailable, match=r"cannot connect to 127\.0\.0\.1:9"):
         await connect("tcp://127.0.0.1:9?connect_timeout=1")
 
 
@@ -303,7 +303,8 @@ async def test_port_held_by_a_foreign_program_is_named() -> None:
     sim = start_simulator("caen-dt8033")
     script = (
         "import serial, sys, time\n"
-        "s = serial.Serial(sys.argv[1], exclusive=True)\nprint('open', flush=True)\ntime.sleep(60)\n"
+        "s = serial.Serial(sys.argv[1], exclusive=True)\n"
+        "print('open', flush=True)\ntime.sleep(60)\n"
     )
     foreign = subprocess.Popen(
         [sys.executable, "-c", script, sim.address], stdout=subprocess.PIPE, text=True
