@@ -216,6 +216,7 @@ class SimServer:
             if reply is not None and pty is not None and pty is self._pty:
                 await _write_fd(pty[0], reply)
             if self._cable_pulled():
+                await asyncio.sleep(0.02)  # let the client read the last reply first
                 self._queue = asyncio.Queue()
                 self.unplug()
 

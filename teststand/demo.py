@@ -11,6 +11,7 @@ from pathlib import Path
 from .config import StandConfig, load_stand
 from .devices import scpi
 from .devices.caen import protocol as caen
+from .devices.coldbox import protocol as coldbox
 from .devices.keithley.protocol import parse_reading
 from .devices.lauda import protocol as lauda
 from .errors import TeststandError
@@ -51,13 +52,18 @@ async def exercise_lauda(t: Transport, say: Callable[[str], None]) -> None:
 
 
 async def exercise_coldbox(t: Transport, say: Callable[[str], None]) -> None:
-    async def get(name: str) -> str:
-        return await t.query(f"get {name}", idempotent=True)
+    async def environment() -> str:
+        air = await t.query("get Temp_Air", coldbox.number_parser("Temp_Air"), idempotent=True)
+        rh = await t.query("get RH", coldbox.number_parser("RH"), idempotent=True)
+        dew = await t.query("get DP", coldbox.number_parser("DP"), idempotent=True)
+        return f"air {air:.2f} C, RH {rh:.2f} %, dew point {dew:.2f} C"
 
-    say(" | ".join([await get("Temp"), await get("RH"), await get("DP"), await get("Lid")]))
-    await t.query("set valve0 on", idempotent=True)
+    lid = await t.query("get Lid", coldbox.flag_parser("Lid", "closed", "open"), idempotent=True)
+    say(f"lid {'closed' if lid else 'open'}; {await environment()}")
+    await t.query("set valve0 on", coldbox.parse_ok, idempotent=True)
     await asyncio.sleep(1.0)
-    say("dry air on 1 s: " + " | ".join([await get("RH"), await get("DP"), await get("Flow")]))
+    flow = await t.query("get Flow", coldbox.number_parser("Flow"), idempotent=True)
+    say(f"dry air {flow:.1f} l/min for 1 s: {await environment()}")
 
 
 async def exercise_keithley(t: Transport, say: Callable[[str], None]) -> None:

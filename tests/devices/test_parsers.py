@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from teststand.devices import scpi
 from teststand.devices.caen import protocol as caen
+from teststand.devices.coldbox import protocol as coldbox
 from teststand.devices.keithley.protocol import parse_reading
 from teststand.devices.lauda import protocol as lauda
 
@@ -31,6 +32,10 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "scpi.parse_error": scpi.parse_error,
     "scpi.parse_idn": scpi.parse_idn,
     "keithley.parse_reading": parse_reading,
+    "coldbox.temp": coldbox.number_parser("Temp"),
+    "coldbox.temps": coldbox.numbers_parser("Temp", 8),
+    "coldbox.lid": coldbox.flag_parser("Lid", "closed", "open"),
+    "coldbox.parse_ok": coldbox.parse_ok,
 }
 
 VALID: dict[str, list[tuple[str, Any]]] = {
@@ -89,6 +94,13 @@ def test_caen_reply_from_another_board_is_not_ours() -> None:
         caen.parse_reply("#BD:02,CMD:OK,VAL:1")
 
 
+def test_coldbox_errors_are_refusals_and_other_names_garbled() -> None:
+    with pytest.raises(ReplyRefused, match="local control"):
+        coldbox.parse_ok("ERR local control")
+    with pytest.raises(ReplyFormatError):
+        coldbox.number_parser("Temp")("RH = 3.47")
+
+
 def test_lauda_error_codes_are_refusals() -> None:
     with pytest.raises(ReplyRefused, match="ERR_3: wrong command"):
         lauda.parse_number("ERR_3")
@@ -127,11 +139,17 @@ GRAMMAR: dict[str, str] = {
     "scpi.parse_error": r' *[+-]?[0-9]+,"[\x20\x21\x23-\x7e]*" *',
     "scpi.parse_idn": r"[\x20-\x2b\x2d-\x7e]+(?:,[\x20-\x2b\x2d-\x7e]*){3}",
     "keithley.parse_reading": rf"{NUM}(?:,{NUM}){{4}}",
+    "coldbox.temp": rf"Temp = {NUM}",
+    "coldbox.temps": rf"Temp = {NUM}(?:,{NUM}){{7}}",
+    "coldbox.lid": "Lid = (?:open|closed)",
+    "coldbox.parse_ok": "OK",
 }
 
 
 @pytest.mark.parametrize("name", list(PARSERS))
-@given(data=st.binary(max_size=64) | st.text(alphabet="#CMDOKVAL:,;0123456789.-+E ", max_size=40))
+@given(
+    data=st.binary(max_size=64) | st.text(alphabet="#CMDOKVAL:,;0123456789.-+E Temp=", max_size=40)
+)
 def test_random_bytes_never_become_a_value(name: str, data: bytes | str) -> None:
     text = data.decode("latin-1") if isinstance(data, bytes) else data
     try:

@@ -1,0 +1,1 @@
+"""The coldbox (PSI "Tessie"-like line protocol): temperature, humidity, dry air, TECs."""

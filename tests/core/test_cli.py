@@ -1,0 +1,124 @@
+"""The `teststand` command line, run as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTSTAND = str(Path(sys.executable).with_name("teststand"))
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TESTSTAND, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["demo"], ["query"], ["sim"], ["sim", "kinds"], ["sim", "serve"], ["sim", "serve-stand"]],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0
+    assert "usage: teststand" in result.stdout
+
+
+def test_sim_kinds_lists_every_simulator() -> None:
+    out = run("sim", "kinds").stdout
+    for kind in ("caen-dt8033", "caen-n1470", "lauda", "keithley2410", "hmp4040", "coldbox"):
+        assert kind in out
+
+
+def test_sim_serve_prints_address_first_and_stops_on_sigterm() -> None:
+    server = subprocess.Popen(
+        [TESTSTAND, "sim", "serve", "caen-n1470", "--tcp", "127.0.0.1:0", "-o", "board=5"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdin is not None
+        host, port = server.stdout.readline().strip().rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"$BD:05,CMD:MON,CH:4,PAR:VSET\r\n")
+            assert sock.makefile("rb").readline().startswith(b"#BD:05,CMD:OK,VAL:")
+        server.stdin.write("faults drop=0.5\n")
+        server.stdin.flush()
+        assert "drop=0.5" in server.stdout.readline()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_sim_serve_on_a_pty_prints_a_device_path() -> None:
+    server = subprocess.Popen(
+        [TESTSTAND, "sim", "serve", "lauda", "--pty", "--speed", "10"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        path = server.stdout.readline().strip()
+        assert os.path.realpath(path).startswith("/dev/pts/")
+        result = run("query", f"serial://{path}?write_terminator=CR", "IN_SP_00")
+        assert result.returncode == 0, result.stderr
+        server.send_signal(signal.SIGINT)
+        assert server.wait(10) == 0
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_serve_stand_serves_every_instrument(tmp_path: Path) -> None:
+    server = subprocess.Popen(
+        [TESTSTAND, "sim", "serve-stand", "--tcp", str(ROOT / "profile_collection" / "stand.yaml")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        lines = dict(server.stdout.readline().split() for _ in range(6))
+        assert set(lines) == {"hv", "chiller", "coldbox", "smu", "lv1", "lv2"}
+        result = run("query", lines["smu"], "*IDN?")
+        assert "MODEL 2410" in result.stdout
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_query_through_a_simulator_url() -> None:
+    result = run("query", "sim://caen-dt8033", "$CMD:MON,CH:8,PAR:VMON", "$CMD:MON,CH:9,PAR:VMON")
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert first.startswith("#CMD:OK,VAL:") and first.count(";") == 7
+    assert second == "#CH:ERR"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sim", "serve", "nope"], "unknown simulator kind 'nope'"),
+        (["sim", "serve", "lauda", "--faults", "boom"], "unknown fault 'boom'"),
+        (["sim", "serve", "lauda", "--tcp", "nonsense"], "--tcp wants HOST:PORT"),
+        (["query", "serial:///dev/ttyUSB-missing", "*IDN?"], "does not exist"),
+        (["query", "serial:///dev/null?baudrate=12", "*IDN?"], "bad baud rate 12"),
+        (["demo", "--stand", "/nonexistent.yaml"], "not found"),
+    ],
+)
+def test_bad_input_gives_one_clear_error(args: list[str], message: str) -> None:
+    result = run(*args)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

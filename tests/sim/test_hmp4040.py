@@ -1,0 +1,114 @@
+"""The R&S HMP4040 simulator over TCP: channel selection, switches, CC mode, OVP, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+
+def drain(client: Any) -> list[str]:
+    errors: list[str] = []
+    while (reply := client.ask("SYST:ERR?")) != '0,"No error"':
+        errors.append(reply)
+        assert len(errors) < 20, errors
+    return errors
+
+
+@pytest.fixture
+def hmp(raw_sim: Callable[..., Any]) -> Any:
+    return raw_sim("hmp4040", terminator=b"\n", loads=[2.0, 4.0, 8.0, 16.0])
+
+
+def test_identity_and_channel_count(raw_sim: Callable[..., Any]) -> None:
+    hmp4040 = raw_sim("hmp4040", terminator=b"\n", serial="100042")
+    assert hmp4040.ask("*IDN?") == "ROHDE&SCHWARZ,HMP4040,100042,HW50020001/SW2.51"
+    hmp2030 = raw_sim("hmp4040", terminator=b"\n", channels=3)
+    assert hmp2030.ask("*IDN?").startswith("ROHDE&SCHWARZ,HMP2030,")
+    hmp2030.send("INST:NSEL 4")
+    hmp2030.send("INST OUT4")
+    assert drain(hmp2030) == ['-222,"Data out of range"', '-224,"Illegal parameter value"']
+    assert hmp2030.ask("INST:NSEL 3;:INST:NSEL?;:INST?") == "3;OUTP3"
+
+
+def test_settings_are_per_channel_and_formatted(hmp: Any) -> None:
+    hmp.send("INST:NSEL 1")
+    hmp.send("VOLT 12")
+    hmp.send("CURR 1.2345")
+    hmp.send("INST OUT2")
+    hmp.send("APPL 3.3,0.5")
+    assert hmp.ask("VOLT?;:CURR?;:APPL?") == "3.300;0.5000;3.300,0.5000"
+    hmp.send("INSTRUMENT:SELECT OUTPUT1")
+    assert hmp.ask("VOLT?;:CURR?;:INST:NSEL?") == "12.000;1.2345;1"
+    assert hmp.ask("VOLT? MAX;:CURR? MAX;:VOLT:PROT? MAX") == "32.000;10.0000;33.000"
+    assert drain(hmp) == []
+
+
+def test_channel_delivers_only_when_armed_and_master_on(hmp: Any) -> None:
+    hmp.send("INST:NSEL 3;:APPL 4,1")
+    hmp.send("OUTP:SEL 1")
+    assert hmp.ask("OUTP:SEL?;:OUTP:GEN?;:MEAS:VOLT?;:MEAS:CURR?") == "1;0;0.000;0.0000"
+    hmp.send("OUTP:GEN 1")
+    assert hmp.ask("MEAS:VOLT?;:MEAS:CURR?;:OUTP?") == "4.000;0.5000;1"  # 4 V on 8 Ω
+    hmp.send("INST:NSEL 4")  # armed channel 3 keeps delivering; channel 4 is not armed
+    assert hmp.ask("MEAS:VOLT?;:OUTP?") == "0.000;0"
+    hmp.send("INST:NSEL 3;:OUTP:GEN 0")
+    assert hmp.ask("MEAS:CURR?;:OUTP:SEL?") == "0.0000;1"
+
+
+def test_constant_current_mode(hmp: Any) -> None:
+    hmp.send("INST:NSEL 1;:APPL 12,1;:OUTP:SEL 1;:OUTP:GEN 1")
+    assert hmp.ask("MEAS:VOLT?;:MEAS:CURR?") == "2.000;1.0000"  # 12 V on 2 Ω limited to 1 A
+    hmp.send("CURR 10")
+    assert hmp.ask("MEAS:VOLT?;:MEAS:CURR?") == "12.000;6.0000"
+
+
+def test_outp_on_arms_the_channel_and_the_master(hmp: Any) -> None:
+    hmp.send("INST OUT2;:VOLT 2;:CURR 1")
+    hmp.send("OUTP ON")
+    assert hmp.ask("OUTP:SEL?;:OUTP:GEN?;:OUTP?;:MEAS:CURR?") == "1;1;1;0.5000"
+    hmp.send("OUTP OFF")
+    assert hmp.ask("OUTP:SEL?;:OUTP:GEN?;:OUTP?;:MEAS:CURR?") == "0;1;0;0.0000"
+
+
+def test_over_voltage_protection_trips_the_channel(hmp: Any) -> None:
+    hmp.send("INST:NSEL 2;:VOLT:PROT 5;:APPL 4,2;:OUTP ON")
+    assert hmp.ask("MEAS:VOLT?;:VOLT:PROT:TRIP?") == "4.000;0"
+    hmp.send("VOLT 6")
+    assert hmp.ask("MEAS:VOLT?;:OUTP:SEL?;:VOLT:PROT:TRIP?") == "0.000;0;1"
+    hmp.send("VOLT:PROT:CLE;:VOLT 3;:OUTP:SEL 1")
+    assert hmp.ask("VOLT:PROT:TRIP?;:MEAS:VOLT?") == "0;3.000"
+
+
+def test_out_of_range_and_bad_commands(hmp: Any) -> None:
+    hmp.send("VOLT 32.5")
+    hmp.send("CURR -1")
+    hmp.send("APPL 5")
+    hmp.send("OUTP:GEN 2,3")
+    assert hmp.ask("MEAS:POW?", timeout=0.3) is None
+    assert drain(hmp) == [
+        '-222,"Data out of range"',
+        '-222,"Data out of range"',
+        '-109,"Missing parameter"',
+        '-108,"Parameter not allowed"',
+        '-113,"Undefined header"',
+    ]
+    assert hmp.ask("VOLT?;:CURR?") == "0.000;0.1000"
+
+
+def test_reset_status_preset_and_clear(hmp: Any) -> None:
+    hmp.send("INST:NSEL 4;:APPL 5,1;:OUTP ON")
+    hmp.send("BOGUS")
+    hmp.send("*RST;STATUS:PRESET;*CLS")
+    assert hmp.ask("SYST:ERR?") == '0,"No error"'
+    assert hmp.ask("INST:NSEL?;:APPL?;:OUTP:GEN?;:OUTP:SEL?") == "1;0.000,0.1000;0;0"
+    assert hmp.ask("INST:NSEL 4;:APPL?") == "0.000,0.1000"
+
+
+def test_local_control_refuses_settings(raw_sim: Callable[..., Any]) -> None:
+    hmp = raw_sim("hmp4040", terminator=b"\n", faults="local")
+    hmp.send("VOLT 5")
+    hmp.send("OUTP:GEN 1")
+    assert hmp.ask("VOLT?;:OUTP:GEN?") == "0.000;0"
+    assert drain(hmp) == ['-221,"Settings conflict"'] * 2
