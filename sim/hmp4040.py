@@ -35,6 +35,7 @@ from .scpi import (
     ILLEGAL_PARAMETER_VALUE,
     Call,
     Command,
+    Field,
     Limits,
     ScpiError,
     ScpiInstrument,
@@ -140,26 +141,14 @@ class HMP4040(ScpiInstrument):
                 Limits(1, len(self.channels), 1),
                 lambda n: str(int(n)),
             ),
-            number_setting(
-                "[:SOURce]:VOLTage[:LEVel][:IMMediate][:AMPLitude]",
-                self._field("voltage"),
-                self._put("voltage"),
-                VOLTAGE,
-                volts_text,
+            self._number(
+                "[:SOURce]:VOLTage[:LEVel][:IMMediate][:AMPLitude]", "voltage", VOLTAGE, volts_text
             ),
-            number_setting(
-                "[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]",
-                self._field("current"),
-                self._put("current"),
-                CURRENT,
-                amps_text,
+            self._number(
+                "[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]", "current", CURRENT, amps_text
             ),
-            number_setting(
-                "[:SOURce]:VOLTage:PROTection[:LEVel]",
-                self._field("protection"),
-                self._put("protection"),
-                PROTECTION,
-                volts_text,
+            self._number(
+                "[:SOURce]:VOLTage:PROTection[:LEVel]", "protection", PROTECTION, volts_text
             ),
             Command(
                 "[:SOURce]:VOLTage:PROTection:TRIPped",
@@ -196,11 +185,12 @@ class HMP4040(ScpiInstrument):
     def _delivers(self, channel: Channel) -> bool:
         return channel.armed and self.master
 
-    def _field(self, name: str) -> Callable[[], float]:
-        return lambda: float(getattr(self.channel, name))
-
-    def _put(self, name: str) -> Callable[[float], None]:
-        return lambda value: setattr(self.channel, name, value)
+    def _number(
+        self, pattern: str, name: str, limits: Limits, show: Callable[[float], str]
+    ) -> Command:
+        """A numeric setting `name` of the selected channel."""
+        field = Field(lambda: self.channel, name)
+        return number_setting(pattern, field.get, field.put, limits, show)
 
     def _select(self, number: float) -> None:
         self.selected = int(number) - 1

@@ -45,6 +45,7 @@ from .scpi import (
     Call,
     Command,
     ErrorKind,
+    Field,
     Limits,
     ScpiError,
     ScpiInstrument,
@@ -265,6 +266,9 @@ class Keithley2410(ScpiInstrument):
     def _set_compliance(self, value: float) -> None:
         self.settings.compliance = max(abs(value), 1e-9)
 
+    def _set_protection(self, value: float) -> None:
+        self.settings.protection = abs(value)
+
     def _set_current_range(self, value: float) -> None:
         self.settings.current_range = abs(value)
         self.settings.current_auto_range = False
@@ -277,6 +281,9 @@ class Keithley2410(ScpiInstrument):
         elif len(wanted) > 1:
             raise ScpiError(SETTINGS_CONFLICT)
         s.functions = tuple(name for name in FUNCTIONS if name in wanted)
+
+    def _remove_all_functions(self) -> None:
+        self.settings.functions = ()
 
     def _remove_functions(self, call: Call) -> None:
         unwanted = self._parse_functions(call)
@@ -371,84 +378,71 @@ class Keithley2410(ScpiInstrument):
         return ",".join(setting_text(values[e]) for e in elements)
 
     # -- command tables ----------------------------------------------------------------------
+    def _number(
+        self,
+        pattern: str,
+        name: str,
+        limits: Limits | Callable[[], Limits],
+        put: Callable[[float], None] | None = None,
+    ) -> Command:
+        """A numeric setting `name` (assigned as given unless `put` says otherwise)."""
+        field = Field(lambda: self.settings, name)
+        return number_setting(pattern, field.get, put or field.put, limits, setting_text)
+
+    def _flag(self, pattern: str, name: str, put: Callable[[bool], None] | None = None) -> Command:
+        field = Field(lambda: self.settings, name)
+        return flag_setting(pattern, field.get, put or field.put)
+
     def _shared_commands(self) -> list[Command]:
-        s = self._get
         source = "[:SOURce[1]]:VOLTage"
+        top = self.dialect.max_level
+        terminals = Field(lambda: self.settings, "terminals")
         return [
             choice_setting(
                 "[:SOURce[1]]:FUNCtion[:MODE]", ("VOLTage",), lambda: "VOLTage", lambda _: None
             ),
-            number_setting(
+            self._number(
                 f"{source}[:LEVel][:IMMediate][:AMPLitude]",
-                s("level"),
-                self._set_level,
+                "level",
                 self._level_limits,
-                setting_text,
+                self._set_level,
             ),
-            number_setting(
-                f"{source}:RANGe",
-                s("source_range"),
-                self._set_range,
-                Limits(-self.dialect.max_level, self.dialect.max_level, 20.0),
-                setting_text,
+            self._number(
+                f"{source}:RANGe", "source_range", Limits(-top, top, 20.0), self._set_range
             ),
-            flag_setting(f"{source}:RANGe:AUTO", s("auto_range"), self._set_auto_range),
+            self._flag(f"{source}:RANGe:AUTO", "auto_range", self._set_auto_range),
             Command("[:SENSe[1]]:FUNCtion[:ON]", self._set_functions, reader(self._functions_text)),
             *(
-                number_setting(
-                    f"[:SENSe[1]]:{function}:NPLCycles",
-                    s("nplc"),
-                    self._put("nplc"),
-                    NPLC_LIMITS,
-                    setting_text,
-                )
+                self._number(f"[:SENSe[1]]:{function}:NPLCycles", "nplc", NPLC_LIMITS)
                 for function in ("CURRent[:DC]", "VOLTage[:DC]", "RESistance")
             ),
-            number_setting(
+            self._number(
                 "[:SENSe[1]]:CURRent[:DC]:RANGe[:UPPer]",
-                s("current_range"),
-                self._set_current_range,
+                "current_range",
                 COMPLIANCE_LIMITS,
-                setting_text,
+                self._set_current_range,
             ),
-            flag_setting(
-                "[:SENSe[1]]:CURRent[:DC]:RANGe:AUTO",
-                s("current_auto_range"),
-                self._put("current_auto_range"),
-            ),
-            choice_setting(
-                ":ROUTe:TERMinals", ("FRONt", "REAR"), s("terminals"), self._put("terminals")
-            ),
-            flag_setting(":OUTPut[1][:STATe]", s("output"), self._put("output")),
+            self._flag("[:SENSe[1]]:CURRent[:DC]:RANGe:AUTO", "current_auto_range"),
+            choice_setting(":ROUTe:TERMinals", ("FRONt", "REAR"), terminals.get, terminals.put),
+            self._flag(":OUTPut[1][:STATe]", "output"),
         ]
 
     def _commands_2400(self) -> list[Command]:
-        s = self._get
-        limit = self.dialect.max_level
+        top = self.dialect.max_level
         protection = "[:SENSe[1]]:CURRent[:DC]:PROTection"
         return [
             Command("[:SENSe[1]]:FUNCtion:OFF", self._remove_functions),
-            Command(
-                "[:SENSe[1]]:FUNCtion:OFF:ALL",
-                action(lambda: setattr(self.settings, "functions", ())),
-            ),
-            flag_setting(
-                "[:SENSe[1]]:FUNCtion:CONCurrent", s("concurrent"), self._put("concurrent")
-            ),
-            number_setting(
-                f"{protection}[:LEVel]",
-                s("compliance"),
-                self._set_compliance,
-                COMPLIANCE_LIMITS,
-                setting_text,
+            Command("[:SENSe[1]]:FUNCtion:OFF:ALL", action(self._remove_all_functions)),
+            self._flag("[:SENSe[1]]:FUNCtion:CONCurrent", "concurrent"),
+            self._number(
+                f"{protection}[:LEVel]", "compliance", COMPLIANCE_LIMITS, self._set_compliance
             ),
             Command(f"{protection}:TRIPped", read=reader(self._tripped)),
-            number_setting(
+            self._number(
                 "[:SOURce[1]]:VOLTage:PROTection[:LEVel]",
-                s("protection"),
-                lambda v: self._put("protection")(abs(v)),
-                Limits(-limit, limit, limit),
-                setting_text,
+                "protection",
+                Limits(-top, top, top),
+                self._set_protection,
             ),
             Command(":FORMat:ELEMents[:SENSe[1]]", self._set_elements, reader(self._elements_text)),
             Command(":READ", read=reader(self._read_2400)),
@@ -456,12 +450,9 @@ class Keithley2410(ScpiInstrument):
         ]
 
     def _commands_2450(self) -> list[Command]:
-        s = self._get
         limit = "[:SOURce[1]]:VOLTage:ILIMit[:LEVel]"
         return [
-            number_setting(
-                limit, s("compliance"), self._set_compliance, COMPLIANCE_LIMITS, setting_text
-            ),
+            self._number(limit, "compliance", COMPLIANCE_LIMITS, self._set_compliance),
             Command(f"{limit}:TRIPped", read=reader(self._tripped)),
             Command(
                 "[:SOURce[1]]:VOLTage:PROTection[:LEVel]",
@@ -470,12 +461,3 @@ class Keithley2410(ScpiInstrument):
             ),
             Command(":READ", read=self._read_2450),
         ]
-
-    # -- typed access to the present settings object (it is replaced by *RST) -----------------
-    def _get(self, name: str) -> Callable[[], Any]:
-        """A getter of setting `name` on whatever settings object is current."""
-        return lambda: getattr(self.settings, name)
-
-    def _put(self, name: str) -> Callable[[Any], None]:
-        """A setter of setting `name` on whatever settings object is current."""
-        return lambda value: setattr(self.settings, name, value)

@@ -38,7 +38,7 @@ class SensorModel:
         bulk = self.leakage_20c * min(1.0, math.sqrt(v / self.depletion_voltage))
         bulk *= leakage_temperature_factor(temperature_c)
         ratio = min(v / self.breakdown_voltage, 0.9995)
-        multiplication = 1.0 / (1.0 - ratio**self.miller_exponent)
+        multiplication = 1.0 / (1.0 - math.pow(ratio, self.miller_exponent))
         if v > self.breakdown_voltage:  # past breakdown: exponential run-away, bounded
             multiplication *= math.exp(min((v - self.breakdown_voltage) / 2.0, 30.0))
         return bulk * multiplication + v / self.ohmic_resistance

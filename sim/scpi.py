@@ -32,7 +32,7 @@ from abc import abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .clock import SimClock
 from .instrument import SimInstrument
@@ -275,6 +275,21 @@ class Command:
     @property
     def regex(self) -> re.Pattern[str]:
         return compile_pattern(self.pattern)
+
+
+@dataclass(frozen=True)
+class Field:
+    """Attribute `name` of whatever object `owner()` returns now, e.g. a settings object that
+    `*RST` replaces or the selected channel: the getter and setter of a setting command."""
+
+    owner: Callable[[], object]
+    name: str
+
+    def get(self) -> Any:
+        return getattr(self.owner(), self.name)
+
+    def put(self, value: Any) -> None:
+        setattr(self.owner(), self.name, value)
 
 
 def action(function: Callable[[], None]) -> Writer:

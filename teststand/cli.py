@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from . import __version__
 from .errors import TeststandError
@@ -148,7 +148,8 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
 def _sim_serve(args: argparse.Namespace) -> int:
     from .sim import FaultSpecError, UnknownSimulator, start_simulator
 
-    transport, host, port = "pty", "127.0.0.1", 0
+    transport: Literal["pty", "tcp"] = "pty"
+    host, port = "127.0.0.1", 0
     if args.tcp:
         host, _, port_text = args.tcp.rpartition(":")
         if not host or not port_text.isdigit():

@@ -67,7 +67,7 @@ async def exercise_coldbox(t: Transport, say: Callable[[str], None]) -> None:
 
 
 async def exercise_keithley(t: Transport, say: Callable[[str], None]) -> None:
-    say(f"IDN {scpi.parse_idn(await t.query('*IDN?', idempotent=True))}")
+    say(_identity(await t.query("*IDN?", scpi.parse_idn, idempotent=True)))
     for command in (
         "*RST",
         ":SOUR:FUNC VOLT",
@@ -92,7 +92,7 @@ async def exercise_keithley(t: Transport, say: Callable[[str], None]) -> None:
 
 
 async def exercise_hmp4040(t: Transport, say: Callable[[str], None]) -> None:
-    say(f"IDN {scpi.parse_idn(await t.query('*IDN?', idempotent=True))}")
+    say(_identity(await t.query("*IDN?", scpi.parse_idn, idempotent=True)))
     await t.write("OUTP:GEN 1")
     for channel in (1, 2, 3, 4):
         await t.write(f"INST:NSEL {channel}")
@@ -111,6 +111,10 @@ EXERCISERS: dict[str, Exerciser] = {
     "keithley2410": exercise_keithley,
     "hmp4040": exercise_hmp4040,
 }
+
+
+def _identity(idn: scpi.Identity) -> str:
+    return f"{idn.manufacturer} {idn.model}, serial {idn.serial}"
 
 
 def _row(values: list[float], unit: str) -> str:
