@@ -283,7 +283,8 @@ class ColdBox(SimInstrument):
         self._refuse_if_local()
         if not args:
             raise Refusal("missing value")
-        setters[canonical](args[0], _channel(canonical, args[1:]))
+        channel = _channel(canonical, args[1:])
+        setters[canonical](args[0], channel)
         return "OK"
 
     def _cmd(self, name: str, extra: list[str]) -> str:

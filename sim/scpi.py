@@ -8,8 +8,9 @@ nodes with the colon inside the brackets (`[:SOURce]:VOLTage`, not `[SOURce:]VOL
 Parsing follows IEEE 488.2 / SCPI-99 where it matters to a driver:
 
 - A line holds commands separated by `;`. A command without a leading colon after `;` is
-  relative to the path of the previous header (`:SOUR:VOLT 1;RANG 20` sets `:SOUR:VOLT:RANG`);
-  common commands (`*...`) do not change that path. The first command of a line starts at root.
+  relative to the path of the previous header, i.e. all its nodes but the last
+  (`:SENS:CURR:PROT 1e-5;NPLC 1` sets `:SENS:CURR:NPLC`); common commands (`*...`) do not change
+  that path. The first command of a line starts at the root.
 - Replies of all queries of a line are joined with `;` into one reply line.
 - A bad command is not answered: its error goes to the queue (`:SYST:ERR?`) and the rest of the
   line is skipped; replies of queries before it on the same line are still sent.
@@ -403,7 +404,11 @@ class ScpiInstrument(SimInstrument):
     # -- the engine --------------------------------------------------------------------------
     @functools.cached_property
     def command_table(self) -> tuple[Command, ...]:
-        return (*self._common_commands(), *self.commands())
+        """Common and instrument commands, built on first use (patterns compiled, so checked)."""
+        table = (*self._common_commands(), *self.commands())
+        for command in table:
+            compile_pattern(command.pattern)
+        return table
 
     def push_error(self, kind: ErrorKind) -> None:
         """Queue an error and set its *ESR bit."""

@@ -137,12 +137,14 @@ class SimServer:
         text = command.decode("ascii", errors="replace")
         try:
             reply = self.instrument.handle(text)
+            data = (
+                None if reply is None else reply.encode("ascii") + self.instrument.reply_terminator
+            )
         except Exception:  # a simulator bug must not kill the link
             log.exception("%s: simulator failed on %r", self.instrument.kind, text)
-            reply = None
+            data = None
         if faults.hang_after is not None and self.commands >= faults.hang_after:
             faults.hang = True
-        data = None if reply is None else reply.encode("ascii") + self.instrument.reply_terminator
         # Bytes on the wire both ways; the command's terminator is taken to be as long as the
         # instrument's reply terminator (the splitter does not keep it).
         terminator = len(self.instrument.reply_terminator)

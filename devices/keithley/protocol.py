@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ...errors import ReplyFormatError
@@ -27,12 +27,17 @@ class Reading:
         return bool(self.status >> COMPLIANCE_BIT & 1)
 
 
-def parse_reading(text: str, elements: Sequence[str] = ELEMENTS) -> Reading:
-    """Parse a `:READ?` reply holding `elements` in that order (VOLT and CURR required)."""
+def parse_reading(text: str, elements: Collection[str] = ELEMENTS) -> Reading:
+    """Parse a `:READ?` reply of the elements enabled with `:FORM:ELEM` (VOLT and CURR needed).
+
+    A 2400-series unit sends the enabled elements in its fixed order VOLT, CURR, RES, TIME, STAT
+    whatever order `:FORM:ELEM` named them in, so the reply is read in that order.
+    """
     unknown = set(elements) - set(ELEMENTS)
     if unknown or not {"VOLT", "CURR"} <= set(elements):
         raise ValueError(f"elements must include VOLT and CURR from {ELEMENTS}, got {elements}")
-    values = dict(zip(elements, parse_floats(text, len(elements)), strict=True))
+    order = [element for element in ELEMENTS if element in elements]
+    values = dict(zip(order, parse_floats(text, len(order)), strict=True))
     status = values.get("STAT", 0.0)
     if math.isnan(status):
         status = 0.0

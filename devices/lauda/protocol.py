@@ -15,6 +15,7 @@ ERROR_MEANINGS = {
     8: "module or value not present",
     32: "upper limit TiH must be above lower limit TiL",
     33: "no external temperature sensor",
+    36: "input not possible now (e.g. LOCAL control)",
     38: "too many set point changes in one hour",
 }
 

@@ -111,6 +111,8 @@ def test_keithley_reading_missing_elements_and_compliance() -> None:
     assert reading.voltage == 100.0 and reading.current == -1e-4
     assert math.isnan(reading.resistance) and reading.in_compliance
     assert not parse_reading("1,2", ("VOLT", "CURR")).in_compliance
+    # The unit sends elements in its fixed order, whatever order :FORM:ELEM named them in.
+    assert parse_reading("1,2", ("CURR", "VOLT")).voltage == 1.0
 
 
 def test_command_formatting() -> None:
