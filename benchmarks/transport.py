@@ -1,7 +1,9 @@
 """Transport benchmark: round trips against bare loops, and a paced serial link against its limit.
 
 Run: `.venv/bin/python benchmarks/transport.py [--paced-queries 1000]`. Every figure is measured in
-this one run against the same simulator; the last stdout line is one JSON object.
+this one run against the same simulator; the last stdout line is one JSON object. The simulators
+run in their own process (`teststand sim serve`), as an instrument would, so that they do not
+compete with the client for the interpreter lock.
 
 - `pty_ratio`: the transport's round trips per second over a pty, divided by those of a bare
   blocking pyserial write/read_until loop on the same pty.
@@ -18,16 +20,39 @@ import asyncio
 import json
 import socket
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import serial
 from teststand.devices.caen.protocol import parse_numbers
-from teststand.sim.runner import start_simulator
 
 from teststand.transport import connect
 
+TESTSTAND = str(Path(sys.executable).with_name("teststand"))
+
 COMMAND = "$CMD:MON,CH:0,PAR:VMON"
 BITS_PER_BYTE = 10
+
+
+@contextmanager
+def served(*options: str) -> Iterator[str]:
+    """Serve a CAEN DT8033 simulator in a separate process; yield its address."""
+    server = subprocess.Popen(
+        [TESTSTAND, "sim", "serve", "caen-dt8033", *options],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        yield server.stdout.readline().strip()
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def bare_serial(path: str, count: int) -> float:
@@ -75,18 +100,15 @@ async def through_transport(url: str, count: int) -> tuple[float, int]:
 
 def side_by_side(count: int, rounds: int) -> dict[str, float]:
     figures: dict[str, list[float]] = {k: [] for k in ("pty_t", "pty_b", "tcp_t", "tcp_b")}
-    with (
-        start_simulator("caen-dt8033") as pty_sim,
-        start_simulator("caen-dt8033", transport="tcp") as tcp_sim,
-    ):
+    with served("--pty") as pty_path, served("--tcp", "127.0.0.1:0") as tcp_address:
         for _ in range(rounds):  # alternate, so that machine noise hits both sides alike
-            figures["pty_b"].append(bare_serial(pty_sim.address, count))
+            figures["pty_b"].append(bare_serial(pty_path, count))
             figures["pty_t"].append(
-                asyncio.run(through_transport(f"serial://{pty_sim.address}", count))[0]
+                asyncio.run(through_transport(f"serial://{pty_path}", count))[0]
             )
-            figures["tcp_b"].append(bare_socket(tcp_sim.address, count))
+            figures["tcp_b"].append(bare_socket(tcp_address, count))
             figures["tcp_t"].append(
-                asyncio.run(through_transport(f"tcp://{tcp_sim.address}", count))[0]
+                asyncio.run(through_transport(f"tcp://{tcp_address}", count))[0]
             )
     m = {k: statistics.median(v) for k, v in figures.items()}
     return {
@@ -100,9 +122,9 @@ def side_by_side(count: int, rounds: int) -> dict[str, float]:
 
 
 def paced(count: int, baud: int) -> dict[str, float]:
-    with start_simulator("caen-dt8033", baud=baud) as sim:
+    with served("--pty", "--baud", str(baud)) as path:
         started = time.perf_counter()
-        _, wire_bytes = asyncio.run(through_transport(f"serial://{sim.address}", count))
+        _, wire_bytes = asyncio.run(through_transport(f"serial://{path}", count))
         elapsed = time.perf_counter() - started
     limit = wire_bytes * BITS_PER_BYTE / baud
     return {

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import socket
 import termios
 from abc import ABC, abstractmethod
 
@@ -25,16 +26,20 @@ class LinkClosed(Exception):
 
 
 class Link(ABC):
-    """A byte stream with line framing, owned exclusively while open."""
+    """A non-blocking file descriptor with line framing, owned exclusively while open.
+
+    Reads wait on `loop.add_reader`; both a serial port and a TCP socket are driven this way.
+    """
 
     def __init__(self, spec: InstrumentURL) -> None:
         self.spec = spec
         self._buffer = bytearray()
         self._lock: InstrumentLock | None = None
+        self._fd = -1
 
     @property
-    @abstractmethod
-    def is_open(self) -> bool: ...
+    def is_open(self) -> bool:
+        return self._fd >= 0
 
     @abstractmethod
     async def open(self) -> None: ...
@@ -42,12 +47,42 @@ class Link(ABC):
     @abstractmethod
     async def _close_stream(self) -> None: ...
 
-    @abstractmethod
     async def _read_chunk(self) -> bytes:
-        """Wait for and return at least one byte; raise LinkClosed on EOF or I/O error."""
+        """Wait for and return at least one byte; LinkClosed on EOF, hang-up or I/O error."""
+        if self._fd < 0:
+            raise LinkClosed("closed")
+        while True:
+            try:
+                data = os.read(self._fd, 4096)
+            except BlockingIOError:
+                await self._readable()
+                continue
+            except OSError as exc:
+                raise LinkClosed(str(exc)) from exc
+            if not data:
+                raise LinkClosed("end of file")
+            return data
 
-    @abstractmethod
-    async def write(self, data: bytes) -> None: ...
+    async def _readable(self) -> None:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(self._fd, _wake, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(self._fd)
+
+    async def write(self, data: bytes) -> None:
+        if self._fd < 0:
+            raise LinkClosed("closed")
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+            except OSError as exc:
+                raise LinkClosed(str(exc)) from exc
 
     async def close(self) -> None:
         try:
@@ -95,11 +130,6 @@ class SerialLink(Link):
     def __init__(self, spec: InstrumentURL) -> None:
         super().__init__(spec)
         self._serial: serial.Serial | None = None
-        self._fd = -1
-
-    @property
-    def is_open(self) -> bool:
-        return self._serial is not None
 
     async def open(self) -> None:
         self._serial = await asyncio.to_thread(self._open_sync)
@@ -177,42 +207,6 @@ class SerialLink(Link):
             port.close()
         self._fd = -1
 
-    async def _read_chunk(self) -> bytes:
-        if self._serial is None:
-            raise LinkClosed("port closed")
-        while True:
-            try:
-                data = os.read(self._fd, 4096)
-            except BlockingIOError:
-                await self._readable()
-                continue
-            except OSError as exc:
-                raise LinkClosed(str(exc)) from exc
-            if not data:
-                raise LinkClosed("end of file on the port")
-            return data
-
-    async def _readable(self) -> None:
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(self._fd, _wake, ready)
-        try:
-            await ready
-        finally:
-            loop.remove_reader(self._fd)
-
-    async def write(self, data: bytes) -> None:
-        if self._serial is None:
-            raise LinkClosed("port closed")
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self._fd, view) :]
-            except BlockingIOError:
-                await asyncio.sleep(0.001)
-            except OSError as exc:
-                raise LinkClosed(str(exc)) from exc
-
 
 def _wake(ready: asyncio.Future[None]) -> None:
     if not ready.done():
@@ -224,12 +218,7 @@ class TcpLink(Link):
 
     def __init__(self, spec: InstrumentURL) -> None:
         super().__init__(spec)
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    @property
-    def is_open(self) -> bool:
-        return self._writer is not None
+        self._socket: socket.socket | None = None
 
     async def open(self) -> None:
         host, port = self.spec.host_port
@@ -237,7 +226,7 @@ class TcpLink(Link):
         self._take_lock(f"tcp-{host}-{port}")
         try:
             async with asyncio.timeout(o.connect_timeout):
-                self._reader, self._writer = await asyncio.open_connection(host, port)
+                self._socket = await self._connect(host, port)
         except (OSError, TimeoutError) as exc:
             if self._lock is not None:
                 self._lock.release()
@@ -248,33 +237,30 @@ class TcpLink(Link):
                 instrument=o.name,
                 hint="check that the instrument is on, its address is right and the network is up",
             ) from exc
+        self._fd = self._socket.fileno()
+
+    @staticmethod
+    async def _connect(host: str, port: int) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await loop.sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     async def _close_stream(self) -> None:
-        writer, self._writer, self._reader = self._writer, None, None
-        if writer is not None:
-            writer.close()
+        sock, self._socket = self._socket, None
+        if sock is not None:
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-    async def _read_chunk(self) -> bytes:
-        if self._reader is None:
-            raise LinkClosed("socket closed")
-        try:
-            data = await self._reader.read(4096)
-        except OSError as exc:
-            raise LinkClosed(str(exc)) from exc
-        if not data:
-            raise LinkClosed("the peer closed the connection")
-        return data
-
-    async def write(self, data: bytes) -> None:
-        if self._writer is None or self._writer.is_closing():
-            raise LinkClosed("socket closed")
-        try:
-            self._writer.write(data)
-            await self._writer.drain()
-        except OSError as exc:
-            raise LinkClosed(str(exc)) from exc
+                asyncio.get_running_loop().remove_reader(self._fd)
+            sock.close()
+        self._fd = -1
 
 
 __all__ = ["InstrumentBusy", "Link", "LinkClosed", "SerialLink", "TcpLink"]
