@@ -308,3 +308,22 @@ async def test_port_held_by_a_foreign_program_is_named() -> None:
         foreign.kill()
         foreign.wait()
         sim.stop()
+
+
+async def test_hung_instrument_times_out_until_reset() -> None:
+    async with connect(f"{CAEN}?faults=hang_after=2&timeout=0.1&attempts=2&backoff=0") as t:
+        for _ in range(2):
+            await t.query(VMON_ALL, numbers, idempotent=True)
+        with pytest.raises(TransportTimeout):
+            await t.query(VMON_ALL, numbers, idempotent=True)
+        t.simulator.reset()
+        assert await t.query(VMON_ALL, numbers, idempotent=True) == [0.0] * 8
+
+
+async def test_set_refused_in_local_control() -> None:
+    async with connect(f"{CAEN}?faults=local", name="hv") as t:
+        with pytest.raises(InstrumentRefused) as info:
+            await t.query("$CMD:SET,CH:0,PAR:VSET,VAL:10", caen.parse_ok, idempotent=True)
+        assert info.value.code == "LOC:ERR"
+        assert "LOCAL" in str(info.value)
+        assert t.stats.retries == 0
