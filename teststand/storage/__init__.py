@@ -1,0 +1,1 @@
+"""Run storage in Tiled: the embedded and shared servers, the journal, replay."""
