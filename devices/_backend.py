@@ -1,0 +1,170 @@
+"""Signals over a protocol client: an ophyd-async backend that calls async read/write functions.
+
+A custom backend rather than soft signals with getters: in mock mode ophyd-async swaps it for a
+plain soft backend, so a dry run never touches the client, and errors of the link surface as
+typed exceptions on read instead of being swallowed by a poll loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, Protocol, TypeVar
+
+from bluesky.protocols import Reading
+from event_model import DataKey
+from ophyd_async.core import (
+    Callback,
+    Device,
+    DeviceConnector,
+    SignalBackend,
+    SignalDatatypeT,
+    SignalMetadata,
+    SignalR,
+    SignalRW,
+    make_datakey,
+)
+
+log = logging.getLogger("teststand.devices")
+T = TypeVar("T")
+
+Read = Callable[[], Awaitable[SignalDatatypeT]]
+Write = Callable[[SignalDatatypeT], Awaitable[None]]
+
+
+class ClientBackend(SignalBackend[SignalDatatypeT]):
+    """Reads and writes one quantity through a protocol client's async functions."""
+
+    def __init__(
+        self,
+        datatype: type[SignalDatatypeT],
+        read: Read[SignalDatatypeT],
+        write: Write[SignalDatatypeT] | None = None,
+        *,
+        source: str,
+        units: str | None = None,
+        precision: int | None = None,
+        poll_period: float = 0.25,
+    ) -> None:
+        self._read = read
+        self._write = write
+        self._source = source
+        self._metadata: SignalMetadata = {}
+        if units is not None:
+            self._metadata["units"] = units
+        if precision is not None:
+            self._metadata["precision"] = precision
+        self._poll_period = poll_period
+        self._poll: asyncio.Task[None] | None = None
+        self._setpoint: SignalDatatypeT | None = None
+        super().__init__(datatype)
+
+    def source(self, name: str, read: bool) -> str:
+        return self._source
+
+    async def connect(self, timeout: float) -> None:
+        """The owning device's connector opens the client; nothing to do per signal."""
+
+    async def put(self, value: SignalDatatypeT | None) -> None:
+        if self._write is None:
+            raise PermissionError(f"{self._source} is read-only")
+        if value is None:
+            raise ValueError(f"{self._source} needs a value to write")
+        await self._write(value)
+        self._setpoint = value
+
+    async def get_value(self) -> SignalDatatypeT:
+        return await self._read()
+
+    async def get_reading(self) -> Reading[SignalDatatypeT]:
+        return {"value": await self._read(), "timestamp": time.time(), "alarm_severity": 0}
+
+    async def get_setpoint(self) -> SignalDatatypeT:
+        return self._setpoint if self._setpoint is not None else await self._read()
+
+    async def get_datakey(self, source: str) -> DataKey:
+        assert self.datatype is not None
+        return make_datakey(self.datatype, await self._read(), source, self._metadata)
+
+    def set_callback(self, callback: Callback[Reading[SignalDatatypeT]] | None) -> None:
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
+        if callback is not None:
+            self._poll = asyncio.create_task(self._monitor(callback))
+
+    async def _monitor(self, callback: Callback[Reading[SignalDatatypeT]]) -> None:
+        while True:
+            try:
+                callback(await self.get_reading())
+            except Exception as exc:  # keep monitoring, but never silently
+                log.error("%s: monitor read failed: %s", self._source, exc)
+            await asyncio.sleep(self._poll_period)
+
+
+def client_signal_r(
+    datatype: type[SignalDatatypeT],
+    read: Read[SignalDatatypeT],
+    *,
+    source: str,
+    units: str | None = None,
+    precision: int | None = None,
+) -> SignalR[SignalDatatypeT]:
+    backend = ClientBackend(datatype, read, source=source, units=units, precision=precision)
+    return SignalR(backend)
+
+
+def client_signal_rw(
+    datatype: type[SignalDatatypeT],
+    read: Read[SignalDatatypeT],
+    write: Write[SignalDatatypeT],
+    *,
+    source: str,
+    units: str | None = None,
+    precision: int | None = None,
+) -> SignalRW[SignalDatatypeT]:
+    backend = ClientBackend(datatype, read, write, source=source, units=units, precision=precision)
+    return SignalRW(backend)
+
+
+class SingleFlight(Generic[T]):
+    """Concurrent callers of one fetch share a single round trip.
+
+    When bluesky reads a device it reads every signal at once; the eight channel voltages of an
+    HV supply then cost one group command (`CH:8`) instead of eight.
+    """
+
+    def __init__(self, fetch: Callable[[], Awaitable[T]]) -> None:
+        self._fetch = fetch
+        self._pending: asyncio.Future[T] | None = None
+
+    async def __call__(self) -> T:
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._fetch())
+            self._pending.add_done_callback(self._clear)
+        return await asyncio.shield(self._pending)
+
+    def _clear(self, future: asyncio.Future[T]) -> None:
+        if future is self._pending:
+            self._pending = None
+
+
+class Client(Protocol):
+    """What a client connector opens: a protocol client owning one transport."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class ClientConnector(DeviceConnector):
+    """Opens the device's protocol client on a real connect; a mock connect never touches it."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def connect_real(self, device: Device, timeout: float, force_reconnect: bool) -> None:
+        await self.client.open()
+        await super().connect_real(device, timeout, force_reconnect)

@@ -1,0 +1,201 @@
+"""ophyd-async devices of a CAEN HV supply: one `CaenChannel` per channel in a `DeviceVector`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+from ophyd_async.core import (
+    AsyncStatus,
+    DeviceVector,
+    MovableLogic,
+    SignalRW,
+    StandardMovable,
+    StandardReadable,
+    StrictEnum,
+    TimeoutCalculator,
+)
+from ophyd_async.core import StandardReadableFormat as Format
+
+from .._backend import ClientConnector, client_signal_r, client_signal_rw
+from .client import CaenClient, CaenError, ChannelStatus, Dialect, decode_status
+
+MICRO = 1e-6
+
+
+class PowerDown(StrictEnum):
+    RAMP = "RAMP"
+    KILL = "KILL"
+
+
+@dataclass
+class CaenMoveLogic(MovableLogic[float]):
+    """Ramp to a voltage: done within `tolerance` of it; a trip or switch-off fails the move."""
+
+    channel: CaenChannel
+    tolerance: float = 2.0
+    poll: float = 0.2
+    margin: float = 10.0
+
+    async def check_move(self, new_position: float) -> None:
+        limit = await self.channel.max_voltage.get_value()
+        if not 0 <= new_position <= limit:
+            raise CaenError(
+                f"{self.channel.name}: {new_position} V is outside 0..{limit} V (MAXV); give a "
+                "magnitude within the channel's limit"
+            )
+
+    async def calculate_timeout(self, old_position: float, new_position: float) -> float:
+        rising = new_position > old_position
+        rate = await (self.channel.rate_up if rising else self.channel.rate_down).get_value()
+        return abs(new_position - old_position) / max(float(rate), 1e-3) * 1.2 + self.margin
+
+    async def move(self, new_position: float, timeout: TimeoutCalculator) -> None:
+        channel = self.channel
+        if not (await channel.read_status()).on:
+            raise CaenError(f"{channel.name} is OFF: switch it on before setting a voltage")
+        await self.setpoint.set(new_position)
+        deadline = time.monotonic() + (timeout() or float("inf"))
+        while True:
+            status = await channel.read_status()
+            if status.faults or not status.on:
+                problem = ", ".join(sorted(status.faults)) or "switched off"
+                raise CaenError(f"{channel.name}: ramp to {new_position} V failed: {problem}")
+            voltage = await self.readback.get_value()
+            if abs(voltage - new_position) < self.tolerance and not status.ramping:
+                return
+            if time.monotonic() > deadline:
+                raise CaenError(
+                    f"{channel.name}: ramp to {new_position} V timed out at {voltage} V; check "
+                    "the ramp rate, the current limit and the load"
+                )
+            await asyncio.sleep(self.poll)
+
+    async def stop(self) -> None:
+        """Hold the present voltage."""
+        await self.setpoint.set(await self.readback.get_value())
+
+
+class CaenChannel(StandardReadable, StandardMovable[float]):
+    """One HV channel: readbacks, configuration, and a ramp as its move."""
+
+    def __init__(self, client: CaenClient, channel: int, name: str = "") -> None:
+        self.client = client
+        self.channel = channel
+        source = f"{client.url}#CH{channel}"
+
+        def group(par: str, scale: float = 1.0) -> Callable[[], Awaitable[float]]:
+            async def read() -> float:
+                return (await client.mon_all_floats(par))[channel] * scale
+
+            return read
+
+        def write(par: str, scale: float = 1.0) -> Callable[[float], Awaitable[None]]:
+            async def put(value: float) -> None:
+                await client.set(par, channel, round(value / scale, 4))
+
+            return put
+
+        async def ramp_down_read() -> float:
+            return await group(client.ramp_down_name)()
+
+        async def ramp_down_write(value: float) -> None:
+            await client.set(client.ramp_down_name, channel, value)
+
+        async def power_down_read() -> PowerDown:
+            return PowerDown((await client.mon_all("PDWN"))[channel])
+
+        async def power_down_write(value: PowerDown) -> None:
+            await client.set("PDWN", channel, PowerDown(value).value)
+
+        async def polarity_read() -> str:
+            return (await client.mon_all("POL"))[channel]
+
+        async def status_read() -> str:
+            return str(await self.read_status())
+
+        with self.add_children_as_readables(Format.HINTED_SIGNAL):
+            self.voltage = client_signal_r(
+                float, group("VMON"), source=f"{source}:VMON", units="V", precision=1
+            )
+        with self.add_children_as_readables():
+            self.current = client_signal_r(
+                float, group("IMON", MICRO), source=f"{source}:IMON", units="A"
+            )
+            self.status = client_signal_r(str, status_read, source=f"{source}:STAT")
+        with self.add_children_as_readables(Format.CONFIG_SIGNAL):
+            self.rate_up = client_signal_rw(
+                float, group("RUP"), write("RUP"), source=f"{source}:RUP", units="V/s"
+            )
+            self.rate_down = client_signal_rw(
+                float, ramp_down_read, ramp_down_write, source=f"{source}:RDW", units="V/s"
+            )
+            self.current_limit = client_signal_rw(
+                float,
+                group("ISET", MICRO),
+                write("ISET", MICRO),
+                source=f"{source}:ISET",
+                units="A",
+            )
+            self.trip_time = client_signal_rw(
+                float, group("TRIP"), write("TRIP"), source=f"{source}:TRIP", units="s"
+            )
+            self.power_down = client_signal_rw(
+                PowerDown, power_down_read, power_down_write, source=f"{source}:PDWN"
+            )
+            self.max_voltage = client_signal_rw(
+                float, group("MAXV"), write("MAXV"), source=f"{source}:MAXV", units="V"
+            )
+            self.polarity = client_signal_r(str, polarity_read, source=f"{source}:POL")
+        self.setpoint: SignalRW[float] = client_signal_rw(
+            float, group("VSET"), write("VSET"), source=f"{source}:VSET", units="V"
+        )
+        super().__init__(name=name)
+
+    @cached_property
+    def movable_logic(self) -> CaenMoveLogic:
+        return CaenMoveLogic(setpoint=self.setpoint, readback=self.voltage, channel=self)
+
+    async def read_status(self) -> ChannelStatus:
+        words = await self.client.mon_all_floats("STAT")
+        return decode_status(int(words[self.channel]), self.client.dialect)
+
+    @AsyncStatus.wrap
+    async def on(self) -> None:
+        await self.client.on(self.channel)
+
+    @AsyncStatus.wrap
+    async def off(self) -> None:
+        await self.client.off(self.channel)
+
+
+class CaenHV(StandardReadable):
+    """A CAEN HV supply: `channels[i]` are its channels; reads use the group command."""
+
+    def __init__(
+        self,
+        url_or_client: str | CaenClient,
+        dialect: Dialect = "803x",
+        board: int = 0,
+        name: str = "",
+    ) -> None:
+        self.client = (
+            url_or_client
+            if isinstance(url_or_client, CaenClient)
+            else CaenClient(url_or_client, dialect=dialect, board=board, name=name or "caen")
+        )
+        with self.add_children_as_readables():
+            self.channels = DeviceVector(
+                {i: CaenChannel(self.client, i) for i in range(self.client.channels)}
+            )
+        super().__init__(name=name, connector=ClientConnector(self.client))
+
+    async def close(self) -> None:
+        """Release the instrument (its transport and lock)."""
+        await self.client.close()
+
+
+__all__ = ["CaenChannel", "CaenHV", "PowerDown"]
