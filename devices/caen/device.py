@@ -10,6 +10,7 @@ from functools import cached_property
 
 from ophyd_async.core import (
     AsyncStatus,
+    DeviceMock,
     DeviceVector,
     MovableLogic,
     SignalRW,
@@ -17,6 +18,9 @@ from ophyd_async.core import (
     StandardReadable,
     StrictEnum,
     TimeoutCalculator,
+    callback_on_mock_put,
+    default_mock_class,
+    set_mock_value,
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
@@ -79,6 +83,17 @@ class CaenMoveLogic(MovableLogic[float]):
         await self.setpoint.set(await self.readback.get_value())
 
 
+class CaenChannelMock(DeviceMock["CaenChannel"]):
+    """A dry-run channel: switched on, limits wide open, ramps arrive at once."""
+
+    async def connect(self, device: CaenChannel) -> None:
+        set_mock_value(device.max_voltage, 1e4)
+        set_mock_value(device.status_word, 1)
+        set_mock_value(device.status, "ON")
+        callback_on_mock_put(device.setpoint, lambda v: set_mock_value(device.voltage, v))
+
+
+@default_mock_class(CaenChannelMock)
 class CaenChannel(StandardReadable, StandardMovable[float]):
     """One HV channel: readbacks, configuration, and a ramp as its move."""
 
@@ -114,8 +129,11 @@ class CaenChannel(StandardReadable, StandardMovable[float]):
         async def polarity_read() -> str:
             return (await client.mon_all("POL"))[channel]
 
+        async def status_word_read() -> int:
+            return int((await client.mon_all_floats("STAT"))[channel])
+
         async def status_read() -> str:
-            return str(await self.read_status())
+            return str(decode_status(await status_word_read(), client.dialect))
 
         with self.add_children_as_readables(Format.HINTED_SIGNAL):
             self.voltage = client_signal_r(
@@ -150,6 +168,7 @@ class CaenChannel(StandardReadable, StandardMovable[float]):
                 float, group("MAXV"), write("MAXV"), source=f"{source}:MAXV", units="V"
             )
             self.polarity = client_signal_r(str, polarity_read, source=f"{source}:POL")
+        self.status_word = client_signal_r(int, status_word_read, source=f"{source}:STAT")
         self.setpoint: SignalRW[float] = client_signal_rw(
             float, group("VSET"), write("VSET"), source=f"{source}:VSET", units="V"
         )
@@ -160,8 +179,7 @@ class CaenChannel(StandardReadable, StandardMovable[float]):
         return CaenMoveLogic(setpoint=self.setpoint, readback=self.voltage, channel=self)
 
     async def read_status(self) -> ChannelStatus:
-        words = await self.client.mon_all_floats("STAT")
-        return decode_status(int(words[self.channel]), self.client.dialect)
+        return decode_status(await self.status_word.get_value(), self.client.dialect)
 
     @AsyncStatus.wrap
     async def on(self) -> None:

@@ -1,0 +1,154 @@
+"""The CAEN devices against the simulators over real ptys, in a RunEngine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import bluesky.plans as bp
+import pytest
+from bluesky import RunEngine
+from ophyd_async.core import init_devices
+from teststand.devices.caen import CaenError, CaenHV, PowerDown
+from teststand.sim.runner import RunningSim, start_simulator
+
+from teststand.errors import InstrumentRefused, TransportTimeout
+
+
+@pytest.fixture
+def RE() -> RunEngine:
+    return RunEngine(call_returns_result=True)
+
+
+def run(RE: RunEngine, make: Callable[[], Awaitable[Any]]) -> Any:
+    """Await `make()` on the RunEngine's loop, where the devices live."""
+
+    async def call() -> Any:
+        return await make()
+
+    return asyncio.run_coroutine_threadsafe(call(), RE.loop).result(60)
+
+
+@pytest.fixture
+def sim() -> Iterator[RunningSim]:
+    simulator = start_simulator("caen-dt8033", speed=50, breakdown=[450, 150] + [450] * 6)
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def hv(RE: RunEngine, sim: RunningSim) -> Iterator[CaenHV]:
+    with init_devices():
+        hv = CaenHV(f"serial://{sim.address}")
+    yield hv
+    run(RE, lambda: hv.close())
+
+
+def test_readings_describe_and_units(RE: RunEngine, hv: CaenHV) -> None:
+    description = run(RE, lambda: hv.describe())
+    assert description["hv-channels-3"]["units"] == "V"
+    assert description["hv-channels-3-current"]["units"] == "A"
+    configuration = run(RE, lambda: hv.channels[0].describe_configuration())
+    units = {key.rsplit("-", 1)[-1]: value.get("units") for key, value in configuration.items()}
+    assert units["rate_up"] == "V/s"
+    assert units["current_limit"] == "A"
+    assert units["trip_time"] == "s"
+    reading = run(RE, lambda: hv.channels[0].read_configuration())
+    assert reading["hv-channels-0-current_limit"]["value"] == pytest.approx(100e-6)
+    assert reading["hv-channels-0-power_down"]["value"] == PowerDown.RAMP
+    assert reading["hv-channels-0-polarity"]["value"] == "+"
+
+
+def test_whole_supply_read_is_three_group_commands(
+    RE: RunEngine, hv: CaenHV, sim: RunningSim
+) -> None:
+    before = sim.server.commands
+    reading = run(RE, lambda: hv.read())
+    assert len(reading) == 24  # 8 × voltage, current, status
+    assert sim.server.commands - before == 3
+
+
+def test_ramp_within_tolerance_and_timeout_from_rate(RE: RunEngine, hv: CaenHV) -> None:
+    channel = hv.channels[2]
+    run(RE, lambda: channel.rate_up.set(100))
+    timeout = run(RE, lambda: channel.movable_logic.calculate_timeout(0.0, 300.0))
+    assert timeout == pytest.approx(300 / 100 * 1.2 + 10)
+    run(RE, lambda: channel.on())
+    run(RE, lambda: channel.set(300))
+    assert abs(run(RE, lambda: channel.voltage.get_value()) - 300) < 2
+    assert run(RE, lambda: channel.status.get_value()) == "ON"
+
+
+def test_set_on_a_channel_that_is_off_is_refused(RE: RunEngine, hv: CaenHV) -> None:
+    with pytest.raises(CaenError, match="OFF: switch it on"):
+        run(RE, lambda: hv.channels[4].set(100))
+
+
+def test_set_above_maxv_is_refused_before_any_write(
+    RE: RunEngine, hv: CaenHV, sim: RunningSim
+) -> None:
+    run(RE, lambda: hv.channels[0].max_voltage.set(500))
+    before = sim.server.commands
+    with pytest.raises(CaenError, match=r"outside 0\.\.500"):
+        run(RE, lambda: hv.channels[0].set(800))
+    # only the MAXV and VMON reads went out, no VSET
+    assert sim.server.commands - before <= 2
+
+
+def test_trip_during_ramp_raises_naming_the_channel(RE: RunEngine, hv: CaenHV) -> None:
+    channel = hv.channels[1]  # breaks down at 150 V
+    run(RE, lambda: channel.current_limit.set(20e-6))
+    run(RE, lambda: channel.trip_time.set(0))
+    run(RE, lambda: channel.rate_up.set(50))
+    run(RE, lambda: channel.on())
+    with pytest.raises(CaenError, match=r"hv-channels-1: ramp to 300.0 V failed: TRIP"):
+        run(RE, lambda: channel.set(300.0))
+
+
+def test_local_control_gives_a_clear_error(RE: RunEngine, hv: CaenHV, sim: RunningSim) -> None:
+    sim.set_faults("local")
+    with pytest.raises(InstrumentRefused, match="LOCAL") as info:
+        run(RE, lambda: hv.channels[0].rate_up.set(20))
+    assert info.value.code == "LOC:ERR"
+
+
+def test_hung_supply_times_out_naming_the_device(RE: RunEngine, sim: RunningSim) -> None:
+    with init_devices():
+        hv = CaenHV(f"serial://{sim.address}?timeout=0.1&attempts=2&backoff=0", name="bias")
+    sim.set_faults("hang")
+    with pytest.raises(TransportTimeout, match="bias"):
+        run(RE, lambda: hv.channels[0].voltage.get_value())
+    run(RE, lambda: hv.close())
+
+
+def test_n1470_dialect_with_board_and_rdwn(RE: RunEngine) -> None:
+    with start_simulator("caen-n1470", board=7, rdw_name="RDWN") as sim:
+        with init_devices():
+            supply = CaenHV(f"serial://{sim.address}", dialect="14xx", board=7)
+        assert supply.client.ramp_down_name == "RDWN"
+        assert len(supply.channels) == 4
+        run(RE, lambda: supply.channels[3].rate_down.set(25))
+        assert run(RE, lambda: supply.channels[3].rate_down.get_value()) == 25
+        run(RE, lambda: supply.close())
+
+
+def test_count_and_scan_in_a_run_engine(RE: RunEngine, hv: CaenHV) -> None:
+    documents: list[tuple[str, dict[str, object]]] = []
+    RE(bp.count([hv], num=2), lambda name, doc: documents.append((name, doc)))
+    events = [doc for name, doc in documents if name == "event"]
+    assert len(events) == 2
+    run(RE, lambda: hv.channels[5].rate_up.set(200))
+    run(RE, lambda: hv.channels[5].on())
+    documents.clear()
+    RE(bp.scan([hv], hv.channels[5], 0, 100, 3), lambda name, doc: documents.append((name, doc)))
+    voltages = [doc["data"]["hv-channels-5"] for name, doc in documents if name == "event"]
+    assert voltages == pytest.approx([0, 50, 100], abs=2)
+
+
+def test_mock_mode_needs_no_instrument(RE: RunEngine) -> None:
+    with init_devices(mock=True):
+        hv = CaenHV("serial:///dev/ttyUSB-not-here")
+    RE(bp.count([hv]))
+    run(RE, lambda: hv.channels[0].set(100))
+    assert run(RE, lambda: hv.channels[0].voltage.get_value()) == 100
