@@ -17,6 +17,12 @@ def test_shipped_simulated_stand_loads() -> None:
     assert config.sim
     assert config.instruments["hv"].kind == "caen-dt8033"
     assert len(config.instruments["hv"].simulator.options["breakdown"]) == 8
+    assert len(config.slots) == 8
+    module = config.slots[4].module
+    assert module is not None
+    assert module.sensor == "3d"
+    assert module.area == 12.75
+    assert config.limits.max_bias.for_sensor(module.sensor) == 120
 
 
 def stand(**instrument: Any) -> dict[str, Any]:
@@ -38,6 +44,33 @@ def stand(**instrument: Any) -> dict[str, Any]:
 def test_errors_name_the_key_path(data: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_stand(data)
+    assert fragment in str(info.value)
+
+
+def slotted(**changes: Any) -> dict[str, Any]:
+    data = load_stand(ROOT / "profile_collection" / "stand.yaml").model_dump(by_alias=True)
+    data = {**data, **changes}
+    return data
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"slots": {1: {"hv": "hv:8"}}}, "slots.1.hv: caen-dt8033 'hv' has no channel 8"),
+        ({"slots": {1: {"hv": "hv:2"}, 2: {"hv": "hv:2"}}}, "channel hv:2 is already used"),
+        ({"slots": {1: {"hv": "lv1:1"}}}, "slots.1.hv: lv1 is a hmp4040"),
+        ({"slots": {1: {"hv": "nope:1"}}}, "no instrument named 'nope'"),
+        ({"slots": {1: {"hv": "hv"}}}, "expected INSTRUMENT:CHANNEL"),
+        ({"slots": {1: {"hv": "hv:0", "module": {"sensor": "planar"}}}}, "slots.1.module.id"),
+        ({"slots": {1: {"hv": "hv:0", "module": {"id": "M1", "sensor": "4d"}}}}, "sensor"),
+        ({"limits": {"max_bias": {"planar": 5000}}}, "5000.0 V is above the 4000 V range"),
+        ({"limits": {"compliance": 0.01}}, "above the 0.003 A range"),
+        ({"limits": {"temperature": {"min": 10, "max": 0}}}, "min 10.0 must be below max 0.0"),
+    ],
+)
+def test_slot_and_limit_errors(changes: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_stand(slotted(**changes))
     assert fragment in str(info.value)
 
 
