@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +61,8 @@ HARDWARE: dict[str, Hardware] = {
     "keithley2410": Hardware(range(0, 1), max_voltage=1100.0, max_current=1.05),
     "lauda": Hardware(range(0, 0)),
 }
+#: Attribute names of the built stand that an instrument may not take.
+RESERVED_NAMES = frozenset({"slots", "config", "instruments", "simulators", "name", "parent"})
 #: Which kinds a slot's channel of each role may point at.
 ROLE_KINDS = {
     "hv": ("caen-dt8033", "caen-n1470"),
@@ -150,6 +153,16 @@ class StandConfig(_Strict):
     instruments: dict[str, InstrumentConfig] = Field(min_length=1)
     slots: dict[int, SlotConfig] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)
+
+    @model_validator(mode="after")
+    def _names(self) -> StandConfig:
+        for name in self.instruments:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in RESERVED_NAMES:
+                raise ValueError(
+                    f"instruments.{name}: an instrument name must be a lower-case identifier "
+                    f"(letters, digits, _) and not one of {', '.join(sorted(RESERVED_NAMES))}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _slots(self) -> StandConfig:

@@ -39,6 +39,8 @@ def stand(**instrument: Any) -> dict[str, Any]:
         (stand(url="tcp://h:1", options={"timeout": "soon"}), "timeout='soon'"),
         ({"name": "s", "speed": -1, "sim": True, "instruments": {"x": {"kind": "lauda"}}}, "speed"),
         ({"name": "s", "instruments": {}}, "instruments"),
+        ({"name": "s", "sim": True, "instruments": {"slots": {"kind": "lauda"}}}, "not one of"),
+        ({"name": "s", "sim": True, "instruments": {"H V": {"kind": "lauda"}}}, "identifier"),
     ],
 )
 def test_errors_name_the_key_path(data: dict[str, Any], fragment: str) -> None:

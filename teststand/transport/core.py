@@ -39,6 +39,8 @@ class LinkStats:
     garbled: int = 0
     links_lost: int = 0
     refused: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
     last_round_trip_ms: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
@@ -158,11 +160,14 @@ class Transport:
                     log.debug("%s: flushed stale input %r", self.url, dropped)
                 self._stale = 0.0
             started = time.perf_counter()
-            await link.write((command + o.write_terminator).encode(o.encoding))
+            data = (command + o.write_terminator).encode(o.encoding)
+            await link.write(data)
+            self.stats.bytes_sent += len(data)
             if not expect_reply:
                 log.debug("%s %r (no reply)", self.url, command)
                 return None
             raw = await link.read_until(o.read_terminator.encode(), timeout or o.timeout)
+            self.stats.bytes_received += len(raw)
         except TimeoutError:
             self._stale = timeout or o.timeout
             self.stats.timeouts += 1
