@@ -48,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--stand", default="profile_collection/stand.yaml", help="stand file")
     demo.set_defaults(handler=_demo)
 
+    stand = commands.add_parser("stand", help="the stand described by a stand file").add_subparsers(
+        title="stand commands", metavar="COMMAND"
+    )
+    check = stand.add_parser(
+        "check",
+        help="connect every instrument and print a table of every reading",
+        description="Connect every instrument of the stand file (starting the simulators when it "
+        "says sim: true), write the hardware limits, and print every device's readings.",
+    )
+    check.add_argument("file", help="stand file (YAML)")
+    check.set_defaults(handler=_stand_check)
+
     query = commands.add_parser(
         "query", help="send raw commands to one instrument and print the replies"
     )
@@ -105,6 +117,35 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(args.stand)
+
+
+def _stand_check(args: argparse.Namespace) -> int:
+    from .stand import open_stand
+
+    async def run() -> None:
+        stand = await open_stand(args.file)
+        try:
+            rows: list[tuple[str, str, str]] = []
+            for device in [*stand.instruments.values(), *stand.slots.values()]:
+                description = await device.describe() | await device.describe_configuration()
+                readings = await device.read() | await device.read_configuration()
+                for key, reading in readings.items():
+                    units = str(description[key].get("units", ""))
+                    rows.append((key, _format(reading["value"]), units))
+            width = max(len(key) for key, _, _ in rows)
+            for key, value, units in rows:
+                print(f"{key:<{width}}  {value:>14}  {units}")
+        finally:
+            await stand.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(getattr(value, "value", value))
 
 
 def _query(args: argparse.Namespace) -> int:
