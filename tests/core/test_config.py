@@ -25,6 +25,13 @@ def test_shipped_simulated_stand_loads() -> None:
     assert config.limits.max_bias.for_sensor(module.sensor) == 120
 
 
+def test_hardware_example_validates() -> None:
+    config = load_stand(ROOT / "profile_collection" / "stand.hardware-example.yaml")
+    assert not config.sim
+    assert config.instruments["hv_board"].settings == {"board": 3}
+    assert config.slots[4].module is None
+
+
 def stand(**instrument: Any) -> dict[str, Any]:
     return {"name": "s", "instruments": {"hv": {"kind": "caen-dt8033", **instrument}}}
 
