@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     stand.add_argument("file", help="stand file (YAML)")
     stand.add_argument("--tcp", action="store_true", help="serve on TCP ports instead of ptys")
     stand.set_defaults(handler=_sim_serve_stand)
+
+    from .cli_storage import register as register_storage
+
+    register_storage(commands)
     return parser
 
 

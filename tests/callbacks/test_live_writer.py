@@ -1,0 +1,138 @@
+"""The live writer against a real Tiled server: read-back, visibility, a killed server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+import pytest
+from bluesky import RunEngine
+from ophyd_async.core import StandardReadable, StandardReadableFormat, init_devices, soft_signal_rw
+from teststand.callbacks.tiled_writer import LiveTiledWriter
+from teststand.storage.embedded import EmbeddedServer
+from teststand.storage.replay import replay_directory
+from tiled.client import from_uri
+
+
+class Box(StandardReadable):
+    """Soft signals standing in for an instrument."""
+
+    def __init__(self, name: str = "") -> None:
+        with self.add_children_as_readables(StandardReadableFormat.HINTED_SIGNAL):
+            self.volts = soft_signal_rw(float, 0.0, units="V")
+            self.amps = soft_signal_rw(float, 0.0, units="A")
+        super().__init__(name=name)
+
+
+@pytest.fixture
+def engine() -> tuple[RunEngine, Box]:
+    engine = RunEngine(call_returns_result=False)
+    with init_devices():
+        box = Box()
+    return engine, box
+
+
+def ramp(box: Box, points: int, pause_after: int = -1, pause: float = 0.0) -> Generator[Any]:
+    """A run of `points` events with distinct values; optionally pauses mid-run."""
+
+    @bpp.run_decorator(md={"module_id": "M-1", "test": "iv"})
+    def inner() -> Generator[Any]:
+        for i in range(points):
+            yield from bps.mv(box.volts, float(i), box.amps, i * 1e-6)
+            yield from bps.trigger_and_read([box])
+            if i == pause_after:
+                yield from bps.sleep(pause)
+
+    return (yield from inner())
+
+
+def test_run_reads_back_as_bluesky_run(engine: Any, tiled_server: Any, tmp_path: Path) -> None:
+    RE, box = engine
+    docs: list[tuple[str, dict[str, Any]]] = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    with LiveTiledWriter(tiled_server.client, tmp_path / "journal") as writer:
+        RE.subscribe(writer)
+        (uid,) = RE(ramp(box, 12))
+        assert writer.wait(30)
+    events = [doc for name, doc in docs if name == "event"]
+    client = from_uri(tiled_server.url, api_key=tiled_server.api_key)  # plain tiled.client
+    run = client[uid]
+    assert "BlueskyRun" in {spec.name for spec in run.specs}
+    assert run.metadata["start"]["module_id"] == "M-1"
+    assert run.metadata["stop"]["exit_status"] == "success"
+    data = run["primary"].read()
+    assert list(data["box-volts"].values) == [e["data"]["box-volts"] for e in events]
+    assert list(data["box-amps"].values) == [e["data"]["box-amps"] for e in events]
+    assert list(tmp_path.joinpath("journal").iterdir()) == []  # verified, so deleted
+
+
+def test_events_are_visible_while_the_run_goes_on(
+    engine: Any, tiled_server: Any, tmp_path: Path
+) -> None:
+    RE, box = engine
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        client = from_uri(tiled_server.url, api_key=tiled_server.api_key)
+        while not stop.is_set() and not seen:
+            for uid in client:
+                run = client[uid]
+                if "primary" in run and not run.metadata.get("stop"):
+                    table = run["primary"].base["internal"].read()
+                    if len(table) >= 5:
+                        seen.append(len(table))
+            stop.wait(0.1)
+
+    with LiveTiledWriter(tiled_server.client, tmp_path / "journal") as writer:
+        RE.subscribe(writer)
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        RE(ramp(box, 6, pause_after=4, pause=3.0))
+        stop.set()
+        watcher.join()
+    assert seen, "the first five events were not visible during the 3 s pause"
+
+
+def test_killed_server_then_replay_stores_every_event_once(
+    engine: Any, tmp_path: Path
+) -> None:
+    RE, box = engine
+    data = tmp_path / "tiled"
+    server = EmbeddedServer(data)
+    server.wait_ready(60)
+    url, key = server.url, server.api_key
+    killed = threading.Event()
+
+    def kill_mid_run(name: str, doc: dict[str, Any]) -> None:
+        if name == "event" and doc["seq_num"] == 5 and not killed.is_set():
+            os.kill(server.pid, signal.SIGKILL)  # Tiled dies mid-run
+            killed.set()
+
+    writer = LiveTiledWriter(server.client, tmp_path / "journal", replay_interval=3600)
+    RE.subscribe(writer)
+    RE.subscribe(kill_mid_run)
+    started = time.monotonic()
+    (uid,) = RE(ramp(box, 20))
+    assert time.monotonic() - started < 5, "the run was blocked by the dead server"
+    server.close()
+    restarted = EmbeddedServer(data)  # same data directory, same port
+    try:
+        assert restarted.wait_ready(60) == url
+        writer.wait(120)
+        writer.close()
+        client = from_uri(url, api_key=key)
+        replay_directory(client, tmp_path / "journal")
+        assert list((tmp_path / "journal").iterdir()) == []
+        table = client[uid]["primary"].base["internal"].read()
+        assert sorted(table["seq_num"]) == list(range(1, 21))
+        assert sorted(table["box-volts"]) == [float(i) for i in range(20)]
+    finally:
+        restarted.close()
