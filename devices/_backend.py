@@ -154,17 +154,26 @@ class SingleFlight(Generic[T]):
 class Client(Protocol):
     """What a client connector opens: a protocol client owning one transport."""
 
+    name: str
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
 
 
 class ClientConnector(DeviceConnector):
-    """Opens the device's protocol client on a real connect; a mock connect never touches it."""
+    """Opens the device's protocol client on a real connect; a mock connect never touches it.
 
-    def __init__(self, client: Client) -> None:
+    With `adopt_name`, a client the device made for itself takes the device's name (given by
+    `init_devices()` after construction), so link errors name the device the user knows.
+    """
+
+    def __init__(self, client: Client, *, adopt_name: bool = False) -> None:
         self.client = client
+        self.adopt_name = adopt_name
 
     async def connect_real(self, device: Device, timeout: float, force_reconnect: bool) -> None:
+        if self.adopt_name and device.name:
+            self.client.name = device.name
         await self.client.open()
         await super().connect_real(device, timeout, force_reconnect)

@@ -1,13 +1,26 @@
-"""SCPI reply parsing shared by the Keithley and Rohde & Schwarz drivers."""
+"""SCPI shared by the Keithley and Rohde & Schwarz drivers: reply parsers and a client base.
+
+A SCPI instrument answers nothing to a setting, and nothing to a command it cannot carry out: the
+error goes to its queue (`:SYST:ERR?`). `ScpiClient` therefore drains the queue after every
+configuration sequence and raises `ScpiError` listing what the instrument reported.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from ..errors import ReplyFormatError
+from ..errors import ReplyFormatError, TeststandError, TransportError, TransportTimeout
+from ._client import ProtocolClient
 from ._numbers import parse_integer, parse_number
+
+log = logging.getLogger("teststand.devices")
+T = TypeVar("T")
 
 #: A 2400-series reading of an element that was not measured (NaN) and of an overflow.
 NOT_A_NUMBER = 9.91e37
@@ -67,3 +80,125 @@ def parse_idn(text: str) -> Identity:
     if not printable or len(fields) != 4 or not all(fields[:2]):
         raise ReplyFormatError(f"not an *IDN? reply: {text!r}")
     return Identity(*fields)
+
+
+# -- the error queue ---------------------------------------------------------------------------
+
+#: What to do about the SCPI errors a driver user can cause, by code.
+ERROR_HINTS = {
+    -221: "a setting was refused: the unit is under LOCAL (front-panel) control or the setting "
+    "conflicts with another; return it to remote control and check the values",
+    -222: "a value is outside the range of this model or of the present range setting",
+    -224: "a parameter is not one of the values this command accepts",
+    -113: "a command this model does not know: check the model / dialect of the device",
+    -350: "the error queue overflowed; earlier errors were lost",
+    803: "the output is off: switch it on first",
+}
+
+
+@dataclass(frozen=True)
+class QueuedError:
+    """One entry of the instrument's error queue."""
+
+    code: int
+    message: str
+
+    def __str__(self) -> str:
+        hint = ERROR_HINTS.get(self.code)
+        return f'{self.code},"{self.message}"' + (f" ({hint})" if hint else "")
+
+
+class ScpiError(TeststandError):
+    """The instrument queued errors for commands it did not carry out; `errors` lists them."""
+
+    def __init__(self, instrument: str, url: str, errors: Sequence[QueuedError], after: str):
+        self.instrument = instrument
+        self.url = url
+        self.errors = tuple(errors)
+        self.after = after
+        listed = "; ".join(str(error) for error in self.errors)
+        count = f"{len(self.errors)} error{'s' if len(self.errors) != 1 else ''}"
+        super().__init__(
+            f"{instrument} ({url}): the instrument reported {count} after {after}: {listed}. "
+            "Nothing after the first failing command can be relied on: fix the cause and repeat"
+        )
+
+    @property
+    def codes(self) -> tuple[int, ...]:
+        return tuple(error.code for error in self.errors)
+
+
+class ScpiClient(ProtocolClient):
+    """A SCPI instrument's client: `send` settings, `query`, `configure` (send, then drain the
+    error queue), `drain_errors`.
+
+    `lock` serialises sequences that must not interleave with other callers on the link (a channel
+    selection and the command that uses it; settings and the error check that follows them).
+    The transport's own lock covers single exchanges only. Hold `lock` around `send`, `query` and
+    `read_errors`; the compound methods take it themselves.
+    """
+
+    #: Entries read from the queue at most before giving up (a queue never says 0 otherwise).
+    max_errors = 32
+
+    def __init__(self, url: str, *, name: str, **link_defaults: object) -> None:
+        super().__init__(url, name=name, **link_defaults)
+        self.lock = asyncio.Lock()
+
+    async def send(self, *commands: str) -> None:
+        """Write commands that have no reply (settings), one line each."""
+        for command in commands:
+            await self.transport.write(command, idempotent=True)
+
+    async def query(self, command: str, parse: Callable[[str], T], *, idempotent: bool = True) -> T:
+        """One query; when it gets no reply, the error queue (if it says why) is raised instead."""
+        try:
+            return await self.transport.query(command, parse, idempotent=idempotent)
+        except TransportTimeout as timeout:
+            try:
+                errors = await self.read_errors()
+            except TransportError:
+                raise timeout from None
+            if errors:
+                raise self.error(errors, f"{command!r} got no reply") from timeout
+            raise
+
+    async def read_errors(self) -> list[QueuedError]:
+        """Empty the error queue (`:SYST:ERR?` until `0,...`) and return what it held."""
+        errors: list[QueuedError] = []
+        for _ in range(self.max_errors):
+            # Not idempotent: each query removes an entry, a retry would lose one.
+            code, message = await self.transport.query(":SYST:ERR?", parse_error)
+            if code == 0:
+                break
+            errors.append(QueuedError(code, message))
+        return errors
+
+    def error(self, errors: Sequence[QueuedError], after: str) -> ScpiError:
+        return ScpiError(self.name, self.url, errors, after)
+
+    async def raise_queued(self, after: str) -> None:
+        """Drain the queue and raise `ScpiError` if it held anything (caller holds `lock`)."""
+        errors = await self.read_errors()
+        if errors:
+            raise self.error(errors, after)
+
+    async def drain_errors(self, after: str = "the last commands") -> None:
+        """Drain the error queue; raise `ScpiError` listing every queued error."""
+        async with self.lock:
+            await self.raise_queued(after)
+
+    async def configure(self, *commands: str, after: str | None = None) -> None:
+        """Send settings, then drain the error queue: a refused setting raises `ScpiError`."""
+        async with self.lock:
+            await self.send(*commands)
+            await self.raise_queued(after or " then ".join(repr(c) for c in commands))
+
+    async def identify(self) -> Identity:
+        return await self.query("*IDN?", parse_idn)
+
+    async def discard_stale_errors(self) -> None:
+        """On connect: errors left from an earlier session are logged, not blamed on us."""
+        async with self.lock:
+            for error in await self.read_errors():
+                log.warning("%s: error left in the queue from before: %s", self.name, error)
