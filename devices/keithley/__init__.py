@@ -1,1 +1,16 @@
 """Keithley 2400-family source-measure units (2400, 2410, 2450)."""
+
+from .client import KeithleyClient, KeithleyError, KeithleyValueError, Settings
+from .device import Keithley2410, KeithleyMoveLogic
+from .protocol import Reading, parse_reading
+
+__all__ = [
+    "Keithley2410",
+    "KeithleyClient",
+    "KeithleyError",
+    "KeithleyMoveLogic",
+    "KeithleyValueError",
+    "Reading",
+    "Settings",
+    "parse_reading",
+]
