@@ -15,9 +15,25 @@ ERROR_MEANINGS = {
     8: "module or value not present",
     32: "upper limit TiH must be above lower limit TiL",
     33: "no external temperature sensor",
-    36: "input not possible now (e.g. LOCAL control)",
+    36: (
+        "input not possible now: the chiller is in LOCAL control (or its keys are locked); "
+        "switch it to remote control at its panel and retry"
+    ),
     38: "too many set point changes in one hour",
 }
+
+#: The `STAT` reply's seven characters, first to last.
+STAT_FLAGS = (
+    "error",
+    "alarm",
+    "warning",
+    "over_temperature",
+    "low_level",
+    "high_level",
+    "no_external_value",
+)
+#: Temperatures are written with up to 4 digits before and 2 after the decimal point.
+MAX_WRITTEN = 9999.99
 
 _PREFIX = re.compile(r"A[0-9]{3}_")
 _ERROR = re.compile(r"ERR_([0-9]{1,3})")
@@ -52,3 +68,19 @@ def parse_ok(text: str) -> None:
 
 def parse_text(text: str) -> str:
     return _payload(text)
+
+
+def parse_stat(text: str) -> frozenset[str]:
+    """The `STAT` reply (seven 0/1 characters) as the set of raised flag names."""
+    body = _payload(text)
+    if len(body) != len(STAT_FLAGS) or set(body) - {"0", "1"}:
+        raise ReplyFormatError(f"expected seven 0/1 status characters, got {text!r}")
+    return frozenset(name for name, bit in zip(STAT_FLAGS, body, strict=True) if bit == "1")
+
+
+def format_temperature(value: float) -> str:
+    """A temperature as the chiller reads it: two decimals, sign only when negative."""
+    if not -MAX_WRITTEN <= value <= MAX_WRITTEN:
+        raise ValueError(f"{value} is outside ±{MAX_WRITTEN}, the command's number format")
+    text = f"{value:.2f}"
+    return "0.00" if text == "-0.00" else text
