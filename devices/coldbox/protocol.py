@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ...errors import ReplyFormatError, ReplyRefused
 from .._numbers import parse_number
 
 _ERROR = re.compile(r"ERR ([\x20-\x7e]+)")
+#: What to do about the refusals a user can cause, by the reason the box gives.
+ADVICE = {
+    "local control": "the coldbox is in LOCAL control; switch it to remote at its panel and retry",
+    "interlock tripped": "close the lid and clear the interlock, then power the TECs on",
+    "out of range": "give a set point within -40..40 °C",
+}
 
 
 def _checked(text: str) -> str:
@@ -16,7 +23,9 @@ def _checked(text: str) -> str:
         raise ReplyFormatError(f"not a coldbox reply: {text!r}")
     error = _ERROR.fullmatch(text)
     if error:
-        raise ReplyRefused("ERR", error[1])
+        reason = error[1]
+        advice = next((a for r, a in ADVICE.items() if reason.startswith(r)), "")
+        raise ReplyRefused("ERR", f"{reason}: {advice}" if advice else reason)
     return text
 
 
@@ -60,3 +69,74 @@ def flag_parser(name: str, true: str, false: str) -> Callable[[str], bool]:
 def parse_ok(text: str) -> None:
     if _checked(text) != "OK":
         raise ReplyFormatError(f"expected OK, got {text!r}")
+
+
+CHANNELS = 8
+#: The fields of `get Status`, in the order the box sends them.
+STATUS_FIELDS = (
+    "Temp",
+    "Temp_Set",
+    "Power",
+    "Temp_Air",
+    "Temp_W",
+    "RH",
+    "DP",
+    "Lid",
+    "valve0",
+    "Flow",
+    "Interlock",
+)
+
+
+@dataclass(frozen=True)
+class Status:
+    """One `get Status` telemetry line; per-TEC tuples hold channel 1 first."""
+
+    plates: tuple[float, ...]
+    setpoints: tuple[float, ...]
+    power: tuple[bool, ...]
+    air: float
+    water: float
+    humidity: float
+    dew_point: float
+    lid_closed: bool
+    valve: bool
+    flow: float
+    interlock_ok: bool
+
+
+def _choice(field: str, value: str, true: str, false: str) -> bool:
+    if value not in (true, false):
+        raise ReplyFormatError(f"expected {field} {true} or {false}, got {value!r}")
+    return value == true
+
+
+def parse_status(text: str) -> Status:
+    """`Status = Temp=…;Temp_Set=…;…;Interlock=ok`: every field present, in order."""
+    pairs = [part.partition("=") for part in parse_value(text, "Status").split(";")]
+    if [name for name, _, _ in pairs] != list(STATUS_FIELDS) or not all(s for _, s, _ in pairs):
+        raise ReplyFormatError(f"expected the fields {';'.join(STATUS_FIELDS)}, got {text!r}")
+    fields = {name: value for name, _, value in pairs}
+
+    def per_tec(name: str) -> list[str]:
+        values = fields[name].split(",")
+        if len(values) != CHANNELS:
+            raise ReplyFormatError(f"expected {CHANNELS} values of {name}, got {fields[name]!r}")
+        return values
+
+    def number(name: str) -> float:
+        return parse_number(fields[name], name)
+
+    return Status(
+        plates=tuple(parse_number(v, "Temp") for v in per_tec("Temp")),
+        setpoints=tuple(parse_number(v, "Temp_Set") for v in per_tec("Temp_Set")),
+        power=tuple(_choice("Power", v, "on", "off") for v in per_tec("Power")),
+        air=number("Temp_Air"),
+        water=number("Temp_W"),
+        humidity=number("RH"),
+        dew_point=number("DP"),
+        lid_closed=_choice("Lid", fields["Lid"], "closed", "open"),
+        valve=_choice("valve0", fields["valve0"], "on", "off"),
+        flow=number("Flow"),
+        interlock_ok=_choice("Interlock", fields["Interlock"], "ok", "tripped"),
+    )
