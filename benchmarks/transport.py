@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import serial
-from teststand.devices.caen.protocol import parse_numbers
 
+from teststand.devices.caen.protocol import parse_numbers
 from teststand.transport import connect
 
 TESTSTAND = str(Path(sys.executable).with_name("teststand"))

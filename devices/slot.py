@@ -77,11 +77,11 @@ class ModuleSlot(StandardReadable, StandardMovable[float]):
     ) -> None:
         self.number = number
         self._hv = Reference(hv)
-        with self.add_children_as_readables(Format.HINTED_SIGNAL):
+        with self.add_children_as_readables(Format.HINTED_UNCACHED_SIGNAL):
             self.bias = client_signal_r(
                 float, hv.voltage.get_value, source=f"slot{number}:bias", units="V", precision=1
             )
-        with self.add_children_as_readables():
+        with self.add_children_as_readables(Format.UNCACHED_SIGNAL):
             self.leakage_current = client_signal_r(
                 float, hv.current.get_value, source=f"slot{number}:leakage", units="A"
             )

@@ -48,10 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--stand", default="profile_collection/stand.yaml", help="stand file")
     demo.set_defaults(handler=_demo)
 
-    stand = commands.add_parser("stand", help="the stand described by a stand file").add_subparsers(
-        title="stand commands", metavar="COMMAND"
-    )
-    check = stand.add_parser(
+    stand_commands = commands.add_parser(
+        "stand", help="the stand described by a stand file"
+    ).add_subparsers(title="stand commands", metavar="COMMAND")
+    check = stand_commands.add_parser(
         "check",
         help="connect every instrument and print a table of every reading",
         description="Connect every instrument of the stand file (starting the simulators when it "
@@ -131,8 +131,13 @@ def _stand_check(args: argparse.Namespace) -> int:
         try:
             rows: list[tuple[str, str, str]] = []
             for device in [*stand.instruments.values(), *stand.slots.values()]:
-                description = await device.describe() | await device.describe_configuration()
-                readings = await device.read() | await device.read_configuration()
+                description = await device.describe_configuration()
+                readings = await device.read_configuration()
+                try:
+                    description |= await device.describe()
+                    readings |= await device.read()
+                except TeststandError as exc:  # e.g. an SMU with its output off
+                    rows.append((device.name, "(not read)", str(exc)))
                 for key, reading in readings.items():
                     units = str(description[key].get("units", ""))
                     rows.append((key, _format(reading["value"]), units))

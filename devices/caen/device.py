@@ -135,11 +135,11 @@ class CaenChannel(StandardReadable, StandardMovable[float]):
         async def status_read() -> str:
             return str(decode_status(await status_word_read(), client.dialect))
 
-        with self.add_children_as_readables(Format.HINTED_SIGNAL):
+        with self.add_children_as_readables(Format.HINTED_UNCACHED_SIGNAL):
             self.voltage = client_signal_r(
                 float, group("VMON"), source=f"{source}:VMON", units="V", precision=1
             )
-        with self.add_children_as_readables():
+        with self.add_children_as_readables(Format.UNCACHED_SIGNAL):
             self.current = client_signal_r(
                 float, group("IMON", MICRO), source=f"{source}:IMON", units="A"
             )

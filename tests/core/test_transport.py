@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from teststand.devices.caen import protocol as caen
 from teststand.devices.scpi import parse_float
-from teststand.sim.runner import RunningSim, start_simulator
-
 from teststand.errors import (
     GarbledReply,
     InstrumentBusy,
@@ -26,6 +25,7 @@ from teststand.errors import (
     PortUnavailable,
     TransportTimeout,
 )
+from teststand.sim.runner import RunningSim, start_simulator
 from teststand.transport import Transport, connect
 
 CAEN = "sim://caen-dt8033"

@@ -10,10 +10,10 @@ import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
 from ophyd_async.core import init_devices
-from teststand.devices.caen import CaenError, CaenHV, PowerDown
-from teststand.sim.runner import RunningSim, start_simulator
 
+from teststand.devices.caen import CaenError, CaenHV, PowerDown
 from teststand.errors import InstrumentRefused, TransportTimeout
+from teststand.sim.runner import RunningSim, start_simulator
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
 from ophyd_async.core import init_devices
+
 from teststand.devices._settle import SettleTimeout
 from teststand.devices.coldbox import ColdBox, ColdBoxError, dew_point
-from teststand.sim.runner import RunningSim, start_simulator
-
 from teststand.errors import InstrumentRefused, TransportTimeout
+from teststand.sim.runner import RunningSim, start_simulator
 
 FAST = 500  # the plates' 60 s time constant passes in 0.12 s
 

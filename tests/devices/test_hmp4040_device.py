@@ -10,11 +10,11 @@ import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
 from ophyd_async.core import init_devices
+
 from teststand.devices.hmp4040 import HMP4040, HMPError, HMPValueError
 from teststand.devices.scpi import ScpiError
-from teststand.sim.runner import RunningSim, start_simulator
-
 from teststand.errors import TransportTimeout
+from teststand.sim.runner import RunningSim, start_simulator
 
 LOADS = [2.0, 4.0, 10.0, 1.0]  # Ω per channel
 

@@ -11,11 +11,11 @@ import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
 from ophyd_async.core import init_devices
+
 from teststand.devices.keithley import Keithley2410, KeithleyError, KeithleyValueError
 from teststand.devices.scpi import ScpiError
-from teststand.sim.runner import RunningSim, start_simulator
-
 from teststand.errors import TransportTimeout
+from teststand.sim.runner import RunningSim, start_simulator
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
 from ophyd_async.core import init_devices
+
 from teststand.devices._settle import SettleTimeout
 from teststand.devices.lauda import CoolingMode, LaudaChiller, LaudaError
-from teststand.sim.runner import RunningSim, start_simulator
-
 from teststand.errors import InstrumentRefused, TransportTimeout
+from teststand.sim.runner import RunningSim, start_simulator
 
 FAST = 1000  # the bath's 300 s time constant passes in 0.3 s
 

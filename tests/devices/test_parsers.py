@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from teststand.devices import scpi
 from teststand.devices.caen import protocol as caen
 from teststand.devices.coldbox import protocol as coldbox
 from teststand.devices.keithley.protocol import parse_reading
 from teststand.devices.lauda import protocol as lauda
-
 from teststand.errors import ReplyFormatError, ReplyRefused
 
 PARSERS: dict[str, Callable[[str], Any]] = {

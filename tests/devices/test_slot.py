@@ -10,11 +10,11 @@ import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
 from ophyd_async.core import init_devices
+
+from teststand.config import ModuleConfig, SensorType
 from teststand.devices.caen import CaenHV
 from teststand.devices.slot import BiasLimitError, ModuleSlot
 from teststand.sim.runner import RunningSim, start_simulator
-
-from teststand.config import ModuleConfig, SensorType
 
 
 @pytest.fixture

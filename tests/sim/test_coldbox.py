@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from teststand.sim.clock import SimClock
 from teststand.sim.lauda import Lauda
 

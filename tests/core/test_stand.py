@@ -1,0 +1,138 @@
+"""The stand built from a stand file: simulated, mocked, with its slots and hardware backstops."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import bluesky.plans as bp
+import pytest
+from bluesky import RunEngine
+
+from teststand.config import load_stand
+from teststand.devices.slot import BiasLimitError
+from teststand.stand import TestStand, build
+
+ROOT = Path(__file__).resolve().parents[2]
+STAND_FILE = ROOT / "profile_collection" / "stand.yaml"
+
+
+@pytest.fixture
+def RE() -> RunEngine:
+    return RunEngine(call_returns_result=True)
+
+
+def run(RE: RunEngine, make: Callable[[], Awaitable[Any]]) -> Any:
+    async def call() -> Any:
+        return await make()
+
+    return asyncio.run_coroutine_threadsafe(call(), RE.loop).result(120)
+
+
+def small_stand() -> dict[str, Any]:
+    """Two occupied slots and one empty one on the simulated stand's instruments."""
+    data = load_stand(STAND_FILE).model_dump(by_alias=True)
+    data["slots"] = {
+        1: {
+            "hv": "hv:0",
+            "lv": "lv1:1",
+            "temperature": "coldbox:1",
+            "module": {"id": "M-PLANAR", "sensor": "planar"},
+        },
+        2: {"hv": "hv:1", "module": {"id": "M-3D", "sensor": "3d"}},
+        3: {"hv": "hv:2"},
+    }
+    return data
+
+
+@pytest.fixture
+def stand(RE: RunEngine) -> Iterator[TestStand]:
+    built = build(small_stand())
+    yield built
+    run(RE, built.close)
+
+
+def test_backstops_written_on_connect(RE: RunEngine, stand: TestStand) -> None:
+    hv = stand.instruments["hv"]
+    maxv = [run(RE, hv.channels[i].max_voltage.get_value) for i in range(8)]  # type: ignore[attr-defined]
+    assert maxv[:2] == [250.0, 120.0]  # the stand file's limits per sensor type
+    assert maxv[2:] == [0.0] * 6  # no module: nothing may bias it
+    iset = run(RE, hv.channels[0].current_limit.get_value)  # type: ignore[attr-defined]
+    assert iset == pytest.approx(100e-6)
+
+
+def test_bias_above_the_slot_limit_is_refused_before_any_write(
+    RE: RunEngine, stand: TestStand
+) -> None:
+    with pytest.raises(BiasLimitError, match=r"slot2: 150 V is outside 0\.\.120"):
+        run(RE, lambda: stand.slots[2].set(150))
+    with pytest.raises(BiasLimitError, match="holds no module"):
+        run(RE, lambda: stand.slots[3].set(10))
+    hv = stand.instruments["hv"]
+    for channel in (1, 2):  # nothing was written: the set points are untouched
+        assert run(RE, hv.channels[channel].setpoint.get_value) == 0  # type: ignore[attr-defined]
+
+
+def test_slot_bias_ramps_its_channel(RE: RunEngine, stand: TestStand) -> None:
+    slot = stand.slots[1]
+    run(RE, lambda: slot.hv_channel.rate_up.set(200))
+    run(RE, lambda: slot.hv_channel.on())
+    run(RE, lambda: slot.set(100))
+    assert abs(run(RE, slot.bias.get_value) - 100) < 2
+    reading = run(RE, slot.read)
+    assert reading["slot1-leakage_current"]["value"] > 0
+    assert "slot1-temperature" in reading
+    assert "slot1-lv_voltage" in reading
+    run(RE, lambda: slot.hv_channel.off())
+
+
+def test_count_over_the_whole_stand(RE: RunEngine, stand: TestStand) -> None:
+    documents: list[tuple[str, dict[str, Any]]] = []
+    RE(bp.count([stand], num=2), lambda name, doc: documents.append((name, doc)))
+    (descriptor,) = [doc for name, doc in documents if name == "descriptor"]
+    assert descriptor["data_keys"]["slot1"]["units"] == "V"
+    configuration = descriptor["configuration"]["stand"]["data"]
+    assert configuration["slot1-module_id"] == "M-PLANAR"
+
+
+def test_mock_stand_needs_no_instrument(RE: RunEngine) -> None:
+    stand = build(STAND_FILE, mock=True)
+    assert stand.simulators is None
+    RE(bp.count([stand]))
+    run(RE, lambda: stand.slots[4].set(100))
+    with pytest.raises(BiasLimitError):
+        run(RE, lambda: stand.slots[4].set(150))  # a 3D module: limit 120 V
+
+
+def test_stand_check_prints_every_reading() -> None:
+    teststand = str(Path(sys.executable).with_name("teststand"))
+    result = subprocess.run(
+        [teststand, "stand", "check", str(STAND_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("hv-channels-0-current_limit") for line in lines)
+    assert any(line.startswith("slot8-module_id") and "20UPGM22110008" in line for line in lines)
+    assert any(line.startswith("chiller") for line in lines)
+
+
+def test_stand_check_reports_a_bad_stand_file(tmp_path: Path) -> None:
+    bad = tmp_path / "stand.yaml"
+    bad.write_text(
+        "name: x\nsim: true\ninstruments: {hv: {kind: caen-dt8033}}\nslots: {1: {hv: 'hv:9'}}\n"
+    )
+    teststand = str(Path(sys.executable).with_name("teststand"))
+    result = subprocess.run(
+        [teststand, "stand", "check", str(bad)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "slots.1.hv" in result.stderr
+    assert "has no channel 9" in result.stderr
