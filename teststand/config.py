@@ -12,6 +12,7 @@ from ophyd_async.core import StrictEnum
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InvalidURL, TeststandError
+from .storage.config import StorageConfig
 from .transport.url import parse_url
 
 InstrumentKind = Literal["caen-dt8033", "caen-n1470", "lauda", "keithley2410", "hmp4040", "coldbox"]
@@ -153,6 +154,8 @@ class StandConfig(_Strict):
     instruments: dict[str, InstrumentConfig] = Field(min_length=1)
     slots: dict[int, SlotConfig] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)
+    #: Where runs are stored: a Tiled server, or the embedded one under a data directory.
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @model_validator(mode="after")
     def _names(self) -> StandConfig:

@@ -30,6 +30,8 @@ def test_hardware_example_validates() -> None:
     assert not config.sim
     assert config.instruments["hv_board"].settings == {"board": 3}
     assert config.slots[4].module is None
+    assert config.storage.tiled == "http://tiled.lab.example:8000"
+    assert config.storage.api_key_env == "TILED_API_KEY"
 
 
 def stand(**instrument: Any) -> dict[str, Any]:
@@ -75,6 +77,8 @@ def slotted(**changes: Any) -> dict[str, Any]:
         ({"limits": {"max_bias": {"planar": 5000}}}, "5000.0 V is above the 4000 V range"),
         ({"limits": {"compliance": 0.01}}, "above the 0.003 A range"),
         ({"limits": {"temperature": {"min": 10, "max": 0}}}, "min 10.0 must be below max 0.0"),
+        ({"storage": {"tiled": "ftp://x"}}, "storage.tiled"),
+        ({"storage": {"api_key": "a", "api_key_env": "B"}}, "either api_key or api_key_env"),
     ],
 )
 def test_slot_and_limit_errors(changes: dict[str, Any], fragment: str) -> None:
