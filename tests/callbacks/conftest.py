@@ -1,18 +1,18 @@
-"""A real Tiled server (`teststand tiled serve` in its own process) per test."""
+"""A real Tiled server (`teststand tiled serve` in its own process), shared by the tests of this folder."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+
 from teststand.storage.embedded import EmbeddedServer
 
 
-@pytest.fixture
-def tiled_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
-    server = EmbeddedServer(tmp_path / "tiled")
+@pytest.fixture(scope="session")
+def tiled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    server = EmbeddedServer(tmp_path_factory.mktemp("tiled"))
     server.wait_ready(60)
     yield server
     server.close()

@@ -15,10 +15,11 @@ import bluesky.preprocessors as bpp
 import pytest
 from bluesky import RunEngine
 from ophyd_async.core import StandardReadable, StandardReadableFormat, init_devices, soft_signal_rw
+from tiled.client import from_uri
+
 from teststand.callbacks.tiled_writer import LiveTiledWriter
 from teststand.storage.embedded import EmbeddedServer
 from teststand.storage.replay import replay_directory
-from tiled.client import from_uri
 
 
 class Box(StandardReadable):
@@ -101,9 +102,7 @@ def test_events_are_visible_while_the_run_goes_on(
     assert seen, "the first five events were not visible during the 3 s pause"
 
 
-def test_killed_server_then_replay_stores_every_event_once(
-    engine: Any, tmp_path: Path
-) -> None:
+def test_killed_server_then_replay_stores_every_event_once(engine: Any, tmp_path: Path) -> None:
     RE, box = engine
     data = tmp_path / "tiled"
     server = EmbeddedServer(data)

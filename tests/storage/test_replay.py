@@ -1,0 +1,157 @@
+"""Journals and their replay into a real Tiled server: idempotent, corrupt lines, bad servers."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import bluesky.plans as bp
+import pytest
+from bluesky import RunEngine
+from ophyd_async.core import StandardReadable, StandardReadableFormat, init_devices, soft_signal_rw
+
+from teststand.callbacks.journal import RunJournal
+from teststand.storage.client import connect
+from teststand.storage.errors import JournalSpaceLow, TiledAuthError, TiledUnreachable
+from teststand.storage.journal import read_journal
+from teststand.storage.replay import replay_directory
+from teststand.storage.status import journal_status
+
+TESTSTAND = str(Path(sys.executable).with_name("teststand"))
+
+
+class Meter(StandardReadable):
+    def __init__(self, name: str = "") -> None:
+        with self.add_children_as_readables(StandardReadableFormat.HINTED_SIGNAL):
+            self.value = soft_signal_rw(float, 2.5, units="V")
+        super().__init__(name=name)
+
+
+def journal_a_run(directory: Path, points: int = 8, **md: Any) -> tuple[str, Path]:
+    """Run a plan with only the journal subscribed (Tiled never sees it)."""
+    RE = RunEngine(call_returns_result=False)
+    with init_devices():
+        meter = Meter()
+    journal = RunJournal(directory, min_free_bytes=0)
+    RE.subscribe(journal.append)
+    (uid,) = RE(bp.count([meter], points, md=md))
+    closed = journal.detach(uid)
+    assert closed is not None
+    closed.close()
+    return uid, closed.path
+
+
+def rows(client: Any, uid: str) -> list[int]:
+    return sorted(client[uid]["primary"].base["internal"].read()["seq_num"])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_journal_replayed_twice_stores_nothing_twice(tiled_client: Any, tmp_path: Path) -> None:
+    uid, path = journal_a_run(tmp_path / "journal")
+    copy = tmp_path / "copy.jsonl"
+    shutil.copy(path, copy)
+    (first,) = replay_directory(tiled_client, tmp_path / "journal")
+    assert first.outcome == "stored" and not path.exists()
+    shutil.copy(copy, path)  # the same journal again (e.g. restored from a backup)
+    (second,) = replay_directory(tiled_client, tmp_path / "journal")
+    assert second.outcome == "already-stored" and not path.exists()
+    assert rows(tiled_client, uid) == list(range(1, 9))
+    assert list(tiled_client).count(uid) == 1
+
+
+def test_partial_run_in_tiled_is_completed_exactly_once(tiled_client: Any, tmp_path: Path) -> None:
+    uid, path = journal_a_run(tmp_path / "journal")
+    contents = read_journal(path)
+    from teststand.storage.runwriter import write_run
+
+    write_run(tiled_client, contents.documents[:6])  # as if Tiled died mid-run
+    (result,) = replay_directory(tiled_client, tmp_path / "journal")
+    assert result.outcome == "stored"
+    assert rows(tiled_client, uid) == list(range(1, 9))
+
+
+def test_corrupted_line_keeps_good_lines_and_reports_bad(tiled_client: Any, tmp_path: Path) -> None:
+    uid, path = journal_a_run(tmp_path / "journal")
+    lines = path.read_bytes().splitlines(keepends=True)
+    event_lines = [i for i, line in enumerate(lines) if line.startswith(b'["event"')]
+    lines[event_lines[3]] = b'["event",{"uid": garbage\n'
+    lines.append(b'["event",{"trunc')  # a write cut short by a crash
+    path.write_bytes(b"".join(lines))
+    (result,) = replay_directory(tiled_client, tmp_path / "journal")
+    assert result.outcome == "stored"
+    assert [bad.number for bad in result.bad_lines] == [event_lines[3] + 1, len(lines)]
+    assert "line" in result.describe() and "unreadable" in result.describe()
+    assert rows(tiled_client, uid) == [1, 2, 3, 5, 6, 7, 8]
+    (status,) = journal_status(tmp_path / "journal")
+    assert status.state == "bad" and status.bad_lines == 2  # kept for a human to look at
+    assert replay_directory(tiled_client, tmp_path / "journal") == []
+
+
+def test_run_without_stop_is_recovered(tiled_client: Any, tmp_path: Path) -> None:
+    uid, path = journal_a_run(tmp_path / "journal")
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-1]))  # the process died before the stop document
+    (result,) = replay_directory(tiled_client, tmp_path / "journal")
+    assert result.outcome == "stored"
+    assert tiled_client[uid].metadata["stop"]["exit_status"] == "fail"
+    assert rows(tiled_client, uid) == list(range(1, 9))
+
+
+def test_unreachable_uri_is_a_clear_error_and_keeps_journals(tmp_path: Path) -> None:
+    _, path = journal_a_run(tmp_path / "journal")
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(TiledUnreachable, match="no Tiled server answers"):
+        connect(url, "key")
+    started = time.monotonic()
+    done = subprocess.run(
+        [TESTSTAND, "storage", "replay", str(tmp_path / "journal"), "--tiled", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "no Tiled server answers" in done.stderr
+    assert time.monotonic() - started < 20
+    assert path.exists()
+
+
+def test_wrong_api_key_is_a_clear_error(tiled_server: Any, tmp_path: Path) -> None:
+    with pytest.raises(TiledAuthError, match="refused the API key"):
+        connect(tiled_server.url, "wrongkey")
+    with pytest.raises(TiledAuthError, match="needs an API key"):
+        connect(tiled_server.url)
+
+
+def test_status_and_replay_commands(tiled_server: Any, tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    uid, _ = journal_a_run(journal)
+    status = subprocess.run(
+        [TESTSTAND, "storage", "status", str(journal)], capture_output=True, text=True, timeout=60
+    )
+    assert status.returncode == 0
+    assert f"pending  {uid}" in status.stdout and "8 events" in status.stdout
+    replay = subprocess.run(
+        [TESTSTAND, "storage", "replay", str(journal), "--tiled", tiled_server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"TILED_API_KEY": tiled_server.api_key, "PATH": "/usr/bin:/bin"},
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert "stored" in replay.stdout
+    assert rows(tiled_server.client(), uid) == list(range(1, 9))
+
+
+def test_low_disk_space_warns_at_run_start(tmp_path: Path) -> None:
+    journal = RunJournal(tmp_path, min_free_bytes=1 << 62)
+    with pytest.warns(JournalSpaceLow, match="free for the run journal"):
+        journal.append("start", {"uid": "u1", "time": 0.0})
