@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -135,3 +136,25 @@ def test_killed_server_then_replay_stores_every_event_once(engine: Any, tmp_path
         assert sorted(table["box-volts"]) == [float(i) for i in range(20)]
     finally:
         restarted.close()
+
+
+def test_embedded_default_does_not_hold_up_the_first_run(engine: Any, tmp_path: Path) -> None:
+    from teststand.callbacks.tiled_writer import storage_writer
+    from teststand.storage.config import StorageConfig
+
+    RE, box = engine
+    config = StorageConfig(data_dir=tmp_path / "stand", min_free_mb=0)
+    started = time.monotonic()
+    writer = storage_writer(config, replay_interval=0.5)
+    RE.subscribe(writer)
+    (uid,) = RE(ramp(box, 3))
+    assert time.monotonic() - started < 2, "the run waited for the embedded server"
+    try:
+        assert writer.wait(60)
+        state = (tmp_path / "stand" / "server.json").read_text()
+        key = (tmp_path / "stand" / "api_key").read_text().strip()
+        client = from_uri(json.loads(state)["url"], api_key=key)
+        assert len(client[uid]["primary"].read()["box-volts"]) == 3
+        assert list((tmp_path / "stand" / "journal").iterdir()) == []
+    finally:
+        writer.close()

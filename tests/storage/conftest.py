@@ -1,4 +1,4 @@
-"""A real Tiled server (`teststand tiled serve` in its own process), shared by the tests of this folder."""
+"""A real Tiled server (`teststand tiled serve`, its own process) shared by this folder."""
 
 from __future__ import annotations
 
