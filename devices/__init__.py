@@ -1,6 +1,6 @@
 """ophyd-async devices of the stand instruments, each beside its protocol client.
 
-    from teststand.devices import CaenHV, LaudaChiller, ColdBox, Keithley2410, HMP4040, ModuleSlot
+from teststand.devices import CaenHV, LaudaChiller, ColdBox, Keithley2410, HMP4040, ModuleSlot
 """
 
 from .caen import CaenChannel, CaenHV
