@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from bluesky import RunEngine
 
 from teststand.sim.runner import RunningSim, start_simulator
 
@@ -62,3 +63,9 @@ def raw_sim() -> Iterator[Callable[..., RawClient]]:
     for sim, client in started:
         client.close()
         sim.stop()
+
+
+@pytest.fixture
+def RE() -> RunEngine:
+    """A RunEngine, made before any device is connected: devices bind to its event loop."""
+    return RunEngine(call_returns_result=True)

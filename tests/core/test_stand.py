@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
+from helpers import run
 
 from teststand.config import load_stand
 from teststand.devices.slot import BiasLimitError
@@ -19,18 +19,6 @@ from teststand.stand import TestStand, build
 
 ROOT = Path(__file__).resolve().parents[2]
 STAND_FILE = ROOT / "profile_collection" / "stand.yaml"
-
-
-@pytest.fixture
-def RE() -> RunEngine:
-    return RunEngine(call_returns_result=True)
-
-
-def run(RE: RunEngine, make: Callable[[], Awaitable[Any]]) -> Any:
-    async def call() -> Any:
-        return await make()
-
-    return asyncio.run_coroutine_threadsafe(call(), RE.loop).result(120)
 
 
 def small_stand() -> dict[str, Any]:

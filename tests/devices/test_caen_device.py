@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
+from helpers import run
 from ophyd_async.core import init_devices
 
 from teststand.devices.caen import CaenError, CaenHV, PowerDown
 from teststand.errors import InstrumentRefused, TransportTimeout
 from teststand.sim.runner import RunningSim, start_simulator
-
-
-@pytest.fixture
-def RE() -> RunEngine:
-    return RunEngine(call_returns_result=True)
-
-
-def run(RE: RunEngine, make: Callable[[], Awaitable[Any]]) -> Any:
-    """Await `make()` on the RunEngine's loop, where the devices live."""
-
-    async def call() -> Any:
-        return await make()
-
-    return asyncio.run_coroutine_threadsafe(call(), RE.loop).result(60)
 
 
 @pytest.fixture

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
+from helpers import run
 from ophyd_async.core import init_devices
 
 from teststand.devices.hmp4040 import HMP4040, HMPError, HMPValueError
@@ -17,20 +18,6 @@ from teststand.errors import TransportTimeout
 from teststand.sim.runner import RunningSim, start_simulator
 
 LOADS = [2.0, 4.0, 10.0, 1.0]  # Ω per channel
-
-
-@pytest.fixture
-def RE() -> RunEngine:
-    return RunEngine(call_returns_result=True)
-
-
-def run(RE: RunEngine, make: Callable[[], Awaitable[Any]]) -> Any:
-    """Await `make()` on the RunEngine's loop, where the devices live."""
-
-    async def call() -> Any:
-        return await make()
-
-    return asyncio.run_coroutine_threadsafe(call(), RE.loop).result(60)
 
 
 @pytest.fixture

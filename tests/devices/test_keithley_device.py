@@ -4,32 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
+from helpers import run
 from ophyd_async.core import init_devices
 
 from teststand.devices.keithley import Keithley2410, KeithleyError, KeithleyValueError
 from teststand.devices.scpi import ScpiError
 from teststand.errors import TransportTimeout
 from teststand.sim.runner import RunningSim, start_simulator
-
-
-@pytest.fixture
-def RE() -> RunEngine:
-    return RunEngine(call_returns_result=True)
-
-
-def run(RE: RunEngine, make: Callable[[], Awaitable[Any]]) -> Any:
-    """Await `make()` on the RunEngine's loop, where the devices live."""
-
-    async def call() -> Any:
-        return await make()
-
-    return asyncio.run_coroutine_threadsafe(call(), RE.loop).result(60)
 
 
 @pytest.fixture

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
+from helpers import run
 from ophyd_async.core import init_devices
 
 from teststand.devices._settle import SettleTimeout
@@ -18,20 +18,6 @@ from teststand.errors import InstrumentRefused, TransportTimeout
 from teststand.sim.runner import RunningSim, start_simulator
 
 FAST = 1000  # the bath's 300 s time constant passes in 0.3 s
-
-
-@pytest.fixture
-def RE() -> RunEngine:
-    return RunEngine(call_returns_result=True)
-
-
-def run(RE: RunEngine, make: Callable[[], Awaitable[Any]]) -> Any:
-    """Await `make()` on the RunEngine's loop, where the devices live."""
-
-    async def call() -> Any:
-        return await make()
-
-    return asyncio.run_coroutine_threadsafe(call(), RE.loop).result(30)
 
 
 @pytest.fixture

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
+from helpers import run
 from ophyd_async.core import init_devices
 
 from teststand.config import ModuleConfig, SensorType
 from teststand.devices.caen import CaenHV
 from teststand.devices.slot import BiasLimitError, ModuleSlot
 from teststand.sim.runner import RunningSim, start_simulator
-
-
-@pytest.fixture
-def RE() -> RunEngine:
-    return RunEngine(call_returns_result=True)
-
-
-def run(RE: RunEngine, make: Callable[[], Awaitable[Any]]) -> Any:
-    async def call() -> Any:
-        return await make()
-
-    return asyncio.run_coroutine_threadsafe(call(), RE.loop).result(60)
 
 
 @pytest.fixture
