@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bluesky.run_engine import call_in_bluesky_event_loop
 from ophyd_async.core import DeviceVector, StandardReadable
 
-from .config import HARDWARE, InstrumentConfig, StandConfig, load_stand
+from .config import InstrumentConfig, StandConfig, load_stand
 from .devices.caen import CaenHV
 from .devices.caen.client import Dialect
 from .devices.coldbox import ColdBox
@@ -83,8 +84,7 @@ class TestStand(StandardReadable):
         if slot.temperature is not None:
             box = self.instruments[slot.temperature.instrument]
             assert isinstance(box, ColdBox)
-            tec = slot.temperature.channel
-            temperature = _bind(box.client.plate_temperature, tec)
+            temperature = partial(box.client.plate_temperature, slot.temperature.channel)
         return ModuleSlot(
             number,
             hv.channels[slot.hv.channel],
@@ -125,12 +125,7 @@ class TestStand(StandardReadable):
             await asyncio.to_thread(simulators.stop)
 
 
-def _bind(function: Callable[[int], Any], argument: int) -> Callable[[], Any]:
-    return lambda: function(argument)
-
-
 def _make_device(name: str, instrument: InstrumentConfig, url: str) -> StandardReadable:
-    HARDWARE[instrument.kind]  # every kind has hardware facts
     return DEVICE_FACTORIES[instrument.kind](url, dict(instrument.settings), name, instrument.kind)
 
 
