@@ -1,0 +1,253 @@
+"""What every plan of the stand shares: argument checks, run metadata, and HV safety.
+
+Arguments are checked before the first message is yielded, so a bad call fails before any
+hardware moves. Every plan that raises HV wraps itself in `hv_safe`, which brings the slots it
+touched back to 0 V on every exit path the RunEngine runs cleanup for (normal end, exception,
+abort, pause-then-abort, Ctrl-C, a suspender's `stop`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import platform
+import time
+from collections.abc import Iterable, Sequence
+from functools import partial
+from typing import Any
+
+import bluesky
+import ophyd_async
+from bluesky import Msg
+from bluesky import plan_stubs as bps
+from bluesky import preprocessors as bpp
+from bluesky.utils import MsgGenerator
+
+import teststand
+from teststand.callbacks.schema import SlotInfo, TestName, validate_metadata
+from teststand.devices.caen import CaenChannel
+from teststand.devices.slot import ModuleSlot
+from teststand.errors import TeststandError
+from teststand.stand import TestStand
+
+#: |VMON| below this counts as "at 0 V".
+ZERO_TOLERANCE = 2.0
+
+
+class PlanArgumentError(TeststandError, ValueError):
+    """A plan argument refused before the plan touched any hardware."""
+
+
+class HVSafetyError(TeststandError):
+    """HV could not be brought back to 0 V on every channel; check the supply at once."""
+
+
+SlotSelection = int | str | Sequence[int] | None
+
+
+def parse_slot_numbers(selection: SlotSelection, available: Iterable[int]) -> list[int]:
+    """Slot numbers from `3`, `[1, 2]`, `"1-4,7"` or None (every slot holding a module)."""
+    available = sorted(available)
+    if selection is None:
+        return available
+    numbers: list[int] = []
+    if isinstance(selection, int):
+        numbers = [selection]
+    elif isinstance(selection, str):
+        for part in filter(None, (p.strip() for p in selection.split(","))):
+            first, dash, last = part.partition("-")
+            try:
+                low, high = int(first), int(last) if dash else int(first)
+            except ValueError:
+                raise PlanArgumentError(
+                    f"slots {selection!r}: expected numbers and ranges like '1-4,7'"
+                ) from None
+            numbers.extend(range(low, high + 1))
+    else:
+        numbers = [int(n) for n in selection]
+    unknown = sorted(set(numbers) - set(available))
+    if unknown or not numbers:
+        raise PlanArgumentError(
+            f"unknown slot(s) {unknown or selection!r}; this stand has slots "
+            f"{', '.join(map(str, available))}"
+        )
+    return sorted(set(numbers))
+
+
+def module_slots(stand: TestStand, selection: SlotSelection) -> list[ModuleSlot]:
+    """The chosen slots, each of which must hold a module (with its id) in the stand file."""
+    occupied = [n for n, slot in stand.config.slots.items() if slot.module is not None]
+    numbers = parse_slot_numbers(selection, stand.config.slots if selection else occupied)
+    empty = [n for n in numbers if stand.config.slots[n].module is None]
+    if empty:
+        raise PlanArgumentError(
+            f"slot(s) {', '.join(map(str, empty))} hold no module: give the module id under "
+            "slots.N.module.id in the stand file, or leave the slot out"
+        )
+    if not numbers:
+        raise PlanArgumentError("no slot of this stand holds a module; nothing to test")
+    return [stand.slots[n] for n in numbers]
+
+
+def slot_info(stand: TestStand, slot: ModuleSlot) -> SlotInfo:
+    config = stand.config.slots[slot.number]
+    module = config.module
+    if module is None:
+        raise PlanArgumentError(f"slot {slot.number} holds no module")
+    return SlotInfo(
+        module_id=module.id,
+        sensor=module.sensor,
+        area_cm2=module.area,
+        max_bias=stand.config.limits.max_bias.for_sensor(module.sensor),
+        hv_channel=str(config.hv),
+    )
+
+
+def max_bias(stand: TestStand, slot: ModuleSlot) -> float:
+    return slot_info(stand, slot).max_bias
+
+
+def check_bias(stand: TestStand, slots: Sequence[ModuleSlot], voltage: float) -> None:
+    """Refuse a bias (a magnitude, V) above any chosen slot's limit."""
+    if voltage < 0:
+        raise PlanArgumentError(
+            f"{voltage} V: give bias voltages as magnitudes (the supply's polarity applies the "
+            "sign)"
+        )
+    for slot in slots:
+        limit = max_bias(stand, slot)
+        if voltage > limit:
+            raise PlanArgumentError(
+                f"slot {slot.number}: {voltage} V is above its {limit:g} V limit for "
+                f"{slot_info(stand, slot).sensor.value} sensors (limits.max_bias in the stand "
+                "file)"
+            )
+
+
+def versions() -> dict[str, str]:
+    return {
+        "teststand": teststand.__version__,
+        "bluesky": bluesky.__version__,
+        "ophyd_async": ophyd_async.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def default_operator() -> str:
+    return os.environ.get("TESTSTAND_OPERATOR") or getpass.getuser()
+
+
+def run_metadata(
+    stand: TestStand,
+    slots: Sequence[ModuleSlot],
+    test: TestName,
+    stage: str,
+    operator: str | None,
+    md: dict[str, Any] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The validated start-document metadata of a run on these slots (raises MetadataError)."""
+    extra = dict(md or {})
+    model = validate_metadata(
+        stand=stand.config.name,
+        operator=operator or default_operator(),
+        test=test,
+        stage=stage,
+        slots={str(slot.number): slot_info(stand, slot) for slot in slots},
+        versions=versions(),
+        **fields,
+        **extra,
+    )
+    return model.start_metadata()
+
+
+def instruments(stand: TestStand) -> list[Any]:
+    """Every instrument, for the baseline stream (it records their configuration too)."""
+    return list(stand.instruments.values())
+
+
+# ---- HV safety ----
+
+
+async def zero_setpoint(channel: CaenChannel) -> None:
+    """Write VSET 0 (the supply ramps down at its RDW rate); works on a channel that is off."""
+    await channel.setpoint.set(0.0)
+
+
+async def bring_to_zero(channels: Sequence[CaenChannel], timeout: float = 600.0) -> None:
+    """Write 0 V to every channel (all of them, even when some fail), then wait until each reads
+    below `ZERO_TOLERANCE` or is off; raise `HVSafetyError` naming the channels that did not."""
+    results = await asyncio.gather(*(zero_setpoint(c) for c in channels), return_exceptions=True)
+    problems = {c.name: f"{r}" for c, r in zip(channels, results, strict=True) if r is not None}
+    waiting = [c for c in channels if c.name not in problems]
+    deadline = time.monotonic() + timeout
+    while waiting:
+        readings = await asyncio.gather(
+            *(c.voltage.get_value() for c in waiting), return_exceptions=True
+        )
+        waiting = [
+            c
+            for c, v in zip(waiting, readings, strict=True)
+            if isinstance(v, BaseException) or abs(v) >= ZERO_TOLERANCE
+        ]
+        if waiting and time.monotonic() > deadline:
+            problems.update({c.name: "still above 2 V" for c in waiting})
+            break
+        if waiting:
+            await asyncio.sleep(0.2)
+    if problems:
+        listed = "; ".join(f"{name}: {why}" for name, why in problems.items())
+        raise HVSafetyError(f"HV not confirmed at 0 V ({listed}); check the supply now")
+
+
+def hv_zero(slots: Sequence[ModuleSlot]) -> MsgGenerator[None]:
+    """Bring the slots' HV channels to 0 V and wait for it (raises HVSafetyError)."""
+    channels = [slot.hv_channel for slot in slots]
+    yield Msg("wait_for", None, [partial(bring_to_zero, channels)])
+
+
+def hv_safe(plan: MsgGenerator[Any], slots: Sequence[ModuleSlot]) -> MsgGenerator[Any]:
+    """Run `plan`, then bring the slots to 0 V whatever way it ended."""
+    return (yield from bpp.finalize_wrapper(plan, hv_zero(slots)))
+
+
+def switch_on(slots: Sequence[ModuleSlot]) -> MsgGenerator[None]:
+    """Switch the slots' HV channels on (at their present set point, normally 0 V)."""
+    channels = [slot.hv_channel for slot in slots]
+    yield Msg("wait_for", None, [channel.on for channel in channels])
+
+
+def ramp(slots: Sequence[ModuleSlot], voltage: float) -> MsgGenerator[None]:
+    """Ramp all slots to `voltage` together (each slot checks its own limit) and wait."""
+    group = f"ramp-{time.monotonic_ns()}"
+    for slot in slots:
+        yield Msg("set", slot, voltage, group=group)
+    yield Msg("wait", None, group=group)
+
+
+def dwell(seconds: float) -> MsgGenerator[None]:
+    """Wait, in pieces of at most 10 s with a checkpoint between, so a pause comes in quickly."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        yield from bps.checkpoint()
+        yield from bps.sleep(min(left, 10.0))
+
+
+__all__ = [
+    "HVSafetyError",
+    "PlanArgumentError",
+    "bring_to_zero",
+    "check_bias",
+    "dwell",
+    "hv_safe",
+    "hv_zero",
+    "instruments",
+    "module_slots",
+    "parse_slot_numbers",
+    "ramp",
+    "run_metadata",
+    "slot_info",
+    "switch_on",
+    "zero_setpoint",
+]
