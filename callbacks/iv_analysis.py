@@ -1,0 +1,425 @@
+"""Live IV analysis: breakdown, leakage at the operating voltage and a verdict per module.
+
+`IVAnalysis` is a bluesky callback (`RE.subscribe(IVAnalysis(publish=...))`) for the runs whose
+start document says `test: "iv"` (the contract of `teststand.callbacks.schema`). When a run
+stops it analyses every slot with the numbers of QUALIFICATION.md (`criteria_for`, which a stand
+may override) and hands the summary to `publish(run_uid, metadata)`; the storage writer stores it
+as top-level metadata of the run's container in Tiled:
+
+    {"verdict": "pass" | "fail",
+     "analysis": {"slots": {"3": SlotResult.to_json(), ...},
+                  "passed": [module ids], "failed": [module ids]}}
+
+Search it with `tiled.queries`: `client.search(Key("verdict") == "fail")`,
+`Contains("analysis.failed", "20UPGM22110003")`, `Key("analysis.slots.3.breakdown_voltage") < 150`.
+
+Conventions: voltages and currents are magnitudes; the breakdown ratios use the measured currents,
+the leakage at the operating voltage is normalised to 20 °C; a current compliance counts as a
+breakdown at its voltage; a point within `Criteria.voltage_tolerance` of a voltage reaches it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+from event_model import DocumentRouter, EventDescriptor, EventPage, RunStart, RunStop
+
+from teststand.config import SensorType
+from teststand.errors import TeststandError
+
+from .schema import IV_STATES, IVSettings, RunMetadata, SlotInfo, read_metadata
+
+log = logging.getLogger(__name__)
+
+E_GAP_EV = 1.21
+K_BOLTZMANN_EV_PER_K = 8.617e-5
+ZERO_C_IN_K = 273.15
+STOP_REASONS = IV_STATES[1:]  # the states that end a slot's scan
+Rule = Literal["itk", "robust"]
+Publish = Callable[[str, dict[str, Any]], object]
+Listener = Callable[[str, dict[int, "SlotResult"]], object]
+
+
+class AnalysisError(TeststandError, ValueError):
+    """Analysis input that makes no sense (a temperature below absolute zero, a bad criterion)."""
+
+
+class IVPoint(NamedTuple):
+    voltage: float  # V
+    current: float  # A
+    temperature: float | None = None  # degC of the module, None when not measured
+
+
+def normalise_to_20c(current: float, temperature_c: float, reference_c: float = 20.0) -> float:
+    """`current` measured at `temperature_c` scaled to `reference_c` (E_g = 1.21 eV)."""
+    t, t_ref = temperature_c + ZERO_C_IN_K, reference_c + ZERO_C_IN_K
+    if t <= 0 or t_ref <= 0:
+        raise AnalysisError(
+            f"temperatures {temperature_c} °C and {reference_c} °C must be above absolute zero:"
+            " pass degrees Celsius"
+        )
+    exponent = -E_GAP_EV / (2 * K_BOLTZMANN_EV_PER_K) * (1 / t_ref - 1 / t)
+    return current * (t_ref / t) ** 2 * math.exp(exponent)
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """Pass/fail numbers for one sensor type (V, A, A/cm²)."""
+
+    sensor: SensorType
+    depletion_voltage: float
+    operating_offset: float  # operating voltage = depletion voltage + this
+    breakdown_margin: float  # breakdown must be at or above depletion voltage + this
+    breakdown_ratio: float  # breakdown: I(V) > ratio * I(V - back_step)
+    leakage_limit: float  # A/cm² at the operating voltage, at 20 °C
+    back_step: float = 5.0
+    robust_ratio: float = 1.5
+    robust_current: float = 20e-6
+    voltage_tolerance: float = 2.0  # the HV supply's settle tolerance
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self)[1:]:
+            value = getattr(self, f.name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise AnalysisError(f"criterion {f.name}={value!r} must be a number >= 0")
+        if self.back_step <= 0:
+            raise AnalysisError(f"criterion back_step={self.back_step} must be above 0 V")
+
+    @property
+    def operating_voltage(self) -> float:
+        return self.depletion_voltage + self.operating_offset
+
+    @property
+    def breakdown_threshold(self) -> float:
+        return self.depletion_voltage + self.breakdown_margin
+
+
+_DEFAULTS = {
+    SensorType.PLANAR: Criteria(SensorType.PLANAR, 50.0, 50.0, 70.0, 1.2, 1.5e-6),
+    SensorType.THREE_D: Criteria(SensorType.THREE_D, 5.0, 20.0, 20.0, 2.0, 5e-6),
+}
+
+
+def criteria_for(sensor: SensorType | str, **overrides: float) -> Criteria:
+    """QUALIFICATION.md's criteria for `sensor`, with a stand's `overrides` applied."""
+    try:
+        defaults = _DEFAULTS[SensorType(sensor)]
+    except ValueError:
+        raise AnalysisError(f"unknown sensor type {sensor!r}: use 'planar' or '3d'") from None
+    known = {f.name for f in dataclasses.fields(Criteria)} - {"sensor"}
+    if unknown := set(overrides) - known:
+        raise AnalysisError(f"unknown criteria {sorted(unknown)}: choose from {sorted(known)}")
+    changes: dict[str, Any] = dict(overrides)
+    return dataclasses.replace(defaults, **changes)
+
+
+def _bracket(xs: Sequence[float], x: float, tol: float) -> tuple[int, int, float] | None:
+    """(i0, i1, w) with y(x) = (1 - w)·y[i0] + w·y[i1] over ascending xs; clamped within tol."""
+    if not xs or x < xs[0] - tol or x > xs[-1] + tol:
+        return None
+    if x <= xs[0]:
+        return 0, 0, 0.0
+    if x >= xs[-1]:
+        return len(xs) - 1, len(xs) - 1, 0.0
+    i = bisect.bisect_left(xs, x)
+    return i - 1, i, (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+
+
+def _at(xs: Sequence[float], ys: Sequence[float], x: float, tol: float) -> float | None:
+    found = _bracket(xs, x, tol)
+    return None if found is None else (1 - found[2]) * ys[found[0]] + found[2] * ys[found[1]]
+
+
+def find_breakdown(
+    voltages: Sequence[float], currents: Sequence[float], criteria: Criteria, rule: Rule = "itk"
+) -> float | None:
+    """The first voltage above V_depl where the current rises too fast, or None.
+
+    "itk": I(V) > breakdown_ratio · I(V − 5 V). "robust": I(V)/I(V − 5 V) > 1.5 and either the
+    next 5 V ratio is too, or I(V + 5 V) > 20 µA. Points 5 V away are interpolated.
+    """
+    if len(voltages) != len(currents):
+        raise AnalysisError(f"{len(voltages)} voltages but {len(currents)} currents: pass pairs")
+    if rule not in ("itk", "robust"):
+        raise AnalysisError(f"unknown breakdown rule {rule!r}: use 'itk' or 'robust'")
+    pairs = sorted(zip((abs(v) for v in voltages), (abs(i) for i in currents), strict=True))
+    xs, ys = [v for v, _ in pairs], [i for _, i in pairs]
+    step, tol = criteria.back_step, criteria.voltage_tolerance
+
+    def ratio(v: float) -> float | None:
+        now, back = _at(xs, ys, v, tol), _at(xs, ys, v - step, tol)
+        return None if now is None or back is None or back <= 0 else now / back
+
+    for v in xs:
+        r = ratio(v)
+        if v <= criteria.depletion_voltage or r is None:
+            continue
+        if rule == "itk" and r > criteria.breakdown_ratio:
+            return v
+        if rule == "robust" and r > criteria.robust_ratio:
+            r_next, i_next = ratio(v + step), _at(xs, ys, v + step, tol)
+            if (r_next or 0) > criteria.robust_ratio or (i_next or 0) > criteria.robust_current:
+                return v
+    return None
+
+
+@dataclass
+class SlotResult:
+    """One slot's IV result: the per-slot fields of the run contract, plus `notes`."""
+
+    module_id: str
+    sensor: str
+    operating_voltage: float
+    leakage_current: float | None
+    leakage_current_density: float | None
+    temperature: float | None
+    breakdown_voltage: float | None
+    breakdown_threshold: float
+    max_voltage: float | None
+    stop_reason: str
+    compliance_voltage: float | None
+    verdict: Literal["pass", "fail"]
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_ENDINGS = {
+    "compliance": "current compliance",
+    "breakdown": "the breakdown stop",
+    "error": "an error",
+    "done": "the end of the scan",
+}
+
+
+def _v(volts: float) -> str:
+    return f"{round(volts, 2):g} V"
+
+
+def analyse_slot(
+    points: Sequence[IVPoint],
+    info: SlotInfo,
+    settings: IVSettings | None,
+    criteria: Criteria,
+    stop_reason: str,
+    *,
+    rule: Rule = "itk",
+    problems: Sequence[str] = (),
+) -> SlotResult:
+    """Judge one slot's valid IV points (in scan order); `problems` are failures found elsewhere."""
+    kind = "planar" if info.sensor is SensorType.PLANAR else "3D"
+    op, threshold = criteria.operating_voltage, criteria.breakdown_threshold
+    valid = [
+        IVPoint(abs(p.voltage), abs(p.current), p.temperature)
+        for p in points
+        if math.isfinite(p.voltage) and math.isfinite(p.current)
+    ]
+    pts = sorted(valid, key=lambda p: p.voltage)
+    xs = [p.voltage for p in pts]
+    reasons, notes = list(problems), list[str]()
+    last = valid[-1].voltage if valid else None
+    compliance = last if stop_reason == "compliance" else None
+    breakdown = find_breakdown(xs, [p.current for p in pts], criteria, rule)
+    how = ""
+    if breakdown is None and last is not None and stop_reason in ("compliance", "breakdown"):
+        breakdown = last
+        limit = f" of {settings.compliance * 1e6:g} µA" if settings else ""
+        how = f" (current compliance{limit})" if compliance else " (the scan's breakdown stop)"
+    leakage: float | None = None
+    density: float | None = None
+    temperature: float | None = None
+    if last is None:
+        reasons.append(f"no valid IV points were measured (the scan stopped: {stop_reason})")
+    elif stop_reason == "error":
+        reasons.append(f"the scan stopped on an error at {_v(last)}: repeat the measurement")
+    if breakdown is not None and breakdown < threshold:
+        reasons.append(
+            f"breakdown at {_v(breakdown)}{how} is below the {_v(threshold)} required"
+            f" for {kind} sensors"
+        )
+    elif breakdown is None and pts and xs[-1] < threshold:
+        notes.append(f"no breakdown up to {_v(xs[-1])}, but the scan ended below {_v(threshold)}")
+    found = _bracket(xs, op, criteria.voltage_tolerance)
+    if pts and found is None:
+        why = _ENDINGS.get(stop_reason, stop_reason)
+        reasons.append(
+            f"the scan never reached the {_v(op)} operating voltage:"
+            f" it stopped at {_v(xs[-1])} on {why}"
+        )
+    elif found is not None:
+        i0, i1, w = found
+        near = (pts[i0], pts[i1])
+        norm = [
+            normalise_to_20c(p.current, 20.0 if p.temperature is None else p.temperature)
+            for p in near
+        ]
+        leakage = (1 - w) * norm[0] + w * norm[1]
+        density = leakage / info.area_cm2
+        temps = [p.temperature for p in near]
+        if temps[0] is None or temps[1] is None:
+            notes.append(f"no module temperature at {_v(op)}: assumed 20 °C, not normalised")
+        else:
+            temperature = (1 - w) * temps[0] + w * temps[1]
+        if density > criteria.leakage_limit:
+            reasons.append(
+                f"leakage current {density * 1e6:.2f} µA/cm² at {_v(op)} (20 °C) is above the"
+                f" {criteria.leakage_limit * 1e6:g} µA/cm² limit for {kind} sensors"
+            )
+    return SlotResult(
+        module_id=info.module_id,
+        sensor=info.sensor.value,
+        operating_voltage=op,
+        leakage_current=leakage,
+        leakage_current_density=density,
+        temperature=temperature,
+        breakdown_voltage=breakdown,
+        breakdown_threshold=threshold,
+        max_voltage=xs[-1] if xs else None,
+        stop_reason=stop_reason,
+        compliance_voltage=compliance,
+        verdict="fail" if reasons else "pass",
+        reasons=reasons,
+        notes=notes,
+    )
+
+
+def summarise(results: Mapping[str, SlotResult]) -> dict[str, Any]:
+    """The run's metadata: verdict and per-slot results (a run without modules fails)."""
+    passed = [r.module_id for r in results.values() if r.verdict == "pass"]
+    failed = [r.module_id for r in results.values() if r.verdict == "fail"]
+    return {
+        "verdict": "pass" if results and not failed else "fail",
+        "analysis": {
+            "slots": {slot: r.to_json() for slot, r in results.items()},
+            "passed": passed,
+            "failed": failed,
+        },
+    }
+
+
+@dataclass
+class _Run:
+    md: RunMetadata
+    points: dict[str, list[IVPoint]] = field(default_factory=dict)
+    stops: dict[str, str] = field(default_factory=dict)
+
+
+class IVAnalysis(DocumentRouter):
+    """Analyses IV runs as they stop; `results` (latest run) and `summaries` (by run uid)."""
+
+    def __init__(
+        self,
+        *,
+        criteria: Mapping[SensorType, Criteria] | None = None,
+        rule: Rule = "itk",
+        publish: Publish | None = None,
+        on_result: Iterable[Listener] = (),
+    ) -> None:
+        super().__init__()
+        if rule not in ("itk", "robust"):
+            raise AnalysisError(f"unknown breakdown rule {rule!r}: use 'itk' or 'robust'")
+        self.criteria = {**_DEFAULTS, **(criteria or {})}
+        if wrong := [s.value for s, c in self.criteria.items() if c.sensor is not s]:
+            raise AnalysisError(f"criteria given for {wrong} are for another sensor type")
+        self.rule: Rule = rule
+        self.publish = publish
+        self.on_result = list(on_result)
+        self.results: dict[int, SlotResult] = {}
+        self.summaries: dict[str, dict[str, Any]] = {}
+        self._runs: dict[str, _Run] = {}
+        self._primary: dict[str, str] = {}  # descriptor uid -> run uid
+
+    def start(self, doc: RunStart) -> None:
+        md = read_metadata(dict(doc))
+        if md is None or md.test != "iv":
+            return
+        if not all(slot.isdigit() for slot in md.slots):
+            log.warning(
+                "IV run %s: slot keys %s are not numbers; not analysed", doc["uid"], list(md.slots)
+            )
+            return
+        self._runs[doc["uid"]] = _Run(md, {slot: [] for slot in md.slots})
+
+    def descriptor(self, doc: EventDescriptor) -> None:
+        if doc.get("name") == "primary" and doc["run_start"] in self._runs:
+            self._primary[doc["uid"]] = doc["run_start"]
+
+    def event_page(self, doc: EventPage) -> EventPage:
+        run = self._runs.get(self._primary.get(doc["descriptor"], ""))
+        if run is None:
+            return doc
+        data: Mapping[str, list[Any]] = doc["data"]
+        for row in range(len(doc["seq_num"])):
+            for slot, keys in run.md.iv_keys.items():
+                if slot in run.stops or keys.state not in data:
+                    continue
+                state = data[keys.state][row]
+                if state in STOP_REASONS:
+                    run.stops[slot] = state
+                    continue
+                bias, current = _cell(data, keys.bias, row), _cell(data, keys.current, row)
+                if state == "measuring" and bias is not None and current is not None:
+                    temp = _cell(data, keys.temperature, row)
+                    run.points[slot].append(IVPoint(abs(bias), abs(current), temp))
+        return doc
+
+    def stop(self, doc: RunStop) -> None:
+        uid = doc["run_start"]
+        run = self._runs.pop(uid, None)
+        if run is None:
+            return
+        self._primary = {d: r for d, r in self._primary.items() if r != uid}
+        status, why = doc.get("exit_status", "success"), doc.get("reason", "")
+        problems = []
+        if status != "success":
+            problems.append(
+                f"the run did not complete (exit status '{status}'{': ' + why if why else ''});"
+                " only the points measured before it ended were analysed"
+            )
+        results: dict[str, SlotResult] = {}
+        for slot, info in run.md.slots.items():
+            no_keys = f"the run has no IV data keys for slot {slot}"
+            missing = [] if slot in run.md.iv_keys else [no_keys]
+            result = analyse_slot(
+                run.points[slot],
+                info,
+                run.md.iv,
+                self.criteria[info.sensor],
+                run.stops.get(slot, "error" if problems else "done"),
+                rule=self.rule,
+                problems=[*problems, *missing],
+            )
+            results[slot] = result
+            log.info("IV run %s, slot %s: %s %s", uid, slot, result.verdict, result.reasons)
+        summary = summarise(results)
+        self.results = {int(slot): result for slot, result in results.items()}
+        self.summaries[uid] = summary
+        if self.publish is not None:
+            _guarded("publishing the results", self.publish, uid, summary)
+        for listener in self.on_result:
+            _guarded("a result listener", listener, uid, dict(self.results))
+
+
+def _cell(data: Mapping[str, list[Any]], key: str | None, row: int) -> float | None:
+    """The finite number in column `key` at `row`, or None."""
+    try:
+        number = float(data[key][row]) if key is not None else math.nan
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _guarded(what: str, call: Callable[..., object], *args: Any) -> None:
+    """Call a consumer of the results; its failure is logged, never raised into the RunEngine."""
+    try:
+        call(*args)
+    except Exception:
+        log.exception("IV analysis: %s failed; the results stay in IVAnalysis.summaries", what)
