@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_storage import register as register_storage
 
     register_storage(commands)
+    from .cli_report import register as register_report
+
+    register_report(commands)
     return parser
 
 
