@@ -194,9 +194,8 @@ class SlotResult:
 
 _ENDINGS = {
     "compliance": "current compliance",
-    "breakdown": "the breakdown stop",
-    "error": "an error",
-    "done": "the end of the scan",
+    "breakdown": "breakdown stop",
+    "done": "end of scan",
 }
 
 
@@ -238,7 +237,7 @@ def analyse_slot(
     temperature: float | None = None
     if last is None:
         reasons.append(f"no valid IV points were measured (the scan stopped: {stop_reason})")
-    elif stop_reason == "error":
+    elif stop_reason == "error" and not problems:  # problems explain an interrupted run
         reasons.append(f"the scan stopped on an error at {_v(last)}: repeat the measurement")
     if breakdown is not None and breakdown < threshold:
         reasons.append(
@@ -250,9 +249,10 @@ def analyse_slot(
     found = _bracket(xs, op, criteria.voltage_tolerance)
     if pts and found is None:
         why = _ENDINGS.get(stop_reason, stop_reason)
+        why = "run interrupted" if problems and stop_reason == "error" else why
         reasons.append(
             f"the scan never reached the {_v(op)} operating voltage:"
-            f" it stopped at {_v(xs[-1])} on {why}"
+            f" it stopped at {_v(xs[-1])} ({why})"
         )
     elif found is not None:
         i0, i1, w = found
