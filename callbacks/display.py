@@ -130,7 +130,7 @@ class RunTable(CallbackBase):
         self._stopped: set[str] = set()
 
     def write(self, text: str) -> None:
-        print(text, file=self.stream or sys.stdout)
+        print(text, file=sys.stdout if self.stream is None else self.stream)
 
     def _new_table(self, fields: list[str]) -> None:
         self.table = LiveTable(fields, out=self.write, **self._options)  # type: ignore[no-untyped-call]
@@ -191,8 +191,9 @@ class RunTable(CallbackBase):
                         self.write(f"  {slot.label} stopped: {data[slot.keys.state]}")
                 elif current is not None:
                     data[slot.column] = abs(float(current)) * MICROAMPS_PER_AMP
-            doc = {**doc, "data": data}
-        self.table.event(doc)  # type: ignore[no-untyped-call]
+            self.table.event({**doc, "data": data})  # type: ignore[no-untyped-call]
+        else:
+            self.table.event(doc)  # type: ignore[no-untyped-call]
         return doc
 
     def stop(self, doc: RunStop) -> None:
@@ -211,6 +212,8 @@ def pyplot_figure() -> Figure:
     """The session's IV window: pyplot's figure `IV_WINDOW`, reopened if it was closed."""
     import matplotlib.pyplot as plt
 
+    if plt.fignum_exists(IV_WINDOW):
+        return plt.figure(num=IV_WINDOW)
     return plt.figure(num=IV_WINDOW, figsize=(7, 5), layout="constrained")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from teststand.callbacks.display import NothingToSave, install_display
+from teststand.callbacks.display import LiveIVPlot, NothingToSave, install_display
 from teststand.callbacks.schema import validate_metadata
 from teststand.devices.caen import CaenHV
 from teststand.devices.lauda import LaudaChiller
@@ -186,9 +187,8 @@ def _figure() -> Any:
 def test_iv_plot_draws_one_line_per_slot(
     RE: RunEngine, signals: dict[str, SignalRW[Any]], tmp_path: Any
 ) -> None:
-    display = install_display(RE, plots=True, stream=io.StringIO(), figure_factory=_figure)
-    plot = display.plot
-    assert plot is not None
+    plot = LiveIVPlot(_figure)
+    RE.subscribe(plot)
     RE(iv_plan(signals))
     RE(bp.count([signals["iv_voltage"]], 1))  # not an IV run: the plot keeps the IV run
     RE(iv_plan(signals))  # a second IV run starts afresh on a cleared figure
@@ -218,10 +218,21 @@ def test_the_display_module_never_imports_pyplot_unless_asked() -> None:
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
         "plot.figure_factory()\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
+        "session = install_display(RE, plots=True)\n"  # the IPython session's pyplot window
+        "import matplotlib.pyplot as plt\n"
+        "window = session.plot.figure_factory()\n"
+        "assert window is session.plot.figure_factory(), 'window not reused'\n"
+        "plt.close(window)\n"
+        "assert session.plot.figure_factory() is not window, 'closed window not reopened'\n"
         "print('ok')\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/"
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        env={**os.environ, "MPLBACKEND": "Agg"},
     )
     assert done.stdout.strip() == "ok", done.stderr
 
@@ -238,15 +249,17 @@ def caen(RE: RunEngine) -> Iterator[CaenHV]:
         run(RE, hv.close)
 
 
-def test_a_caen_ramp_reports_progress_from_initial_to_target(RE: RunEngine, caen: CaenHV) -> None:
+def test_a_caen_ramp_reports_progress_and_draws_progress_bars(RE: RunEngine, caen: CaenHV) -> None:
+    out = io.StringIO()
+    display = install_display(RE, plots=False, stream=out)
     updates: list[dict[str, Any]] = []
 
-    async def ramp() -> None:
-        status = caen.channels[1].set(60.0)
+    def ramp() -> Any:  # bps.mv, with a watcher of our own on the ramp's status
+        status = yield from bps.abs_set(caen.channels[1], 60.0, group="ramp")
         status.watch(lambda **update: updates.append(update))
-        await status
+        yield from bps.wait(group="ramp")
 
-    run(RE, ramp)  # 60 V at 60 V/s: about a second, with a readback every 0.25 s
+    RE(ramp())  # 60 V at 60 V/s: about a second, with a readback every 0.25 s
     assert len(updates) >= 3
     assert {(u["target"], u["unit"], u["name"]) for u in updates} == {(60.0, "V", "hv-channels-1")}
     assert {u["initial"] for u in updates} == {updates[0]["initial"]}
@@ -258,12 +271,6 @@ def test_a_caen_ramp_reports_progress_from_initial_to_target(RE: RunEngine, caen
     assert any(5 < c < 55 for c in currents)  # seen on the way, not only at both ends
     elapsed = [u["time_elapsed"] for u in updates]
     assert elapsed == sorted(elapsed)
-
-
-def test_progress_bars_draw_a_ramp_in_a_plan(RE: RunEngine, caen: CaenHV) -> None:
-    out = io.StringIO()
-    display = install_display(RE, plots=False, stream=out)
-    RE(bps.mv(caen.channels[1], 60.0))
     bars = out.getvalue()
     assert "hv-channels-1:   0%" in bars and "| 60.0/60.0 [" in bars, bars
     assert re.search(r"hv-channels-1: +[1-9][0-9]%", bars), bars  # drawn on the way up
