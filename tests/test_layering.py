@@ -24,7 +24,13 @@ LAYER_OF_MODULE = {
 # Application entry points of the core (the command line, the demo, the stand builder)
 # assemble everything and may import any layer; the rest of the core stays below devices,
 # plans and callbacks.
-APPLICATION = {"teststand.cli", "teststand.demo", "teststand.stand", "teststand.report"}
+APPLICATION = {
+    "teststand.cli",
+    "teststand.demo",
+    "teststand.stand",
+    "teststand.report",
+    "teststand.qserver",
+}
 # What each layer may import of the package. The core runs simulators for `sim://` URLs and
 # `sim: true` stands; the simulators use nothing but the standard library and themselves.
 ALLOWED = {

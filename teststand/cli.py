@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_report import register as register_report
 
     register_report(commands)
+    from .cli_qserver import register as register_qserver
+
+    register_qserver(commands)
     return parser
 
 
