@@ -41,6 +41,8 @@ E_GAP_EV = 1.21
 K_BOLTZMANN_EV_PER_K = 8.617e-5
 ZERO_C_IN_K = 273.15
 STOP_REASONS = IV_STATES[1:]  # the states that end a slot's scan
+#: A last point at this fraction of iv.compliance is a compliance stop (as the plans decide it).
+COMPLIANCE_FRACTION = 0.95
 Rule = Literal["itk", "robust"]
 Publish = Callable[[str, dict[str, Any]], object]
 Listener = Callable[[str, dict[int, "SlotResult"]], object]
@@ -393,7 +395,7 @@ class IVAnalysis(DocumentRouter):
                 info,
                 run.md.iv,
                 self.criteria[info.sensor],
-                run.stops.get(slot, "error" if problems else "done"),
+                run.stops.get(slot) or unseen_stop(run.points[slot], run.md.iv, bool(problems)),
                 rule=self.rule,
                 problems=[*problems, *missing],
             )
@@ -406,6 +408,16 @@ class IVAnalysis(DocumentRouter):
             _guarded("publishing the results", self.publish, uid, summary)
         for listener in self.on_result:
             _guarded("a result listener", listener, uid, dict(self.results))
+
+
+def unseen_stop(
+    points: Sequence[IVPoint], settings: IVSettings | None, interrupted: bool = False
+) -> str:
+    """The stop reason of a slot whose stop no event showed (the run ended right after it)."""
+    last = points[-1].current if points else 0.0
+    if settings is not None and abs(last) >= COMPLIANCE_FRACTION * settings.compliance:
+        return "compliance"
+    return "error" if interrupted else "done"
 
 
 def _cell(data: Mapping[str, list[Any]], key: str | None, row: int) -> float | None:

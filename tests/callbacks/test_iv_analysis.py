@@ -467,3 +467,23 @@ def test_a_failing_publisher_does_not_break_the_run(
     assert result.exit_status == "success"
     assert "publishing the results failed" in caplog.text and "tiled is down" in caplog.text
     assert analysis.summaries[result.run_start_uids[0]]["verdict"] == "fail"  # 20 V < 100 V
+
+
+def test_a_compliance_stop_no_event_shows_is_read_from_the_current(
+    RE: RunEngine, stand: Stand
+) -> None:
+    # The plans set a slot's stop state after reading its point: when the last slots scanning stop,
+    # the run ends without another event. Slot 5 at 80 V: 1.25 µA/V · 80 V = 100 µA ≥ 0.95·100 µA.
+    analysis = IVAnalysis()
+    RE.subscribe(analysis)
+    RE(stand.plan(stand.metadata(), stop=80))
+    five, three = analysis.results[5], analysis.results[3]
+    assert (five.stop_reason, five.compliance_voltage, five.breakdown_voltage) == (
+        "compliance",
+        80,
+        80,
+    )
+    assert (three.stop_reason, three.compliance_voltage) == ("done", None)  # 0.9 µA at 80 V
+    assert three.reasons == [
+        "the scan never reached the 100 V operating voltage: it stopped at 80 V (end of scan)"
+    ]
