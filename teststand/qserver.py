@@ -656,25 +656,24 @@ def stop(state_dir: Path, *, force: bool = False, timeout: float = 30.0) -> list
 
 def _ask_manager_to_stop(manager: Component, force: bool) -> None:
     """`manager_stop` over 0MQ; SIGTERM if the manager does not answer."""
-    from bluesky_queueserver_api.comm_base import RequestTimeoutError
+    from bluesky_queueserver_api.comm_base import RequestFailedError, RequestTimeoutError
 
     assert manager.pid is not None
     client = manager_client(manager.address.split()[0], timeout=3.0)
     try:
-        reply = client.send_request(
+        client.send_request(
             method="manager_stop", params={"option": "safe_off" if force else "safe_on"}
         )
     except RequestTimeoutError:
         _signal_group(manager.pid, signal.SIGTERM)
-        return
-    finally:
-        client.close()
-    if not reply.get("success"):
+    except RequestFailedError as exc:
         raise ManagerBusy(
-            f"the RE Manager refused to stop: {reply.get('msg')}. Stop or abort the plan first "
+            f"the RE Manager refused to stop ({exc}). Stop or abort the plan first "
             "(`qserver re pause`, then `qserver re abort`), or stop anyway with "
             "`teststand qserver stop --force` (kills the running plan)"
-        )
+        ) from None
+    finally:
+        client.close()
 
 
 @dataclass(frozen=True)

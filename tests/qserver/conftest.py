@@ -1,0 +1,97 @@
+"""A real Redis (the embedded redis-server on a free port) and a tiny profile for the manager."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from teststand.qserver import Component, free_port, start_redis, stop_component
+
+REPO = Path(__file__).resolve().parents[2]
+
+STARTUP = """
+import os
+from pathlib import Path
+
+from bluesky import RunEngine
+from bluesky.plans import count  # noqa: F401
+from ophyd_async.core import StandardReadable, init_devices, soft_signal_rw
+
+RE = RunEngine()
+
+
+class Sensor(StandardReadable):
+    def __init__(self, name: str = "") -> None:
+        with self.add_children_as_readables():
+            self.value = soft_signal_rw(float, initial_value=1.5, units="V")
+        super().__init__(name=name)
+
+
+with init_devices():
+    sensor = Sensor()
+
+# Show the test which stand file the worker was given.
+if os.environ.get("TESTSTAND_STAND"):
+    Path(os.environ["TESTSTAND_STAND"]).with_suffix(".seen").write_text(
+        os.environ["TESTSTAND_STAND"]
+    )
+"""
+
+PERMISSIONS = {
+    "user_groups": {
+        "root": {
+            "allowed_plans": [None],
+            "forbidden_plans": [":^_"],
+            "allowed_devices": [None],
+            "forbidden_devices": [":^_:?.*"],
+            "allowed_functions": [None],
+            "forbidden_functions": [":^_"],
+        },
+        "operator": {
+            "allowed_plans": [":^count$"],
+            "forbidden_plans": [None],
+            "allowed_devices": [":?.*:depth=3"],
+            "forbidden_devices": [None],
+            "allowed_functions": [None],
+            "forbidden_functions": [None],
+        },
+    }
+}
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Component]:
+    """The embedded redis-server, started by teststand.qserver on a free (non-default) port."""
+    redis = start_redis(tmp_path_factory.mktemp("redis"), free_port())
+    yield redis
+    stop_component(redis)
+    assert not redis.alive
+
+
+@pytest.fixture(scope="session")
+def profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """startup/ (a RunEngine, `count`, a soft-signal device), the lists and a stand file."""
+    root = tmp_path_factory.mktemp("profile")
+    (root / "startup").mkdir()
+    (root / "startup" / "00_base.py").write_text(STARTUP)
+    (root / "user_group_permissions.yaml").write_text(yaml.safe_dump(PERMISSIONS))
+    stand = yaml.safe_load((REPO / "profile_collection" / "stand.yaml").read_text())
+    stand["storage"] = {"data_dir": str(root / "data")}
+    (root / "stand.yaml").write_text(yaml.safe_dump(stand))
+    lister = Path(sysconfig.get_path("scripts")) / "qserver-list-plans-devices"
+    environment = {k: v for k, v in os.environ.items() if k != "TESTSTAND_STAND"}
+    subprocess.run(
+        [str(lister), "--startup-dir", str(root / "startup"), "--file-dir", str(root)],
+        check=True,
+        capture_output=True,
+        env=environment,
+        timeout=60,
+    )
+    assert "sensor" in (root / "existing_plans_and_devices.yaml").read_text()
+    return root
