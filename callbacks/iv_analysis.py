@@ -141,7 +141,10 @@ def _at(xs: Sequence[float], ys: Sequence[float], x: float, tol: float) -> float
 def find_breakdown(
     voltages: Sequence[float], currents: Sequence[float], criteria: Criteria, rule: Rule = "itk"
 ) -> float | None:
-    """The first voltage above V_depl where the current rises too fast, or None.
+    """The first voltage V where the current rises too fast, or None.
+
+    Only V with V − 5 V at or above V_depl count (as the ITk 3D spec: below depletion a healthy
+    sensor's current rises like √V, which would pass for a breakdown of a 3D sensor at 6 V).
 
     "itk": I(V) > breakdown_ratio · I(V − 5 V). "robust": I(V)/I(V − 5 V) > 1.5 and either the
     next 5 V ratio is too, or I(V + 5 V) > 20 µA. Points 5 V away are interpolated.
@@ -160,7 +163,7 @@ def find_breakdown(
 
     for v in xs:
         r = ratio(v)
-        if v <= criteria.depletion_voltage or r is None:
+        if v - step < criteria.depletion_voltage or r is None:
             continue
         if rule == "itk" and r > criteria.breakdown_ratio:
             return v

@@ -115,8 +115,8 @@ def test_criteria_defaults_and_overrides() -> None:
 
 def test_planar_breakdown_found_at_the_first_steep_step() -> None:
     points = curve(range(0, 205, 5), healthy)
-    # 55..155 V: I(V)/I(V−5) ≤ 0.65/0.60 = 1.083; 160 V: 1.3 > 1.2. Below 50 V (e.g. 0.15/0.1 =
-    # 1.5 at 5 V) does not count: that is before depletion.
+    # 55..155 V: I(V)/I(V−5) ≤ 0.65/0.60 = 1.083; 160 V: 1.3 > 1.2. Steps from below 50 V
+    # (e.g. 0.15/0.1 = 1.5 at 5 V) do not count: the sensor is not depleted there.
     volts, amps = [p.voltage for p in points], [p.current for p in points]
     assert find_breakdown(volts, amps, PLANAR) == 160
     # negative polarity: magnitudes
@@ -165,6 +165,19 @@ def test_high_leakage_fails() -> None:
 def three_d_current(v: float) -> float:
     """1 µA + 0.02 µA/V up to 40 V (1.8 µA), then ×1.2 per volt."""
     return (1 + 0.02 * v) * uA if v <= 40 else 1.8 * uA * 1.2 ** (v - 40)
+
+
+def test_3d_rise_below_depletion_is_no_breakdown() -> None:
+    # A healthy 3D sensor: I = 1 µA·√(V/5 V) up to full depletion at 5 V, then 1 µA + 0.01 µA/V.
+    # At 6 V, I(6)/I(1) = 1.06/√0.2 = 1.06/0.4472 = 2.370 > 2, but I(1 V) is below depletion;
+    # from 10 V on (back point 5 V) the ratio is at most I(10)/I(5) = 1.1/1.0: no breakdown.
+    volts = list(range(0, 61))
+    amps = [(math.sqrt(v / 5) if v <= 5 else 1 + 0.01 * v) * uA for v in volts]
+    assert amps[6] / amps[1] == pytest.approx(2.370, abs=1e-3)
+    assert find_breakdown(volts, amps, THREE_D) is None
+    # a real early breakdown: ×3 from 11 V on -> I(11)/I(6) = 3.33/1.06 = 3.1 > 2 -> 11 V.
+    early = [a * (3 if v >= 11 else 1) for v, a in zip(volts, amps, strict=True)]
+    assert find_breakdown(volts, early, THREE_D) == 11
 
 
 def test_3d_one_volt_steps_compare_five_volts_back() -> None:
