@@ -13,9 +13,10 @@ as top-level metadata of the run's container in Tiled:
 Search it with `tiled.queries`: `client.search(Key("verdict") == "fail")`,
 `Contains("analysis.failed", "20UPGM22110003")`, `Key("analysis.slots.3.breakdown_voltage") < 150`.
 
-Conventions: voltages and currents are magnitudes; the breakdown ratios use the measured currents,
-the leakage at the operating voltage is normalised to 20 °C; a current compliance counts as a
-breakdown at its voltage; a point within `Criteria.voltage_tolerance` of a voltage reaches it.
+Conventions: voltages and currents are magnitudes; breakdown ratios use the measured currents of
+points at or above V_depl, the leakage at the operating voltage is normalised to 20 °C; a current
+compliance (or the plan's breakdown stop) counts as a breakdown at its voltage; a point within
+`Criteria.voltage_tolerance` of a voltage reaches it; a breakdown at the threshold passes.
 """
 
 from __future__ import annotations
