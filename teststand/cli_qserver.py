@@ -37,8 +37,18 @@ def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[t
     )
     _where(begin)
     begin.add_argument("--startup-dir", type=Path, help="startup files (default PROFILE/startup)")
-    begin.add_argument("--existing-plans", type=Path, help="default PROFILE/existing_plans_and_…")
-    begin.add_argument("--permissions", type=Path, help="default PROFILE/user_group_permissions…")
+    begin.add_argument(
+        "--existing-plans",
+        type=Path,
+        metavar="FILE",
+        help="plans and devices (default PROFILE/existing_plans_and_devices.yaml)",
+    )
+    begin.add_argument(
+        "--permissions",
+        type=Path,
+        metavar="FILE",
+        help="user groups (default PROFILE/user_group_permissions.yaml)",
+    )
     begin.add_argument("--redis", metavar="URL", help="use this Redis (redis://HOST:PORT[/DB])")
     begin.add_argument("--redis-port", type=int, default=0, help="embedded Redis port (0: free)")
     begin.add_argument("--redis-name-prefix", default="qs_default", help="prefix of Redis keys")

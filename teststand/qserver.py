@@ -224,6 +224,8 @@ def _group_members(pgid: int) -> list[int]:
 def _alive(pid: int, marker: str) -> bool:
     """Whether our process `pid` (or, once it ended, a process of its group) still runs."""
     _reap(pid)
+    if pid in _CHILDREN:  # started by this process and not ended: no need to check who it is
+        return True
     proc = Path(f"/proc/{pid}")
     try:
         cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -263,7 +265,8 @@ def stop_component(component: Component, timeout: float = 15.0) -> None:
         return
     if component.name == "redis":
         # SHUTDOWN saves and exits at once; on SIGTERM Redis takes about two seconds.
-        _redis_command(RedisAddress.parse(component.address), b"SHUTDOWN")
+        with contextlib.suppress(OSError):
+            _redis_command(RedisAddress.parse(component.address), b"SHUTDOWN")
         if _wait_exit(component.pid, 5.0) and not _group_members(component.pid):
             return
     _signal_group(component.pid, signal.SIGTERM)
@@ -636,8 +639,10 @@ def stop(state_dir: Path, *, force: bool = False, timeout: float = 30.0) -> list
     """Stop the HTTP server, the RE Manager (through its API, else by signal), then our Redis.
 
     A manager that runs or holds a paused plan is left alone (`ManagerBusy`) unless `force`.
-    Returns the components that were recorded (an empty list: nothing was running).
+    Returns what was stopped (and a Redis not ours); empty when nothing ran. Clears the state.
     """
+    if not (state_dir / STATE_FILE).exists():
+        return []
     with _locked(state_dir):
         recorded = {c.name: c for c in read_state(state_dir)}
         ordered = [recorded[name] for name in ("http", "manager", "redis") if name in recorded]
@@ -651,7 +656,7 @@ def stop(state_dir: Path, *, force: bool = False, timeout: float = 30.0) -> list
         if "redis" in alive:
             stop_component(alive["redis"], timeout)
         (state_dir / STATE_FILE).unlink(missing_ok=True)
-    return ordered
+    return [c for c in ordered if c.name in alive or c.pid is None]
 
 
 def _ask_manager_to_stop(manager: Component, force: bool) -> None:

@@ -334,6 +334,9 @@ def test_bad_options_are_typed_errors(
 def test_stop_signals_a_manager_that_does_not_answer(tmp_path: Path) -> None:
     """A recorded manager whose 0MQ socket is silent gets SIGTERM, then its group SIGKILL."""
     sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    cmdline = Path(f"/proc/{sleeper.pid}/cmdline")
+    while not cmdline.read_bytes():  # empty for a moment after exec
+        pass
     try:
         silent = f"tcp://127.0.0.1:{free_port()} tcp://127.0.0.1:{free_port()}"
         record = {"name": "manager", "address": silent, "pid": sleeper.pid, "marker": "sleep 60"}
@@ -342,3 +345,14 @@ def test_stop_signals_a_manager_that_does_not_answer(tmp_path: Path) -> None:
         assert sleeper.wait(5) == -signal.SIGTERM
     finally:
         sleeper.kill()
+
+
+def test_stop_clears_a_stale_state_and_creates_nothing(tmp_path: Path) -> None:
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    record = {"name": "redis", "address": "redis://127.0.0.1:1/0", "pid": ended.pid}
+    (tmp_path / STATE_FILE).write_text(json.dumps({"components": [record]}))
+    assert stop(tmp_path) == []
+    assert not (tmp_path / STATE_FILE).exists()
+    assert stop(tmp_path / "never-used") == []
+    assert not (tmp_path / "never-used").exists()
