@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -68,7 +69,7 @@ class Running:
     http: Component
     ports: list[int]
 
-    def client(self) -> object:
+    def client(self) -> Any:
         control, info = self.manager.address.split()
         return manager_client(control, info, timeout=10.0)
 
@@ -206,6 +207,15 @@ def test_status_shows_what_runs(running: Running, capsys: pytest.CaptureFixture[
     assert lines[1].split()[:4] == ["manager", "running", "pid", str(running.manager.pid)]
     assert "state idle, environment closed, 0 queued, locked: no" in lines[1]
     assert lines[2].split()[:2] == ["http", "running"]
+
+    RM = running.client()
+    try:
+        RM.lock("status-test", environment=True, queue=True)
+        assert main(["qserver", "status", "--state-dir", str(running.state_dir)]) == 0
+        assert "locked: environment, queue" in capsys.readouterr().out
+    finally:
+        RM.unlock("status-test")
+        RM.close()
 
 
 def test_embedded_redis_start_status_stop(
