@@ -5,7 +5,8 @@ IV curves of every stage overlaid (the newest completed IV run of each stage), a
 stages (breakdown, leakage at the operating voltage, temperature, the run's verdict for the
 module, the stage-to-stage limits of QUALIFICATION.md), the module's temperature over every run,
 and a verdict. Results come from each IV run's stored `analysis` metadata; a run without it is
-analysed again from its data with `teststand.callbacks.iv_analysis` and the default criteria.
+analysed again: its stored start document, primary data and stop document are fed to the live
+`teststand.callbacks.iv_analysis.IVAnalysis` (the default criteria of QUALIFICATION.md).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from teststand.callbacks.iv_analysis import STOP_REASONS, IVPoint, analyse_slot, criteria_for
-from teststand.callbacks.schema import STAGES, read_metadata
+from teststand.callbacks.iv_analysis import STOP_REASONS, IVAnalysis, IVPoint
+from teststand.callbacks.schema import STAGES
 
 from .catalog import Catalog
 from .errors import TeststandError
@@ -164,9 +165,10 @@ def _slot_of(start: Mapping[str, Any], module_id: str) -> str | None:
 
 def _read(run: Any, keys: Iterable[str | None]) -> dict[str, list[Any]]:
     """The columns `keys` (those present) and `time` of the run's primary stream."""
-    if "primary" not in run:
+    try:
+        stream = run["primary"]
+    except KeyError:
         return {}
-    stream = run["primary"]
     present = sorted({key for key in keys if key} & set(stream))
     if not present:
         return {}
@@ -174,38 +176,62 @@ def _read(run: Any, keys: Iterable[str | None]) -> dict[str, list[Any]]:
     return {key: data[key].values.tolist() for key in ["time", *present]}
 
 
-def iv_points(
-    data: Mapping[str, Sequence[Any]], keys: Mapping[str, Any]
-) -> tuple[list[IVPoint], str]:
-    """The slot's valid IV points ("measuring", finite) and stop reason, as the live analysis."""
-    states = data.get(str(keys.get("state")))
-    if states is None:
-        return [], "done"
+def iv_points(data: Mapping[str, Sequence[Any]], keys: Mapping[str, Any]) -> list[IVPoint]:
+    """The slot's IV points: "measuring" and finite, until its first stop state."""
+    states = data.get(str(keys.get("state")), [])
     bias, current = data.get(str(keys.get("bias")), []), data.get(str(keys.get("current")), [])
     temperatures = data.get(str(keys.get("temperature")))
     points: list[IVPoint] = []
     for row, state in enumerate(states):
         if state in STOP_REASONS:
-            return points, str(state)
+            break
         v = _number(bias[row]) if row < len(bias) else None
         i = _number(current[row]) if row < len(current) else None
         if state == "measuring" and v is not None and i is not None:
             t = _number(temperatures[row]) if temperatures is not None else None
             points.append(IVPoint(abs(v), abs(i), t))
-    return points, "done"
+    return points
 
 
-def _analysis(run: Any, slot: str, points: list[IVPoint], stop: str) -> tuple[dict[str, Any], bool]:
+def reanalyse(run: Any, data: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """The live analysis of a stored IV run: `IVAnalysis` fed its start, primary data and stop.
+
+    `data` holds the run's primary-stream columns (at least every slot's IV keys) and `time`.
+    Returns the run's summary (`{"verdict": ..., "analysis": {"slots": ...}}`), {} if none.
+    """
+    start, stop = dict(run.metadata.get("start", {})), dict(run.metadata.get("stop") or {})
+    uid, times = str(start.get("uid", "")), list(data.get("time", []))
+    descriptor = f"{uid}-primary"
+    columns = {key: list(values) for key, values in data.items() if key != "time"}
+    analysis = IVAnalysis()
+    analysis("start", start)
+    analysis("descriptor", {"uid": descriptor, "run_start": uid, "name": "primary", "time": 0.0})
+    page = {
+        "descriptor": descriptor,
+        "uid": [f"{uid}-{n}" for n in range(len(times))],
+        "seq_num": list(range(1, len(times) + 1)),
+        "time": times,
+        "data": columns,
+        "timestamps": {key: times for key in columns},
+        "filled": {},
+    }
+    analysis("event_page", page)
+    analysis("stop", stop)
+    return analysis.summaries.get(uid, {})
+
+
+def _analysis(
+    run: Any, slot: str, data: Mapping[str, Sequence[Any]]
+) -> tuple[dict[str, Any], bool]:
+    """The stored analysis of the slot, else the live analysis replayed (True: recomputed)."""
     stored = ((run.metadata.get("analysis") or {}).get("slots") or {}).get(slot)
     if isinstance(stored, Mapping):
         return dict(stored), False
-    md = read_metadata(dict(run.metadata.get("start", {})))
-    info = md.slots.get(slot) if md is not None else None
-    if md is None or info is None:
-        reason = "the run's start document does not follow the run metadata schema"
-        return {"verdict": None, "reasons": [], "notes": [f"not analysed: {reason}"]}, True
-    result = analyse_slot(points, info, md.iv, criteria_for(info.sensor), stop)
-    return result.to_json(), True
+    result = (reanalyse(run, data).get("analysis") or {}).get("slots", {}).get(slot)
+    if isinstance(result, Mapping):
+        return dict(result), True
+    why = "not analysed: the run's start document does not follow the run metadata schema"
+    return {"verdict": None, "reasons": [], "notes": [why]}, True
 
 
 def collect(catalog: Catalog, module_id: str) -> ModuleReport:
@@ -233,9 +259,11 @@ def collect(catalog: Catalog, module_id: str) -> ModuleReport:
         test, stage = str(start.get("test", "?")), str(start.get("stage", "?"))
         temperature = f"slot{slot}-temperature"
         keys: Mapping[str, Any] = {}
+        wanted: list[str | None] = [temperature]
         if chosen.get(stage) == uid:
             keys = start["iv_keys"][slot]
-        data = _read(run, [temperature, *keys.values()])
+            wanted += [key for slot_keys in start["iv_keys"].values() for key in slot_keys.values()]
+        data = _read(run, wanted)
         if temperature in data:
             values = [(t, _number(v)) for t, v in zip(data["time"], data[temperature], strict=True)]
             found = [(t, v) for t, v in values if v is not None]
@@ -244,8 +272,8 @@ def collect(catalog: Catalog, module_id: str) -> ModuleReport:
             )
             temperatures.append(trace)
         if keys:
-            points, stop_reason = iv_points(data, keys)
-            result, recomputed = _analysis(run, slot, points, stop_reason)
+            points = iv_points(data, keys)
+            result, recomputed = _analysis(run, slot, data)
             voltages = tuple(p.voltage for p in points)
             currents = tuple(p.current for p in points)
             time = float(start.get("time", 0.0))
@@ -433,7 +461,7 @@ def _stage_rows(report: ModuleReport) -> list[str]:
         text, css = _comparison_text(against.get(s.stage))
         notes = [str(n) for n in [*(r.get("reasons") or []), *(r.get("notes") or [])]]
         if s.recomputed:
-            notes.append("no stored analysis: recomputed from the data with the default criteria")
+            notes.append("no stored analysis: analysed again from the data, default criteria")
         cells = [
             _cell(s.stage),
             _cell(_date(s.time)),

@@ -1,0 +1,397 @@
+"""`teststand report` over a real Tiled server, with runs stored by the live writer.
+
+Two IV stages of two modules go through a RunEngine into Tiled (the live writer), analysed live
+by `IVAnalysis`; the INITIAL_WARM results are stored as run metadata, the INITIAL_COLD ones are
+left for the report to recompute. Module B's leakage current grows 2.5-fold from warm to cold.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+import pytest
+from bluesky import RunEngine
+from ophyd_async.core import (
+    SignalRW,
+    StandardReadable,
+    StandardReadableFormat,
+    init_devices,
+    soft_signal_rw,
+)
+
+from teststand.callbacks.iv_analysis import IVAnalysis, normalise_to_20c
+from teststand.callbacks.schema import IVKeys, IVSettings, SlotInfo, validate_metadata
+from teststand.callbacks.tiled_writer import LiveTiledWriter
+from teststand.catalog import Catalog
+from teststand.cli import main
+from teststand.report import (
+    IV_PNG,
+    TEMPERATURE_PNG,
+    ModuleReport,
+    UnknownModule,
+    compare,
+    module_report,
+    write_all,
+)
+from teststand.storage.embedded import EmbeddedServer
+
+ROOT = Path(__file__).resolve().parents[2]
+A, B = "20UPGM22110001", "20UPGM22110002"
+C = A + "9"  # A is a substring of C: SQLite's Contains would match both
+AREA, STEP, STOP = 15.76, 5.0, 200.0
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class Slot(StandardReadable):
+    """A module slot's readings, named as the stand's slots are (slotN-bias, ...)."""
+
+    def __init__(self, name: str = "") -> None:
+        with self.add_children_as_readables(StandardReadableFormat.HINTED_SIGNAL):
+            self.bias = soft_signal_rw(float, 0.0, units="V")
+            self.leakage_current = soft_signal_rw(float, 0.0, units="A")
+            self.temperature = soft_signal_rw(float, 20.0, units="degC")
+        super().__init__(name=name)
+
+
+class States(StandardReadable):
+    """The IV plan's per-slot states: iv-slot1_state, iv-slot2_state."""
+
+    def __init__(self, name: str = "") -> None:
+        with self.add_children_as_readables(StandardReadableFormat.HINTED_SIGNAL):
+            self.slot1_state = soft_signal_rw(str, "measuring")
+            self.slot2_state = soft_signal_rw(str, "measuring")
+        super().__init__(name=name)
+
+
+@dataclass(frozen=True)
+class Module:
+    module_id: str
+    max_bias: float  # the slot stops ("done") above this
+    leakage: float  # A at 100 V, 20 degC
+
+
+@dataclass
+class Stored:
+    catalog: Catalog
+    server: EmbeddedServer
+    uids: dict[str, str]
+    live: dict[str, dict[str, Any]]  # IVAnalysis summaries by run uid
+    events: dict[str, int]
+
+
+def current(module: Module, volts: float, temperature: float) -> float:
+    """The module's current at `temperature` (its leakage scales with V, given at 20 degC)."""
+    at_20c = module.leakage * (0.4 + 0.6 * volts / 100.0)
+    return at_20c / normalise_to_20c(1.0, temperature)
+
+
+def metadata(test: str, stage: str, modules: dict[str, Module]) -> dict[str, Any]:
+    slots = {
+        n: SlotInfo(module_id=m.module_id, sensor="planar", area_cm2=AREA, max_bias=m.max_bias)
+        for n, m in modules.items()
+    }
+    keys = {
+        n: IVKeys(
+            bias=f"slot{n}-bias",
+            current=f"slot{n}-leakage_current",
+            temperature=f"slot{n}-temperature",
+            state=f"iv-slot{n}_state",
+        )
+        for n in modules
+    }
+    iv = IVSettings(start=0, stop=STOP, step=STEP, settle=0, compliance=1e-4, polarity="-")
+    fields: dict[str, Any] = {"iv": iv, "iv_keys": keys} if test == "iv" else {}
+    md = validate_metadata(
+        stand="test-stand", operator="tester", test=test, stage=stage, slots=slots, **fields
+    )
+    return md.start_metadata()
+
+
+def iv_plan(
+    slots: dict[str, Slot],
+    states: States,
+    voltage: SignalRW[float],
+    stage: str,
+    modules: dict[str, Module],
+    temperature: float,
+    fail_after: int | None = None,
+) -> Generator[Any, Any, str]:
+    """An IV scan by the contract: per step the nominal voltage and per slot bias, current,
+    temperature and state ("measuring" up to the module's max_bias, then "done")."""
+
+    @bpp.run_decorator(md=metadata("iv", stage, modules))
+    def scan() -> Generator[Any, Any, str]:
+        steps = int(STOP / STEP) + 1
+        for step in range(steps):
+            volts = step * STEP
+            moves: list[Any] = [voltage, volts]
+            for n, module in modules.items():
+                measuring = volts <= module.max_bias
+                t = temperature + 0.2 * math.sin(step)
+                amps = current(module, volts, t) if measuring else 0.0
+                moves += [slots[n].bias, -volts if measuring else 0.0]
+                moves += [slots[n].leakage_current, -amps, slots[n].temperature, t]
+                moves += [getattr(states, f"slot{n}_state"), "measuring" if measuring else "done"]
+            yield from bps.mv(*moves)
+            yield from bps.trigger_and_read([voltage, *(slots[n] for n in modules), states])
+            if fail_after is not None and step == fail_after:
+                raise RuntimeError("interrupted on purpose")
+        return ""
+
+    return (yield from scan())
+
+
+def temperature_plan(
+    slots: dict[str, Slot], modules: dict[str, Module], temperatures: list[float]
+) -> Generator[Any, Any, str]:
+    @bpp.run_decorator(md=metadata("temperature", "INITIAL_COLD", modules))
+    def ramp() -> Generator[Any, Any, str]:
+        for t in temperatures:
+            for n in modules:
+                yield from bps.mv(slots[n].temperature, t)
+            yield from bps.trigger_and_read([slots[n] for n in modules])
+        return ""
+
+    return (yield from ramp())
+
+
+@pytest.fixture(scope="module")
+def stored(tiled_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> Stored:
+    RE = RunEngine(call_returns_result=True)
+    with init_devices():
+        slot1, slot2, states = Slot(), Slot(), States(name="iv")
+        voltage = soft_signal_rw(float, 0.0, name="iv_voltage", units="V")
+    slots = {"1": slot1, "2": slot2}
+    analysis = IVAnalysis()
+    writer = LiveTiledWriter(
+        tiled_server.client, tmp_path_factory.mktemp("journal"), flush_interval=0.05
+    )
+    starts: list[str] = []
+    events: dict[str, int] = {}
+    RE.subscribe(analysis)
+    RE.subscribe(writer)
+    RE.subscribe(lambda name, doc: starts.append(doc["uid"]) if name == "start" else None)
+    RE.subscribe(
+        lambda name, doc: (
+            events.__setitem__(starts[-1], events.get(starts[-1], 0) + 1)
+            if name == "event"
+            else None
+        )
+    )
+    a_warm, b_warm = Module(A, 200, 2e-6), Module(B, 150, 2e-6)
+    a_cold, b_cold = Module(A, 200, 2.4e-6), Module(B, 200, 5e-6)
+    RE(iv_plan(slots, states, voltage, "INITIAL_WARM", {"1": a_warm, "2": b_warm}, 20.0))
+    with pytest.raises(RuntimeError, match="on purpose"):  # newer, but not completed
+        RE(iv_plan(slots, states, voltage, "INITIAL_WARM", {"1": Module(A, 200, 50e-6)}, 20, 4))
+    RE(iv_plan(slots, states, voltage, "INITIAL_COLD", {"1": b_cold, "2": a_cold}, -25.0))
+    RE(temperature_plan(slots, {"1": a_cold}, [-25.0, -10.0, 5.0, 20.0]))
+    RE(temperature_plan(slots, {"2": Module(C, 200, 1e-6)}, [20.0, 21.0]))
+    assert writer.wait(30)
+    writer.close()
+    client = tiled_server.client()
+    uids = dict(zip(["warm", "aborted", "cold", "temperature", "c"], starts, strict=True))
+    for name in ("warm", "aborted"):  # the cold run's analysis is left for the report to redo
+        client[uids[name]].update_metadata(analysis.summaries[uids[name]])
+    return Stored(Catalog(client), tiled_server, uids, analysis.summaries, events)
+
+
+class Tables(HTMLParser):
+    """The text of every cell of the rows with an id, and every image and link target."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.rows: dict[str, list[str]] = {}
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self._row: str | None = None
+        self._cell: list[str] | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "tr" and found.get("id"):
+            self._row = str(found["id"])
+            self.rows[self._row] = []
+        elif tag == "td" and self._row is not None:
+            self._cell = []
+        elif tag == "img":
+            self.images.append(str(found["src"]))
+        elif tag == "a":
+            self.links.append(str(found["href"]))
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._row is not None and self._cell is not None:
+            self.rows[self._row].append("".join(self._cell))
+            self._cell = None
+        elif tag == "tr":
+            self._row = None
+
+
+def page(path: Path) -> Tables:
+    return Tables(path.read_text(encoding="utf-8"))
+
+
+@dataclass
+class Written:
+    out: Path
+    index: Path
+    reports: dict[str, ModuleReport]
+
+
+@pytest.fixture(scope="module")
+def written(stored: Stored, tmp_path_factory: pytest.TempPathFactory) -> Written:
+    """`write_all`: every module's report and the index (each module read from Tiled once)."""
+    out = tmp_path_factory.mktemp("reports")
+    reports, index = write_all(stored.catalog, out)
+    return Written(out, index, {r.module_id: r for r in reports})
+
+
+def test_catalog_finds_a_module_by_its_list_exactly(stored: Stored) -> None:
+    found = [s.uid for s in stored.catalog.search(module_id=A)]
+    names = ["warm", "aborted", "cold", "temperature"]
+    assert found == [stored.uids[name] for name in names]  # not C's run
+    assert [s.uid for s in stored.catalog.search(module_id=C)] == [stored.uids["c"]]
+    assert stored.catalog.search(module_id=B, test="iv")[1].module_ids == (B, A)
+    assert stored.catalog.newest(B, "iv").metadata["start"]["uid"] == stored.uids["cold"]
+    assert stored.catalog.module_ids() == sorted([A, B, C])
+
+
+def test_module_page_links_its_pngs(written: Written) -> None:
+    index = written.out / A / "index.html"
+    assert page(index).images == [IV_PNG, TEMPERATURE_PNG]
+    for image in page(index).images:
+        assert (index.parent / image).read_bytes().startswith(PNG)
+
+
+def test_table_shows_each_stage_result(stored: Stored, written: Written) -> None:
+    rows = page(written.out / B / "index.html").rows
+    for stage, run in (("INITIAL_WARM", "warm"), ("INITIAL_COLD", "cold")):
+        uid = stored.uids[run]
+        slot = "2" if run == "warm" else "1"
+        expected = stored.live[uid]["analysis"]["slots"][slot]
+        row = rows[f"stage-{stage}"]
+        assert row[0] == stage and row[2] == uid
+        assert float(row[5]) == pytest.approx(expected["leakage_current"] * 1e6, rel=1e-3)
+        assert float(row[6]) == pytest.approx(expected["leakage_current_density"] * 1e6, rel=1e-3)
+        assert float(row[7]) == pytest.approx(expected["temperature"], abs=0.05)
+        assert row[8] == expected["verdict"] == "pass"
+    # B stopped at its 150 V max_bias when warm: no breakdown found up to there
+    assert rows["stage-INITIAL_WARM"][3] == "≥ 150 (none found)"
+    assert "×2.50" in rows["stage-INITIAL_COLD"][9]
+    cold = stored.live[stored.uids["cold"]]["analysis"]["slots"]["1"]
+    assert cold["leakage_current"] == pytest.approx(5e-6, rel=0.01)  # normalised back to 20 degC
+
+
+def test_curves_hold_only_measuring_points_of_completed_runs(
+    stored: Stored, written: Written
+) -> None:
+    warm, cold = written.reports[B].stages
+    assert warm.uid == stored.uids["warm"] and cold.uid == stored.uids["cold"]
+    assert warm.voltages == tuple(v * STEP for v in range(int(150 / STEP) + 1))
+    assert len(cold.voltages) == int(STOP / STEP) + 1 and all(i > 0 for i in cold.currents)
+    a_warm, _ = written.reports[A].stages
+    assert a_warm.uid == stored.uids["warm"]  # not the newer, interrupted run
+
+
+def test_missing_analysis_is_analysed_as_the_live_one(stored: Stored, written: Written) -> None:
+    warm, cold = written.reports[A].stages
+    assert not warm.recomputed and cold.recomputed
+    assert cold.result == stored.live[stored.uids["cold"]]["analysis"]["slots"]["2"]
+    assert warm.result == stored.live[stored.uids["warm"]]["analysis"]["slots"]["1"]
+    notes = page(written.out / A / "index.html").rows["stage-INITIAL_COLD"][10]
+    assert "no stored analysis" in notes
+
+
+def test_verdicts(written: Written) -> None:
+    a, b, c = (written.reports[m] for m in (A, B, C))
+    assert (a.verdict, a.reasons) == ("pass", ())
+    assert b.verdict == "fail"
+    (reason,) = b.reasons
+    assert reason.startswith("INITIAL_COLD against INITIAL_WARM: leakage current")
+    assert "at most ×2 is allowed" in reason
+    html = (written.out / B / "index.html").read_text(encoding="utf-8")
+    assert "Verdict: FAIL" in html and "×2.50: at most ×2 is allowed" in html
+    assert c.verdict == "incomplete" and c.stages == () and c.runs == 1
+
+
+def test_temperature_history_covers_every_run(stored: Stored, written: Written) -> None:
+    traces = written.reports[A].temperatures
+    names = ["warm", "aborted", "cold", "temperature"]
+    assert [t.uid for t in traces] == [stored.uids[n] for n in names]
+    assert [len(t.values) for t in traces] == [stored.events[stored.uids[n]] for n in names]
+    assert traces[-1].values == (-25.0, -10.0, 5.0, 20.0) and traces[-1].test == "temperature"
+    assert all(t.times == tuple(sorted(t.times)) for t in traces)
+
+
+def test_stage_limits_treat_no_breakdown_as_at_least_the_highest_point() -> None:
+    none_to_200 = {"breakdown_voltage": None, "max_voltage": 200.0, "leakage_current": 1e-6}
+    at = [{"breakdown_voltage": v, "max_voltage": v, "leakage_current": 1e-6} for v in (185, 195)]
+    assert "by at least 15 V" in compare("W", none_to_200, "C", at[0]).problems[0]
+    assert compare("W", none_to_200, "C", at[1]).problems == ()
+    assert compare("W", at[0], "C", none_to_200).breakdown_drop is None
+    drop = compare("W", {**at[1], "breakdown_voltage": 196}, "C", at[0])
+    assert drop.breakdown_drop == 11 and "from 196 V (W) to 185 V" in drop.problems[0]
+    doubled = compare("W", at[1], "C", {**at[1], "leakage_current": 2e-6})
+    assert doubled.problems == () and doubled.leakage_ratio == 2.0
+
+
+def test_all_writes_an_index_of_every_module(written: Written) -> None:
+    assert list(written.reports) == sorted([A, B, C])
+    tables = page(written.index)
+    assert tables.rows[f"module-{A}"] == [A, "pass", "4", "INITIAL_COLD"]
+    assert tables.rows[f"module-{B}"] == [B, "fail", "2", "INITIAL_COLD"]
+    assert tables.rows[f"module-{C}"] == [C, "incomplete", "1", "INITIAL_COLD"]
+    assert tables.links == [f"{m}/index.html" for m in sorted([A, B, C])]
+    for link in tables.links:
+        assert page(written.out / link).images  # every module page exists and shows a plot
+    assert not (written.out / C / IV_PNG).exists()
+
+
+def test_unknown_module_is_a_typed_error(stored: Stored, tmp_path: Path) -> None:
+    with pytest.raises(UnknownModule, match=r"'NO-SUCH-MODULE'.*teststand report --all"):
+        module_report(stored.catalog, "NO-SUCH-MODULE", tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_command_line(stored: Stored, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    where = ["--tiled", stored.server.url, "--api-key", stored.server.api_key]
+    done = subprocess.run(
+        [ROOT / ".venv/bin/teststand", "report", B, *where],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    index = tmp_path / "reports" / B / "index.html"
+    assert f"{B}: fail" in done.stdout and str(index) in done.stdout
+    assert page(index).images == [IV_PNG, TEMPERATURE_PNG]
+
+    assert main(["report", "NO-SUCH-MODULE", *where]) == 1
+    assert "error: no run in Tiled names module 'NO-SUCH-MODULE'" in capsys.readouterr().err
+    assert main(["report", "--tiled", "http://127.0.0.1:9", "--out", str(tmp_path), A]) == 1
+    assert "no Tiled server answers at http://127.0.0.1:9" in capsys.readouterr().err
+    assert main(["report", A, "--all", *where]) == 1
+    assert "give one MODULE_ID, or --all" in capsys.readouterr().err
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_figures() -> Iterator[None]:
+    """The report never touches pyplot's global figure list."""
+    yield
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        assert not sys.modules["matplotlib.pyplot"].get_fignums()
