@@ -27,6 +27,7 @@ from bluesky.utils import MsgGenerator
 import teststand
 from teststand.callbacks.schema import SlotInfo, TestName, validate_metadata
 from teststand.devices.caen import CaenChannel
+from teststand.devices.keithley import Keithley2410
 from teststand.devices.slot import ModuleSlot
 from teststand.errors import TeststandError
 from teststand.stand import TestStand
@@ -163,8 +164,10 @@ def run_metadata(
 
 
 def instruments(stand: TestStand) -> list[Any]:
-    """Every instrument, for the baseline stream (it records their configuration too)."""
-    return list(stand.instruments.values())
+    """The instruments of the baseline stream, which records their configuration too. A source-
+    measure unit is left out: reading it means measuring, which fails with its output off; the
+    runs that use it read it (and so record its configuration) in their primary stream."""
+    return [d for d in stand.instruments.values() if not isinstance(d, Keithley2410)]
 
 
 # ---- HV safety ----

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import yaml
 from bluesky import RunEngine
 
 
@@ -16,3 +18,13 @@ def run(RE: RunEngine, make: Callable[[], Awaitable[Any]], timeout: float = 60) 
         return await make()
 
     return asyncio.run_coroutine_threadsafe(call(), RE.loop).result(timeout)
+
+
+STAND_FILE = Path(__file__).parents[1] / "profile_collection" / "stand.yaml"
+
+
+def stand_dict(speed: float = 200.0, **changes: Any) -> dict[str, Any]:
+    """The profile's simulated stand file as a dict, sped up, with top-level `changes` applied."""
+    data: dict[str, Any] = yaml.safe_load(STAND_FILE.read_text())
+    data.update(speed=speed, **changes)
+    return data

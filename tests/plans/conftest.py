@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from bluesky import RunEngine
-from helpers import run
+from helpers import run, stand_dict
 
 from teststand.stand import TestStand, build
-
-STAND_FILE = Path(__file__).parents[2] / "profile_collection" / "stand.yaml"
-
-
-def stand_dict(speed: float = 200.0, **changes: Any) -> dict[str, Any]:
-    """The profile's stand file as a dict, sped up, with top-level `changes` applied."""
-    data: dict[str, Any] = yaml.safe_load(STAND_FILE.read_text())
-    data.update(speed=speed, **changes)
-    return data
 
 
 @pytest.fixture

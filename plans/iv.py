@@ -1,0 +1,287 @@
+"""IV scans: every chosen slot stepped together on the HV supply, or one module on the SMU.
+
+The step loop yields bare messages (no decorated plan stubs per point): bluesky's own stubs cost
+milliseconds per call in `traceback.format_stack`, which would dominate a fast scan. Each point is
+one `set` per slot, one `wait`, an optional settle, and one `read` of a readout device that reads
+every slot at once (the HV supply answers all channels with one group command).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from bluesky import Msg
+from bluesky import preprocessors as bpp
+from bluesky.utils import MsgGenerator
+from ophyd_async.core import (
+    SignalR,
+    StandardReadable,
+    StandardReadableFormat,
+    soft_signal_r_and_setter,
+)
+
+from teststand.callbacks.iv_analysis import COMPLIANCE_FRACTION, criteria_for, find_breakdown
+from teststand.callbacks.schema import IVKeys, IVSettings, IVState
+from teststand.devices.keithley import Keithley2410
+from teststand.devices.slot import ModuleSlot
+from teststand.stand import TestStand
+
+from .common import (
+    PlanArgumentError,
+    SlotSelection,
+    check_bias,
+    hv_safe,
+    instruments,
+    module_slots,
+    run_metadata,
+    slot_info,
+    switch_on,
+    zero_setpoint,
+)
+
+
+def iv_voltages(start: float, stop: float, step: float) -> list[float]:
+    """The set points from `start` to `stop` (included) in `step`s; the step must lead there."""
+    if min(start, stop) < 0:
+        raise PlanArgumentError(
+            f"{min(start, stop)} V: give bias voltages as magnitudes (the supply's polarity "
+            "applies the sign)"
+        )
+    if not math.isfinite(step) or step == 0:
+        raise PlanArgumentError(f"step {step} V: give a non-zero step, e.g. 5 V")
+    if stop != start and (stop - start) * step < 0:
+        raise PlanArgumentError(
+            f"step {step} V leads away from {stop} V (start {start} V): flip its sign"
+        )
+    count = math.floor(abs((stop - start) / step) + 1e-9)
+    points = [round(start + i * step, 6) for i in range(count + 1)]
+    if points[-1] != stop:
+        points.append(stop)
+    return points
+
+
+class IVReadout(StandardReadable):
+    """Reads every scanned slot, the nominal step voltage (`iv_voltage`) and each slot's scan
+    state (`iv-slotN_state`) in one go."""
+
+    def __init__(self, slots: Sequence[ModuleSlot], name: str = "iv") -> None:
+        self.states: dict[int, Callable[[IVState], None]] = {}
+        voltage, self.set_voltage = soft_signal_r_and_setter(
+            float, name=f"{name}_voltage", units="V"
+        )
+        state_signals: list[SignalR[str]] = [voltage]
+        for slot in slots:
+            signal, setter = soft_signal_r_and_setter(
+                str, "measuring", name=f"{name}-slot{slot.number}_state"
+            )
+            state_signals.append(signal)
+            self.states[slot.number] = setter
+        self.add_readables(list(slots))
+        self.add_readables(state_signals, StandardReadableFormat.UNCACHED_SIGNAL)
+        super().__init__(name=name)
+
+
+def _keys(slot: ModuleSlot, readout: str) -> IVKeys:
+    return IVKeys(
+        bias=slot.bias.name,
+        current=slot.leakage_current.name,
+        temperature=slot.temperature.name if hasattr(slot, "temperature") else None,
+        state=f"{readout}-slot{slot.number}_state",
+    )
+
+
+def iv_scan(
+    stand: TestStand,
+    slots: SlotSelection = None,
+    start: float = 0.0,
+    stop: float = 200.0,
+    step: float = 5.0,
+    settle: float = 1.0,
+    compliance: float | None = None,
+    *,
+    stop_at_breakdown: bool = False,
+    stage: str = "TEST",
+    operator: str | None = None,
+    md: dict[str, Any] | None = None,
+) -> MsgGenerator[str]:
+    """IV scan of the chosen slots together, `start`→`stop` V in `step`s, ending at 0 V.
+
+    Voltages are magnitudes (the supply's polarity applies the sign). At each point every slot
+    still measuring is set, waited for, settled `settle` s, and read. A slot whose current
+    reaches `compliance` (default: the stand's) stops there and ramps down; with
+    `stop_at_breakdown`, so does a slot whose current jumps by its sensor's breakdown ratio.
+    Whatever way the scan ends, every scanned slot is brought back to 0 V. Returns the run uid.
+    """
+    chosen = module_slots(stand, slots)
+    voltages = iv_voltages(start, stop, step)
+    check_bias(stand, chosen, max(voltages))
+    limit = stand.config.limits.compliance
+    compliance = limit if compliance is None else compliance
+    if not 0 < compliance <= limit:
+        raise PlanArgumentError(
+            f"compliance {compliance} A: give a current in (0, {limit}] A, the stand's limit"
+        )
+    if settle < 0:
+        raise PlanArgumentError(f"settle {settle} s: give a settle time >= 0 s")
+    readout = IVReadout(chosen)
+    metadata = run_metadata(
+        stand,
+        chosen,
+        "iv",
+        stage,
+        operator,
+        md,
+        iv=IVSettings(start=start, stop=stop, step=step, settle=settle, compliance=compliance),
+        iv_keys={str(s.number): _keys(s, readout.name) for s in chosen},
+    )
+    criteria = (
+        {s.number: criteria_for(slot_info(stand, s).sensor) for s in chosen}
+        if stop_at_breakdown
+        else None
+    )
+
+    def scan() -> MsgGenerator[str]:
+        uid = yield Msg("open_run", **metadata)
+        yield from switch_on(chosen)
+        active = list(chosen)
+        history: dict[int, list[tuple[float, float]]] = {s.number: [] for s in chosen}
+        stopped: list[ModuleSlot] = []
+        for voltage in voltages:
+            yield Msg("checkpoint")
+            readout.set_voltage(voltage)
+            group = f"iv-{voltage}"
+            for slot in active:
+                yield Msg("set", slot, voltage, group=group)
+            yield Msg("wait", None, group=group)
+            if settle:
+                yield Msg("sleep", None, settle)
+            yield Msg("create", None, name="primary")
+            reading = yield Msg("read", readout)
+            yield Msg("save")
+            stopped = []
+            for slot in active:
+                current = abs(reading[slot.leakage_current.name]["value"])
+                history[slot.number].append((voltage, current))
+                state = _stop_reason(
+                    current, compliance, history[slot.number], criteria, slot.number
+                )
+                if state is not None:
+                    readout.states[slot.number](state)
+                    stopped.append(slot)
+            if stopped:
+                yield Msg("wait_for", None, [partial(zero_setpoint, s.hv_channel) for s in stopped])
+                active = [s for s in active if s not in stopped]
+            if not active:
+                break
+        if stopped:  # record why the last measured point stopped them
+            yield Msg("create", None, name="primary")
+            yield Msg("read", readout)
+            yield Msg("save")
+        for slot in active:
+            readout.states[slot.number]("done")
+        yield Msg("close_run")
+        return str(uid)
+
+    plan = bpp.baseline_wrapper(scan(), instruments(stand))
+    return (yield from hv_safe(plan, chosen))
+
+
+def _stop_reason(
+    current: float,
+    compliance: float,
+    history: list[tuple[float, float]],
+    criteria: dict[int, Any] | None,
+    number: int,
+) -> IVState | None:
+    """Why a slot stops after this point (None: it goes on)."""
+    if current >= COMPLIANCE_FRACTION * compliance:
+        return "compliance"
+    if criteria and len(history) > 1:
+        voltages, currents = zip(*history, strict=True)
+        if find_breakdown(list(voltages), list(currents), criteria[number]) is not None:
+            return "breakdown"
+    return None
+
+
+def keithley_iv_scan(
+    stand: TestStand,
+    slot: int,
+    start: float = 0.0,
+    stop: float = 200.0,
+    step: float = 5.0,
+    settle: float = 1.0,
+    compliance: float | None = None,
+    *,
+    smu: str = "smu",
+    stage: str = "TEST",
+    operator: str | None = None,
+    md: dict[str, Any] | None = None,
+) -> MsgGenerator[str]:
+    """IV scan of one module on the source-measure unit `smu` (its output wired to the slot's
+    module), ending with the output at 0 V and off. Voltages are magnitudes; the SMU sources
+    the negative (reverse) bias. Returns the run uid."""
+    (chosen,) = module_slots(stand, [slot])
+    device = stand.instruments.get(smu)
+    if not isinstance(device, Keithley2410):
+        raise PlanArgumentError(f"{smu!r} is not a Keithley SMU of this stand")
+    voltages = iv_voltages(start, stop, step)
+    check_bias(stand, [chosen], max(voltages))
+    limit = stand.config.limits.compliance
+    compliance = limit if compliance is None else compliance
+    if not 0 < compliance <= limit:
+        raise PlanArgumentError(
+            f"compliance {compliance} A: give a current in (0, {limit}] A, the stand's limit"
+        )
+    state, set_state = soft_signal_r_and_setter(str, "measuring", name=f"iv-slot{slot}_state")
+    keys = IVKeys(bias=device.voltage.name, current=device.current.name, state=state.name)
+    metadata = run_metadata(
+        stand,
+        [chosen],
+        "iv",
+        stage,
+        operator,
+        md,
+        iv=IVSettings(
+            start=start, stop=stop, step=step, settle=settle, compliance=compliance, polarity="-"
+        ),
+        iv_keys={str(slot): keys},
+    )
+
+    def scan() -> MsgGenerator[str]:
+        uid = yield Msg("open_run", **metadata)
+        yield Msg("wait_for", None, [partial(device.configure_iv, compliance)])
+        yield Msg("wait_for", None, [device.on])
+        for voltage in voltages:
+            yield Msg("checkpoint")
+            yield Msg("set", device, -voltage, group="iv")
+            yield Msg("wait", None, group="iv")
+            if settle:
+                yield Msg("sleep", None, settle)
+            yield Msg("trigger", device, group="iv-read")
+            yield Msg("wait", None, group="iv-read")
+            yield Msg("create", None, name="primary")
+            reading = yield Msg("read", device)
+            yield Msg("read", state)
+            yield Msg("save")
+            if abs(reading[device.current.name]["value"]) >= COMPLIANCE_FRACTION * compliance:
+                set_state("compliance")
+                yield Msg("create", None, name="primary")
+                yield Msg("read", device)
+                yield Msg("read", state)
+                yield Msg("save")
+                break
+        else:
+            set_state("done")
+        yield Msg("close_run")
+        return str(uid)
+
+    def smu_to_zero() -> MsgGenerator[None]:
+        yield Msg("set", device, 0.0, group="iv-zero")
+        yield Msg("wait", None, group="iv-zero")
+        yield Msg("wait_for", None, [device.off])
+
+    plan = bpp.baseline_wrapper(scan(), instruments(stand))
+    return (yield from bpp.finalize_wrapper(plan, smu_to_zero()))

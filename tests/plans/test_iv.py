@@ -1,0 +1,205 @@
+"""IV scans on the simulated stand: data, compliance, and 0 V on every exit path."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from bluesky import RunEngine
+from bluesky.utils import RunEngineInterrupted
+from helpers import stand_dict
+
+from teststand.plans import PlanArgumentError, iv_scan, keithley_iv_scan
+from teststand.stand import TestStand
+
+
+def vmon(stand: TestStand) -> dict[int, float]:
+    """Each slot's HV as the simulator has it, by slot number."""
+    assert stand.simulators is not None
+    channels = stand.simulators["hv"].instrument.snapshot()["channels"]  # type: ignore[attr-defined]
+    return {n: abs(channels[slot.hv.channel]["vmon"]) for n, slot in stand.config.slots.items()}
+
+
+def hv_commands(stand: TestStand) -> int:
+    assert stand.simulators is not None
+    return stand.simulators["hv"].server.commands
+
+
+class Documents:
+    """Collects a run's documents; `on_event(n, action)` runs `action` at the n-th event."""
+
+    def __init__(self) -> None:
+        self.docs: list[tuple[str, dict[str, Any]]] = []
+        self.actions: dict[int, Callable[[], None]] = {}
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        self.docs.append((name, doc))
+        count = sum(1 for n, _ in self.docs if n == "event")
+        if name == "event" and count in self.actions:
+            self.actions.pop(count)()
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        return [doc for n, doc in self.docs if n == name]
+
+    def primary(self) -> list[dict[str, Any]]:
+        descriptors = {d["uid"] for d in self.of("descriptor") if d["name"] == "primary"}
+        return [e for e in self.of("event") if e["descriptor"] in descriptors]
+
+
+def pause_from_thread(RE: RunEngine) -> Callable[[], None]:
+    """What a second thread (a GUI, the queue server) does: request a pause while a plan runs."""
+    return lambda: threading.Thread(target=RE.request_pause).start()
+
+
+@pytest.fixture
+def docs(RE: RunEngine) -> Documents:
+    collected = Documents()
+    RE.subscribe(collected)
+    return collected
+
+
+def test_scan_steps_all_slots_and_ends_at_zero(RE: RunEngine, stand: TestStand, docs: Documents):
+    uid = RE(
+        iv_scan(stand, [1, 3, 4], stop=60, step=10, settle=0, stage="INITIAL_WARM")
+    ).plan_result
+    start = docs.of("start")[0]
+    assert start["uid"] == uid
+    assert start["module_ids"] == ["20UPGM22110001", "20UPGM22110003", "20UPGM23210004"]
+    assert start["slots"]["4"]["sensor"] == "3d"
+    assert start["iv_keys"]["3"]["current"] == "slot3-leakage_current"
+    assert start["stage"] == "INITIAL_WARM"
+    assert {"stand", "operator", "versions", "iv"} <= set(start)
+    events = docs.primary()
+    assert [e["data"]["iv_voltage"] for e in events] == [0, 10, 20, 30, 40, 50, 60]
+    last = events[-1]["data"]
+    assert last["slot3"] == pytest.approx(60, abs=2)
+    assert last["iv-slot3_state"] == "measuring"
+    assert 0 < last["slot1-leakage_current"] < 10e-6
+    assert docs.of("stop")[0]["exit_status"] == "success"
+    baseline = [d for d in docs.of("descriptor") if d["name"] == "baseline"]
+    assert "hv" in baseline[0]["configuration"]
+    assert all(v < 2 for v in vmon(stand).values())
+
+
+def test_compliance_stops_only_that_slot(RE: RunEngine, stand: TestStand, docs: Documents):
+    # slot 6 leaks 30 µA: with 20 µA compliance it stops at once and ramps down
+    RE(iv_scan(stand, [1, 6], stop=40, step=10, settle=0, compliance=20e-6))
+    events = docs.primary()
+    states = [e["data"]["iv-slot6_state"] for e in events]
+    first = states.index("compliance")
+    assert first > 0 and set(states[:first]) == {"measuring"}
+    assert set(states[first:]) == {"compliance"}
+    assert events[-1]["data"]["slot1"] == pytest.approx(40, abs=2)
+    assert events[-1]["data"]["slot6"] < 20
+    assert all(v < 2 for v in vmon(stand).values())
+
+
+def test_breakdown_stop(RE: RunEngine, stand: TestStand, docs: Documents):
+    # slot 3's sensor breaks down at 120 V
+    RE(iv_scan(stand, [3], start=80, stop=200, step=5, settle=0, stop_at_breakdown=True))
+    stopped = [e["data"]["iv_voltage"] for e in docs.primary()]
+    assert 100 <= stopped[-1] < 150  # the simulated sensor breaks down near 120 V
+    assert docs.primary()[-1]["data"]["iv-slot3_state"] in {"breakdown", "compliance"}
+    assert vmon(stand)[3] < 2
+
+
+def test_exception_mid_scan_ends_at_zero(RE: RunEngine, stand: TestStand, docs: Documents):
+    def fail() -> None:
+        raise RuntimeError("analysis crashed")
+
+    docs.actions[4] = fail
+    with pytest.raises(RuntimeError, match="analysis crashed"):
+        RE(iv_scan(stand, [1, 2], stop=100, step=10, settle=0))
+    assert docs.of("stop")[0]["exit_status"] == "fail"
+    assert all(v < 2 for v in vmon(stand).values())
+
+
+def test_pause_then_abort_ends_at_zero(RE: RunEngine, stand: TestStand, docs: Documents):
+    docs.actions[4] = pause_from_thread(RE)
+    with pytest.raises(RunEngineInterrupted):
+        RE(iv_scan(stand, [1, 2], stop=100, step=10, settle=0))
+    assert RE.state == "paused"
+    assert max(vmon(stand)[1], vmon(stand)[2]) >= 10  # paused with HV up
+    RE.abort("operator abort")
+    assert docs.of("stop")[0]["exit_status"] == "abort"
+    assert all(v < 2 for v in vmon(stand).values())
+
+
+def test_ctrl_c_then_abort_ends_at_zero(RE: RunEngine, stand: TestStand, docs: Documents):
+    assert threading.current_thread() is threading.main_thread()
+    docs.actions[3] = lambda: os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(RunEngineInterrupted):
+        RE(iv_scan(stand, [1, 2], stop=100, step=10, settle=0))
+    RE.abort()
+    assert docs.of("stop")[0]["exit_status"] == "abort"
+    assert all(v < 2 for v in vmon(stand).values())
+
+
+def test_stop_request_ends_at_zero(RE: RunEngine, stand: TestStand, docs: Documents):
+    docs.actions[3] = pause_from_thread(RE)
+    with pytest.raises(RunEngineInterrupted):
+        RE(iv_scan(stand, [5], stop=100, step=10, settle=0))
+    RE.stop()
+    assert docs.of("stop")[0]["exit_status"] == "success"
+    assert vmon(stand)[5] < 2
+
+
+def test_resume_after_pause_completes(RE: RunEngine, stand: TestStand, docs: Documents):
+    docs.actions[3] = pause_from_thread(RE)
+    with pytest.raises(RunEngineInterrupted):
+        RE(iv_scan(stand, [7], stop=50, step=10, settle=0))
+    RE.resume()
+    voltages = [e["data"]["iv_voltage"] for e in docs.primary()]
+    assert voltages[-1] == 50
+    assert vmon(stand)[7] < 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"slots": [1], "stop": 300}, "above its 250 V limit"),
+        ({"slots": [4], "stop": 150}, "above its 120 V limit"),
+        ({"slots": [1], "step": 0}, "non-zero step"),
+        ({"slots": [1], "step": -5}, "flip its sign"),
+        ({"slots": [9]}, "unknown slot"),
+        ({"slots": "1-3,x"}, "numbers and ranges"),
+        ({"slots": [1], "compliance": 1e-3}, "stand's limit"),
+        ({"slots": [1], "stop": -100}, "magnitudes"),
+        ({"slots": [1], "stage": "WARM"}, "stage"),
+    ],
+)
+def test_bad_arguments_refused_before_hardware(
+    RE: RunEngine, stand: TestStand, arguments: dict[str, Any], message: str
+):
+    before = hv_commands(stand)
+    with pytest.raises(ValueError, match=message):
+        RE(iv_scan(stand, **arguments))
+    assert hv_commands(stand) == before
+
+
+def test_missing_module_id_refused(RE: RunEngine, make_stand: Callable[..., TestStand]):
+    slots = stand_dict()["slots"]
+    slots[2].pop("module")
+    bare = make_stand(slots=slots)
+    before = hv_commands(bare)
+    with pytest.raises(PlanArgumentError, match="hold no module"):
+        RE(iv_scan(bare, [1, 2]))
+    assert hv_commands(bare) == before
+
+
+def test_keithley_variant(RE: RunEngine, stand: TestStand, docs: Documents):
+    uid = RE(keithley_iv_scan(stand, 1, stop=40, step=10, settle=0)).plan_result
+    start = docs.of("start")[0]
+    assert start["uid"] == uid and start["module_id"] == "20UPGM22110001"
+    assert start["iv_keys"]["1"]["current"] == stand.smu.current.name  # type: ignore[attr-defined]
+    events = docs.primary()
+    bias = start["iv_keys"]["1"]["bias"]
+    assert [round(-e["data"][bias]) for e in events] == [0, 10, 20, 30, 40]
+    assert events[-1]["data"]["iv-slot1_state"] == "measuring"
+    assert stand.simulators is not None
+    smu = stand.simulators["smu"].instrument.snapshot()  # type: ignore[attr-defined]
+    assert not smu["output"]
