@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import ConciseDateFormatter
 from matplotlib.figure import Figure
 
 from teststand.callbacks.iv_analysis import STOP_REASONS, IVAnalysis, IVPoint
@@ -227,11 +228,14 @@ def _analysis(
     stored = ((run.metadata.get("analysis") or {}).get("slots") or {}).get(slot)
     if isinstance(stored, Mapping):
         return dict(stored), False
-    result = (reanalyse(run, data).get("analysis") or {}).get("slots", {}).get(slot)
+    why = "the run's start document does not follow the run metadata schema"
+    try:
+        result = (reanalyse(run, data).get("analysis") or {}).get("slots", {}).get(slot)
+    except TeststandError as exc:  # e.g. a temperature below absolute zero
+        result, why = None, str(exc)
     if isinstance(result, Mapping):
         return dict(result), True
-    why = "not analysed: the run's start document does not follow the run metadata schema"
-    return {"verdict": None, "reasons": [], "notes": [why]}, True
+    return {"verdict": None, "reasons": [], "notes": [f"not analysed: {why}"]}, True
 
 
 def collect(catalog: Catalog, module_id: str) -> ModuleReport:
@@ -281,7 +285,9 @@ def collect(catalog: Catalog, module_id: str) -> ModuleReport:
                 StageResult(stage, uid, time, slot, result, recomputed, voltages, currents)
             )
     stages.sort(key=lambda s: (stage_order(s.stage), s.time))
-    seen = {str(run.metadata.get("start", {}).get("stage")) for _, run in runs}
+    seen = {
+        str(run.metadata["start"]["stage"]) for _, run in runs if run.metadata["start"].get("stage")
+    }
     last = max(seen, key=stage_order) if seen else None
     return _judge(module_id, len(runs), stages, temperatures, last)
 
@@ -370,7 +376,8 @@ def plot_temperature(report: ModuleReport, path: Path) -> None:
     axes.set_title(f"{report.module_id}: temperature over every run")
     axes.legend(title="test")
     axes.grid(True, alpha=0.3)
-    figure.autofmt_xdate()
+    dates = ConciseDateFormatter(axes.xaxis.get_major_locator())  # type: ignore[no-untyped-call]
+    axes.xaxis.set_major_formatter(dates)
     figure.savefig(path, format="png")
 
 

@@ -48,6 +48,7 @@ A, B = "20UPGM22110001", "20UPGM22110002"
 C = A + "9"  # A is a substring of C: SQLite's Contains would match both
 AREA, STEP, STOP = 15.76, 5.0, 200.0
 PNG = b"\x89PNG\r\n\x1a\n"
+CONTAINER = "report-test"
 
 
 class Slot(StandardReadable):
@@ -171,8 +172,12 @@ def stored(tiled_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactor
         voltage = soft_signal_rw(float, 0.0, name="iv_voltage", units="V")
     slots = {"1": slot1, "2": slot2}
     analysis = IVAnalysis()
+    # The runs go into their own container: searches of other tests at the root never see them.
+    tiled_server.client().create_container(CONTAINER)
     writer = LiveTiledWriter(
-        tiled_server.client, tmp_path_factory.mktemp("journal"), flush_interval=0.05
+        lambda: tiled_server.client()[CONTAINER],
+        tmp_path_factory.mktemp("journal"),
+        flush_interval=0.05,
     )
     starts: list[str] = []
     events: dict[str, int] = {}
@@ -196,7 +201,7 @@ def stored(tiled_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactor
     RE(temperature_plan(slots, {"2": Module(C, 200, 1e-6)}, [20.0, 21.0]))
     assert writer.wait(30)
     writer.close()
-    client = tiled_server.client()
+    client = tiled_server.client()[CONTAINER]
     uids = dict(zip(["warm", "aborted", "cold", "temperature", "c"], starts, strict=True))
     for name in ("warm", "aborted"):  # the cold run's analysis is left for the report to redo
         client[uids[name]].update_metadata(analysis.summaries[uids[name]])
@@ -366,7 +371,8 @@ def test_unknown_module_is_a_typed_error(stored: Stored, tmp_path: Path) -> None
 
 
 def test_command_line(stored: Stored, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    where = ["--tiled", stored.server.url, "--api-key", stored.server.api_key]
+    uri = f"{stored.server.url}/api/v1/metadata/{CONTAINER}"
+    where = ["--tiled", uri, "--api-key", stored.server.api_key]
     done = subprocess.run(
         [ROOT / ".venv/bin/teststand", "report", B, *where],
         cwd=tmp_path,
