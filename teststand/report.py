@@ -289,16 +289,17 @@ def collect(catalog: Catalog, module_id: str) -> ModuleReport:
         str(run.metadata["start"]["stage"]) for _, run in runs if run.metadata["start"].get("stage")
     }
     last = max(seen, key=stage_order) if seen else None
-    return _judge(module_id, len(runs), stages, temperatures, last)
+    return judge(module_id, len(runs), stages, temperatures, last)
 
 
-def _judge(
+def judge(
     module_id: str,
     runs: int,
     stages: list[StageResult],
     temperatures: list[TemperatureTrace],
     last_stage: str | None,
 ) -> ModuleReport:
+    """The verdict: fail on a failed stage or a stage-to-stage limit, incomplete without IV."""
     flow = [s for s in stages if stage_order(s.stage) >= 0]
     comparisons = [
         compare(before.stage, before.result, now.stage, now.result)

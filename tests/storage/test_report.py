@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import subprocess
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import pytest
+import yaml
 from bluesky import RunEngine
 from ophyd_async.core import (
     SignalRW,
@@ -38,6 +39,7 @@ from teststand.report import (
     ModuleReport,
     UnknownModule,
     compare,
+    judge,
     module_report,
     write_all,
 )
@@ -352,6 +354,18 @@ def test_stage_limits_treat_no_breakdown_as_at_least_the_highest_point() -> None
     assert doubled.problems == () and doubled.leakage_ratio == 2.0
 
 
+def test_a_failed_stage_fails_the_module_with_its_reasons(written: Written) -> None:
+    warm, cold = written.reports[A].stages
+    broken = {**cold.result, "verdict": "fail", "reasons": ["breakdown at 80 V is too low"]}
+    report = judge(A, 4, [warm, replace(cold, result=broken)], [], "INITIAL_COLD")
+    assert report.verdict == "fail"
+    assert report.reasons == (
+        f"INITIAL_COLD: the IV analysis failed (run {cold.uid}): breakdown at 80 V is too low",
+    )
+    unknown = judge(A, 4, [replace(warm, result={"verdict": None})], [], "INITIAL_WARM")
+    assert unknown.verdict == "incomplete" and "has no analysis" in unknown.reasons[0]
+
+
 def test_all_writes_an_index_of_every_module(written: Written) -> None:
     assert list(written.reports) == sorted([A, B, C])
     tables = page(written.index)
@@ -384,6 +398,12 @@ def test_command_line(stored: Stored, tmp_path: Path, capsys: pytest.CaptureFixt
     index = tmp_path / "reports" / B / "index.html"
     assert f"{B}: fail" in done.stdout and str(index) in done.stdout
     assert page(index).images == [IV_PNG, TEMPERATURE_PNG]
+
+    stand = tmp_path / "stand.yaml"  # the stand file's storage: section, reports under data_dir
+    storage = {"tiled": uri, "api_key": stored.server.api_key, "data_dir": str(tmp_path / "data")}
+    stand.write_text(yaml.safe_dump({"name": "test-stand", "storage": storage}))
+    assert main(["report", A, "--stand", str(stand)]) == 0
+    assert f"{tmp_path / 'data' / 'reports' / A / 'index.html'}" in capsys.readouterr().out
 
     assert main(["report", "NO-SUCH-MODULE", *where]) == 1
     assert "error: no run in Tiled names module 'NO-SUCH-MODULE'" in capsys.readouterr().err
