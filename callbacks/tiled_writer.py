@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from teststand.errors import TeststandError
+from teststand.storage.annotations import apply_annotations, save_annotation
 from teststand.storage.config import StorageConfig
 from teststand.storage.errors import StorageError
 from teststand.storage.journal import JournalFile
@@ -40,6 +41,7 @@ class _LiveRun:
     journal: JournalFile | None = None
     pending: int = 0
     failed: str = ""
+    annotated: bool = False
 
 
 @dataclass
@@ -98,6 +100,16 @@ class LiveTiledWriter:
         if name == "stop":
             self._queue.put(("journal", run, self._journal.detach(run)))
         self._queue.put((name, run, doc))
+
+    def annotate(self, uid: str, metadata: dict[str, Any]) -> None:
+        """Merge `metadata` into run `uid`'s top-level metadata in Tiled once the run is stored
+        there (kept on disk beside the journals until then, and replayed like them)."""
+        try:
+            save_annotation(self.journal_dir, uid, metadata)
+        except (OSError, ValueError) as exc:
+            log.error("run %s: cannot keep its annotation on disk (%s); it is lost", uid, exc)
+            return
+        self._queue.put(("annotate", uid, None))
 
     def wait(self, timeout: float = 60.0) -> bool:
         """Block until everything queued so far is handled and flushed; False on timeout."""
@@ -171,6 +183,12 @@ class LiveTiledWriter:
         self._client = None
 
     def _handle(self, name: str, uid: str, doc: Any) -> None:
+        if name == "annotate":
+            if uid in self._runs:
+                self._runs[uid].annotated = True
+            else:
+                self._store_annotation(uid)
+            return
         if name == "journal":
             if uid in self._runs:
                 self._runs[uid].journal = doc
@@ -226,8 +244,18 @@ class LiveTiledWriter:
             problems = [f"cannot verify ({type(exc).__name__}: {exc})"]
         if problems:
             self._fail(run, "; ".join(problems))
-        elif run.journal is not None:
+            return
+        if run.journal is not None:
             run.journal.path.unlink(missing_ok=True)
+        if run.annotated:
+            self._store_annotation(run.uid)
+
+    def _store_annotation(self, uid: str) -> None:
+        try:
+            apply_annotations(self._connect(), self.journal_dir, [uid])
+        except Exception as exc:  # kept on disk for the next replay
+            log.warning("run %s: storing its annotation failed: %s", uid, exc)
+            self._client = None
 
     def _replay(self) -> None:
         self._next_replay = time.monotonic() + self.replay_interval

@@ -158,3 +158,48 @@ def test_embedded_default_does_not_hold_up_the_first_run(engine: Any, tmp_path: 
         assert list((tmp_path / "stand" / "journal").iterdir()) == []
     finally:
         writer.close()
+
+
+def test_annotation_is_stored_with_the_run(engine: Any, tiled_server: Any, tmp_path: Path) -> None:
+    RE, box = engine
+    journal = tmp_path / "journal"
+    with LiveTiledWriter(tiled_server.client, journal) as writer:
+        RE.subscribe(writer)
+        # published on the stop document, before the writer has stored the run
+        RE.subscribe(
+            lambda name, doc: (
+                writer.annotate(doc["run_start"], {"verdict": "fail"}) if name == "stop" else None
+            )
+        )
+        (uid,) = RE(ramp(box, 3))
+        writer.annotate(uid, {"analysis": {"failed": ["M-1"]}})  # after it is stored
+        assert writer.wait(30)
+    run = from_uri(tiled_server.url, api_key=tiled_server.api_key)[uid]
+    assert run.metadata["verdict"] == "fail"
+    assert run.metadata["analysis"] == {"failed": ["M-1"]}
+    assert run.metadata["start"]["module_id"] == "M-1"
+    assert list(journal.iterdir()) == []
+
+
+def test_annotation_waits_on_disk_while_tiled_is_down(
+    engine: Any, tiled_server: Any, tmp_path: Path
+) -> None:
+    RE, box = engine
+    journal = tmp_path / "journal"
+
+    def unreachable() -> Any:
+        raise ConnectionError("Tiled is down")
+
+    with LiveTiledWriter(unreachable, journal, replay_interval=3600) as writer:
+        RE.subscribe(writer)
+        (uid,) = RE(ramp(box, 2))
+        writer.annotate(uid, {"verdict": "pass"})
+        assert writer.wait(30)
+    assert sorted(p.name for p in journal.iterdir()) == [
+        f"{uid}.annotation.json",
+        f"{uid}.jsonl",
+    ]
+    replay_directory(tiled_server.client(), journal)
+    run = from_uri(tiled_server.url, api_key=tiled_server.api_key)[uid]
+    assert run.metadata["verdict"] == "pass"
+    assert list(journal.iterdir()) == []

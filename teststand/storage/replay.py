@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .annotations import apply_annotations
 from .errors import StorageError
 from .journal import BAD_SUFFIX, SUFFIX, BadLine, Document, is_live, journals, read_journal
 from .runwriter import RunTally, stored_problems, write_run
@@ -92,7 +93,8 @@ def replay_journal(client: Any, path: Path) -> ReplayResult:
 
 
 def replay_directory(client: Any, directory: Path) -> list[ReplayResult]:
-    """Replay every journal of `directory` that no writer holds; typed errors stop the pass."""
+    """Replay every journal of `directory` that no writer holds, then store the pending
+    annotations of runs now in Tiled; typed errors stop the pass."""
     results = []
     for path in journals(directory):
         try:
@@ -105,4 +107,5 @@ def replay_directory(client: Any, directory: Path) -> list[ReplayResult]:
         if result.outcome not in {"live", "empty"}:
             log.info("%s", result.describe())
         results.append(result)
+    apply_annotations(client, directory)
     return results
