@@ -1,0 +1,162 @@
+"""Long-term stability: modules held at bias for hours, read at a steady interval.
+
+Each point is one checkpoint: the slots still measuring are (re)set to their bias, then one event
+reads every slot (time, bias, leakage current, LV voltage and current, module temperature), the
+per-slot state (`lts-slotN_state`, as in the IV contract) and the coldbox's air and dew point.
+Because the set is part of every point, a rewind after a pause or a suspension (whose pre-plan
+took HV to 0 V) brings the bias back before the next reading. A slot whose current reaches the
+compliance, or whose channel fails to hold the bias (a trip), is ramped to 0 V and carries the
+reason from then on; the others go on. Whatever way the run ends, every slot goes back to 0 V.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from bluesky import Msg
+from bluesky import preprocessors as bpp
+from bluesky.utils import MsgGenerator
+
+from teststand.callbacks.iv_analysis import COMPLIANCE_FRACTION, criteria_for
+from teststand.devices.coldbox import ColdBox
+from teststand.devices.slot import ModuleSlot
+from teststand.stand import TestStand
+
+from .common import (
+    PlanArgumentError,
+    SlotSelection,
+    check_bias,
+    hv_safe,
+    instruments,
+    module_slots,
+    run_metadata,
+    slot_info,
+    switch_on,
+    zero_setpoint,
+)
+from .iv import IVReadout
+
+log = logging.getLogger(__name__)
+
+
+async def hold_bias(targets: Sequence[tuple[ModuleSlot, float]], problems: dict[int, str]) -> None:
+    """Set every slot to its bias together and wait; a slot that fails is noted in `problems`
+    (by slot number) instead of failing the others."""
+    results = await asyncio.gather(
+        *(slot.set(voltage) for slot, voltage in targets), return_exceptions=True
+    )
+    for (slot, _), result in zip(targets, results, strict=True):
+        if isinstance(result, BaseException):
+            problems[slot.number] = str(result) or type(result).__name__
+        else:
+            problems.pop(slot.number, None)
+
+
+def long_term_stability(
+    stand: TestStand,
+    slots: SlotSelection = None,
+    voltage: float | None = None,
+    duration: float = 3600.0,
+    interval: float = 60.0,
+    *,
+    compliance: float | None = None,
+    stage: str = "TEST",
+    operator: str | None = None,
+    md: dict[str, Any] | None = None,
+) -> MsgGenerator[str]:
+    """Hold the slots at `voltage` V (a magnitude; default: each sensor's operating voltage)
+    for `duration` s, reading them every `interval` s, as one run (test "long_term_stability").
+
+    A slot whose current reaches `compliance` (default: the stand's) is ramped down and stopped.
+    `duration` counts readings (duration / interval + 1 of them), so time spent paused or
+    suspended is not counted as time at bias. Returns the run uid.
+    """
+    chosen = module_slots(stand, slots)
+    voltages: dict[int, float] = {}
+    for slot in chosen:
+        info = slot_info(stand, slot)
+        bias = criteria_for(info.sensor).operating_voltage if voltage is None else voltage
+        check_bias(stand, [slot], bias)
+        voltages[slot.number] = bias
+    for name, value in (("duration", duration), ("interval", interval)):
+        if not (math.isfinite(value) and value > 0):
+            raise PlanArgumentError(f"{name} {value} s: give a time > 0 s")
+    limit = stand.config.limits.compliance
+    compliance = limit if compliance is None else compliance
+    if not 0 < compliance <= limit:
+        raise PlanArgumentError(
+            f"compliance {compliance} A: give a current in (0, {limit}] A, the stand's limit"
+        )
+    points = math.floor(duration / interval + 1e-9) + 1
+    readout = IVReadout(chosen, name="lts")
+    environment = [d for d in stand.instruments.values() if isinstance(d, ColdBox)][:1]
+    metadata = run_metadata(
+        stand,
+        chosen,
+        "long_term_stability",
+        stage,
+        operator,
+        md,
+        long_term_stability={
+            "voltages": {str(n): v for n, v in voltages.items()},
+            "duration": duration,
+            "interval": interval,
+            "points": points,
+            "compliance": compliance,
+            "state_keys": {str(s.number): f"{readout.name}-slot{s.number}_state" for s in chosen},
+        },
+    )
+
+    def run() -> MsgGenerator[str]:
+        uid = yield Msg("open_run", **metadata)
+        yield from switch_on(chosen)
+        active = list(chosen)
+        problems: dict[int, str] = {}
+        for point in range(points):
+            yield Msg("checkpoint")
+            targets = [(slot, voltages[slot.number]) for slot in active]
+            yield Msg("wait_for", None, [partial(hold_bias, targets, problems)])
+            yield Msg("create", None, name="primary")
+            read_at = time.monotonic()
+            reading = yield Msg("read", readout)
+            for device in environment:
+                yield Msg("read", device)
+            yield Msg("save")
+            stopped = []
+            for slot in active:
+                current = abs(reading[slot.leakage_current.name]["value"])
+                if current >= COMPLIANCE_FRACTION * compliance:
+                    readout.states[slot.number]("compliance")
+                elif slot.number in problems:
+                    status = yield Msg("read", slot.hv_channel.status)
+                    flags = str(status[slot.hv_channel.status.name]["value"])
+                    tripped = "TRIP" in flags or "OVC" in flags
+                    readout.states[slot.number]("compliance" if tripped else "error")
+                    log.warning("slot %d stopped: %s", slot.number, problems[slot.number])
+                else:
+                    continue
+                stopped.append(slot)
+            if stopped:
+                yield Msg("wait_for", None, [partial(zero_setpoint, s.hv_channel) for s in stopped])
+                active = [s for s in active if s not in stopped]
+            if not active:
+                break
+            if point < points - 1:
+                yield Msg("sleep", None, max(interval - (time.monotonic() - read_at), 0.0))
+        for slot in active:
+            readout.states[slot.number]("done")
+        yield Msg("close_run")
+        return str(uid)
+
+    plan = bpp.baseline_wrapper(run(), instruments(stand))
+    uid: str = yield from hv_safe(plan, chosen)
+    return uid
+
+
+__all__ = ["hold_bias", "long_term_stability"]
