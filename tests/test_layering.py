@@ -30,6 +30,7 @@ APPLICATION = {
     "teststand.stand",
     "teststand.report",
     "teststand.qserver",
+    "teststand.operator",
 }
 # What each layer may import of the package. The core runs simulators for `sim://` URLs and
 # `sim: true` stands; the simulators use nothing but the standard library and themselves.

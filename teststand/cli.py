@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_qserver import register as register_qserver
 
     register_qserver(commands)
+    from .cli_queue import register as register_queue
+
+    register_queue(commands)
     return parser
 
 

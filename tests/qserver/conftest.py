@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -95,3 +96,25 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert "sensor" in (root / "existing_plans_and_devices.yaml").read_text()
     return root
+
+
+def _stand_copy(directory: Path, name: str = "stand.yaml", **changes: Any) -> Path:
+    """profile_collection/stand.yaml sped up (speed 500) with its data under `directory`."""
+    stand = yaml.safe_load((REPO / "profile_collection" / "stand.yaml").read_text())
+    stand.update({"speed": 500, "storage": {"data_dir": str(directory / "data")}, **changes})
+    path = directory / name
+    path.write_text(yaml.safe_dump(stand))
+    return path
+
+
+@pytest.fixture(scope="session")
+def stand_copy() -> Callable[..., Path]:
+    """`stand_copy(directory, name="stand.yaml", **changes)`: a sped-up copy of the profile's
+    simulated stand (speed 500) storing under `directory`, with top-level keys changed."""
+    return _stand_copy
+
+
+@pytest.fixture(scope="session")
+def fast_stand(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The profile's simulated stand, sped up, storing into a temporary directory."""
+    return _stand_copy(tmp_path_factory.mktemp("fast-stand"))

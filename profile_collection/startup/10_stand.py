@@ -1,0 +1,22 @@
+"""The stand from its stand file ($TESTSTAND_STAND, else profile_collection/stand.yaml), and every
+instrument and slot by name: `stand`, `hv`, `chiller`, `coldbox`, `smu`, `lv1`, `lv2`, `slot1`...
+
+A stand file with errors stops the profile here with its ConfigError; instruments that another
+program holds (e.g. the queue server's worker) stop it with InstrumentBusy.
+"""
+
+from pathlib import Path
+
+from ophyd_async.core import NotConnectedError
+
+from teststand import profile
+from teststand.errors import TeststandError
+from teststand.stand import build
+
+try:
+    stand = build(profile.stand_file(Path(__file__).resolve().parents[1]))
+except (TeststandError, NotConnectedError) as _error:
+    raise profile.loading_failed(_error) from None
+globals().update(stand.instruments)
+globals().update({f"slot{number}": slot for number, slot in stand.slots.items()})
+del build, NotConnectedError, TeststandError

@@ -1,0 +1,15 @@
+"""The IV analysis (always: its verdicts are stored with the run) and, in an IPython session only,
+the live table, the live IV plot and progress bars. The queue server's worker shows none of them."""
+
+from teststand import profile
+from teststand.callbacks.iv_analysis import IVAnalysis
+
+analysis = IVAnalysis(publish=writer.annotate)  # noqa: F821 (20_storage.py)
+RE.subscribe(analysis)  # noqa: F821
+
+if (_shell := profile.ipython_shell()) is not None:
+    from teststand.callbacks.display import install_display
+
+    live_display = install_display(RE, plots=profile.prepare_shell(_shell))  # noqa: F821
+    del install_display
+del IVAnalysis, _shell

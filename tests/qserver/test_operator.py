@@ -1,0 +1,350 @@
+"""The Operator and `teststand queue` against a real Redis and a real RE Manager running THIS
+profile on the simulated stand, whose instruments a `teststand sim serve-stand --tcp` process
+serves (so that the worker and this test process open the same instruments)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from bluesky import RunEngine
+from ophyd_async.core import NotConnectedError
+
+from teststand.cli import main
+from teststand.config import load_stand
+from teststand.errors import InstrumentBusy
+from teststand.operator import (
+    EnvironmentClosed,
+    EnvironmentOpenFailed,
+    ItemNotFound,
+    LockError,
+    Operator,
+    RequestRefused,
+)
+from teststand.profile import typed_errors
+from teststand.qserver import (
+    Component,
+    QserverOptions,
+    RedisUnreachable,
+    free_port,
+    start,
+    start_redis,
+    stop,
+    stop_component,
+)
+from teststand.stand import build
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILE = REPO / "profile_collection"
+SHORT_IV = {"slots": "1-2", "stop": 20, "step": 10, "settle": 0}
+
+
+@pytest.fixture(scope="module")
+def served_stand(
+    tmp_path_factory: pytest.TempPathFactory, stand_copy: Callable[..., Path]
+) -> Iterator[Path]:
+    """A stand file whose instruments are simulators served over TCP by another process."""
+    directory = tmp_path_factory.mktemp("served")
+    simulated = stand_copy(directory, "simulated.yaml")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "teststand.cli", "sim", "serve-stand", str(simulated), "--tcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=directory,
+    )
+    assert server.stdout is not None
+    config = yaml.safe_load(simulated.read_text())
+    config["sim"] = False
+    for _ in config["instruments"]:
+        name, url = server.stdout.readline().split()
+        config["instruments"][name].update(url=url, options={})
+    served = directory / "stand.yaml"
+    served.write_text(yaml.safe_dump(config))
+    yield served
+    server.terminate()
+    server.wait(30)
+
+
+@dataclass
+class Manager:
+    state_dir: Path
+    stand: Path
+
+    def operator(self, **options: object) -> Operator:
+        storage = load_stand(self.stand).storage
+        return Operator.from_state_dir(self.state_dir, storage=storage, **options)
+
+    def cli(self, *argv: str) -> tuple[int, str]:
+        """`teststand queue ARGV... --stand ... --state-dir ...`: exit status and output."""
+        where = ["--stand", str(self.stand), "--state-dir", str(self.state_dir)]
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            code = main(["queue", *argv, *where])
+        return code, output.getvalue()
+
+
+@pytest.fixture(scope="module")
+def manager(
+    served_stand: Path, redis_server: Component, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Manager]:
+    """The RE Manager with profile_collection/ (its startup, lists and permissions)."""
+    state_dir = tmp_path_factory.mktemp("manager")
+    options = QserverOptions(
+        profile=PROFILE,
+        stand=served_stand,
+        state_dir=state_dir,
+        redis=redis_server.address,
+        redis_prefix="qs_profile",  # its own queue on the session's Redis
+        control_port=free_port(),
+        info_port=free_port(),
+    )
+    start(options)
+    yield Manager(state_dir, served_stand)
+    stop(state_dir, force=True)
+
+
+@pytest.fixture
+def operator(manager: Manager) -> Iterator[Operator]:
+    with manager.operator() as op:
+        yield op
+        with contextlib.suppress(Exception):
+            op.unlock()
+        op.clear()
+
+
+def test_a_stand_file_with_errors_fails_the_environment_open(
+    manager: Manager, operator: Operator
+) -> None:
+    good = manager.stand.read_text()
+    manager.stand.write_text(good + "unknown_section: 1\n")
+    try:
+        with pytest.raises(EnvironmentOpenFailed, match="unknown_section") as failed:
+            operator.open_environment()
+    finally:
+        manager.stand.write_text(good)
+    assert failed.value.error_type == "ConfigError"
+    assert "10_stand.py" in str(failed.value)
+    status = operator.status()
+    assert not status.environment_open and status.manager_state == "idle"
+
+
+def test_an_iv_scan_through_the_queue_is_read_back_from_tiled(operator: Operator) -> None:
+    operator.open_environment()
+    assert operator.status().environment_open
+    uid = operator.submit("iv_scan", **SHORT_IV)
+    updates = list(operator.follow(uid, timeout=60))
+    assert {"running"} <= {u.state for u in updates}
+    last = updates[-1]
+    assert last.finished and last.succeeded, last
+    assert last.exit_status == "completed" and len(last.run_uids) == 1
+    assert operator.status().manager_state == "idle"
+
+    (run,) = operator.results(uid)
+    assert run.uid == last.run_uids[0]
+    assert (run.test, run.stage, run.exit_status) == ("iv", "TEST", "success")
+    assert run.module_ids == ("20UPGM22110001", "20UPGM22110002")
+    assert list(run.table()["iv_voltage"]) == [0.0, 10.0, 20.0]
+    # The live analysis of the worker, stored with the run: 20 V is below the operating voltage.
+    assert run.analysis is not None and set(run.analysis["slots"]) == {"1", "2"}
+    assert run.verdict == "fail"
+    assert "operating voltage" in " ".join(run.analysis["slots"]["1"]["reasons"])
+    assert operator.results(run.uid)[0].uid == run.uid  # by run uid too
+
+
+def test_the_worker_holds_the_instruments(
+    manager: Manager, operator: Operator, RE: RunEngine
+) -> None:
+    operator.open_environment()
+    with pytest.raises(NotConnectedError) as failed:
+        build(manager.stand)
+    busy = typed_errors(failed.value)
+    assert {error.instrument for error in busy} == {"hv", "chiller", "coldbox", "smu", "lv1", "lv2"}
+    assert all(isinstance(error, InstrumentBusy) for error in busy)
+    assert "already in use by another process" in str(busy[0])
+    assert "start-re-manager" in str(busy[0])  # who holds it
+    # An IPython session on the same stand stops at the stand, saying who holds it.
+    ipython = [sys.executable, "-m", "IPython", f"--profile-dir={PROFILE}", "--colors=nocolor"]
+    session = subprocess.run(
+        [*ipython, "--HistoryManager.hist_file=:memory:", "-c", "print('stand' in dir())"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TESTSTAND_STAND": str(manager.stand)},
+        cwd=manager.state_dir,
+        timeout=120,
+    )
+    assert "ProfileLoadError: InstrumentBusy" in session.stdout + session.stderr
+    assert "start-re-manager" in session.stdout + session.stderr
+    assert session.stdout.strip().endswith("False")
+    assert operator.status().environment_open  # the worker is unaffected
+
+
+def test_a_bad_plan_argument_fails_the_item_with_the_plans_message(operator: Operator) -> None:
+    operator.open_environment()
+    for arguments, message in [
+        ({"slots": 9, "stop": 20}, r"unknown slot\(s\) \[9\]"),
+        ({"slots": "1-2", "stop": 900}, "900"),
+    ]:
+        uid = operator.submit("iv_scan", **arguments)
+        last = operator.wait(uid, timeout=60)
+        assert last.exit_status == "failed" and last.error_type == "PlanArgumentError"
+        assert last.requeued and last.run_uids == ()
+        assert re.search(message, last.message), last.message
+        assert operator.results(uid) == []
+        operator.clear()
+
+
+def test_refused_requests_change_nothing(manager: Manager, operator: Operator) -> None:
+    before = operator.status()
+    with pytest.raises(RequestRefused, match="'mv' is not in the list of allowed plans") as mv:
+        operator.submit("mv", "hv", 3, start=False)
+    assert "may queue: hv_off, hv_ramp, iv_scan" in str(mv.value)
+    with pytest.raises(RequestRefused, match="unexpected keyword argument 'bogus'"):
+        operator.submit("iv_scan", slots=1, bogus=3, start=False)
+    with pytest.raises(RequestRefused, match="stop"):
+        operator.submit("iv_scan", slots=1, stop="high", start=False)
+    with (
+        manager.operator(user_group="observer") as observer,
+        pytest.raises(RequestRefused, match="may queue: none"),
+    ):
+        observer.submit("iv_scan", slots=1, start=False)
+    with pytest.raises(ItemNotFound, match="no item nothing-like-this"):
+        next(operator.follow("nothing-like-this"))
+    after = operator.status()
+    assert (after.queue, after.history) == (before.queue, before.history)
+
+
+def test_the_lock_keeps_the_queue_to_its_holder(manager: Manager, operator: Operator) -> None:
+    operator.open_environment()
+    operator.lock("stand-key", note="qualification of batch 7")
+    with manager.operator() as other:
+        with pytest.raises(LockError, match=r"locked .*no lock key"):
+            other.submit("iv_scan", start=False, **SHORT_IV)
+        with pytest.raises(LockError):
+            other.close_environment()
+        other.lock_key = "wrong"
+        with pytest.raises(LockError, match="a wrong lock key"):
+            other.clear()
+        with pytest.raises(LockError):
+            other.unlock()
+        assert other.status().locked == ("environment", "queue")
+        assert "qualification of batch 7" in other.status().lock_holder
+    assert operator.status().queue == ()  # nothing changed
+    uid = operator.submit("iv_scan", start=False, **SHORT_IV)  # the holder may
+    assert [item.uid for item in operator.status().queue] == [uid]
+    operator.unlock()
+    assert operator.status().locked == ()
+    with pytest.raises(LockError, match="give the lock key"):
+        operator.unlock()
+
+
+def test_pause_resume_and_abort(operator: Operator) -> None:
+    operator.open_environment()
+    uid = operator.submit("iv_scan", slots="1-2", stop=200, step=5, settle=0.05)
+    updates = operator.follow(uid, timeout=120)
+    for update in updates:
+        if update.runs_open:
+            operator.pause(immediate=True)
+            break
+    assert next(u for u in updates if u.state == "paused").runs_open == 1
+    operator.resume()
+    assert next(u for u in updates if u.state == "running").state == "running"
+    operator.abort()
+    *_, last = updates
+    assert last.exit_status == "aborted" and last.requeued
+    (run,) = operator.results(uid)
+    assert run.exit_status == "abort"
+    assert run.table()["iv_voltage"].max() < 200
+
+
+def test_the_queue_command_line(manager: Manager, operator: Operator) -> None:
+    code, output = manager.cli("open")
+    assert code == 0 and "environment open" in output
+    code, output = manager.cli(
+        "add",
+        "iv_scan",
+        "--slots",
+        "1-2",
+        "--param",
+        "stop=20",
+        "--param",
+        "step=10",
+        "--param",
+        "settle=0",
+    )
+    assert code == 0 and output.startswith("queued iv_scan as "), output
+    uid = output.split()[3]
+    code, output = manager.cli("watch", uid)
+    assert code == 0 and f"iv_scan {uid[:8]}: completed, 1 run(s)" in output
+    code, output = manager.cli("results", uid)
+    assert code == 0 and "iv TEST  exit success  verdict fail" in output
+    code, output = manager.cli("status")
+    assert (
+        code == 0 and f"completed iv_scan(slots='1-2', stop=20, step=10, settle=0)  {uid}" in output
+    )
+    code, output = manager.cli("watch")
+    assert code == 0 and "nothing runs (manager idle, 0 queued)" in output
+
+    code, output = manager.cli("add", "iv_scan", "--slots", "9", "--watch")
+    assert code == 1 and "failed, 0 run(s): PlanArgumentError: unknown slot(s) [9]" in output
+    code, output = manager.cli("clear")
+    assert code == 0 and operator.status().queue == ()
+    code, output = manager.cli("add", "mv", "--param", "bad")
+    assert code == 1 and "error: --param 'bad': give KEY=VALUE" in output
+    code, output = manager.cli("add", "mv")
+    assert code == 1 and "error: cannot queue mv:" in output and "Traceback" not in output
+
+    code, output = manager.cli("lock", "k1")
+    assert code == 0
+    code, output = manager.cli("clear")
+    assert code == 1 and "error: cannot clear the queue: the RE Manager is locked" in output
+    code, output = manager.cli("unlock", "k1")
+    assert code == 0
+
+    code, output = manager.cli("close")
+    assert code == 0 and not operator.status().environment_open
+    with pytest.raises(EnvironmentClosed, match="open it first"):
+        operator.submit("iv_scan", **SHORT_IV)
+    assert operator.status().queue == ()
+
+
+def test_redis_not_reachable_is_said_clearly(
+    tmp_path: Path, served_stand: Path, redis_server: Component
+) -> None:
+    redis = start_redis(tmp_path / "redis")
+    state_dir = tmp_path / "state"
+    options = QserverOptions(
+        profile=PROFILE,
+        stand=served_stand,
+        state_dir=state_dir,
+        redis=redis.address,
+        control_port=free_port(),
+        info_port=free_port(),
+    )
+    start(options)
+    try:
+        with Operator.from_state_dir(state_dir) as operator:
+            operator.submit("iv_scan", start=False, **SHORT_IV)
+            stop_component(redis)
+            with pytest.raises(RedisUnreachable, match=f"Redis at {redis.address} is not"):
+                operator.submit("iv_scan", start=False, **SHORT_IV)
+        with pytest.raises(RedisUnreachable, match="Restart the queue server"):
+            Operator.from_state_dir(state_dir)
+        output = io.StringIO()
+        with contextlib.redirect_stderr(output):
+            argv = ["queue", "status", "--stand", str(served_stand), "--state-dir", str(state_dir)]
+            assert main(argv) == 1
+        assert output.getvalue().startswith(f"error: the queue server's Redis at {redis.address}")
+        assert "Traceback" not in output.getvalue()
+    finally:
+        stop(state_dir, force=True)
+        stop_component(redis)
