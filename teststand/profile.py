@@ -13,8 +13,9 @@ import logging
 import multiprocessing.util
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .catalog import Catalog
 from .errors import TeststandError
@@ -26,6 +27,7 @@ from .storage.errors import TiledUnreachable
 from .storage.server import stored_api_key
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+WORKER_FLUSH_TIMEOUT = 0.4  # s
 NON_INTERACTIVE = {"agg", "pdf", "ps", "svg", "cairo", "pgf", "template"}
 
 
@@ -119,9 +121,22 @@ def prepare_shell(shell: Any) -> bool:
     return True
 
 
-def at_exit(callback: Callable[[], object]) -> None:
-    """Run `callback` when the process ends, in a session (atexit) and in the worker (a
-    multiprocessing child, which skips atexit handlers but runs multiprocessing finalizers)."""
+class Flushable(Protocol):
+    def wait(self, timeout: float = ...) -> bool: ...
+    def close(self, timeout: float = ...) -> None: ...
+
+
+def close_at_exit(writer: Flushable) -> None:
+    """When the process ends: a session closes the storage writer (flush, then stop its embedded
+    Tiled server); the worker only flushes it, since the manager gives it half a second to exit
+    when the environment closes (its instruments are free once it has), and the embedded server
+    ends with it. Runs not yet verified in Tiled stay in the journal and are replayed."""
+    if in_worker():
+        callback: Callable[[], object] = partial(writer.wait, WORKER_FLUSH_TIMEOUT)
+    else:
+        callback = writer.close
+    # A finalizer, not atexit: the worker is a multiprocessing child, which skips atexit
+    # handlers but runs these (a session runs them from atexit).
     multiprocessing.util.Finalize(None, callback, exitpriority=10)
 
 

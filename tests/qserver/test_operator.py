@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -29,6 +30,7 @@ from teststand.operator import (
     LockError,
     Operator,
     RequestRefused,
+    StatusUpdate,
 )
 from teststand.profile import typed_errors
 from teststand.qserver import (
@@ -45,7 +47,7 @@ from teststand.stand import build
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "profile_collection"
-SHORT_IV = {"slots": "1-2", "stop": 20, "step": 10, "settle": 0}
+SHORT_IV: dict[str, Any] = {"slots": "1-2", "stop": 20, "step": 10, "settle": 0}
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +170,14 @@ def test_the_worker_holds_the_instruments(
     with pytest.raises(NotConnectedError) as failed:
         build(manager.stand)
     busy = typed_errors(failed.value)
-    assert {error.instrument for error in busy} == {"hv", "chiller", "coldbox", "smu", "lv1", "lv2"}
+    assert {getattr(error, "instrument", None) for error in busy} == {
+        "hv",
+        "chiller",
+        "coldbox",
+        "smu",
+        "lv1",
+        "lv2",
+    }
     assert all(isinstance(error, InstrumentBusy) for error in busy)
     assert "already in use by another process" in str(busy[0])
     assert "start-re-manager" in str(busy[0])  # who holds it
@@ -190,10 +199,11 @@ def test_the_worker_holds_the_instruments(
 
 def test_a_bad_plan_argument_fails_the_item_with_the_plans_message(operator: Operator) -> None:
     operator.open_environment()
-    for arguments, message in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"slots": 9, "stop": 20}, r"unknown slot\(s\) \[9\]"),
-        ({"slots": "1-2", "stop": 900}, "900"),
-    ]:
+        ({"slots": "1-2", "stop": 900}, "slot 1: 900.* V is above its 250 V limit"),
+    ]
+    for arguments, message in cases:
         uid = operator.submit("iv_scan", **arguments)
         last = operator.wait(uid, timeout=60)
         assert last.exit_status == "failed" and last.error_type == "PlanArgumentError"
@@ -250,17 +260,24 @@ def test_the_lock_keeps_the_queue_to_its_holder(manager: Manager, operator: Oper
 def test_pause_resume_and_abort(operator: Operator) -> None:
     operator.open_environment()
     uid = operator.submit("iv_scan", slots="1-2", stop=200, step=5, settle=0.05)
-    updates = operator.follow(uid, timeout=120)
-    for update in updates:
-        if update.runs_open:
-            operator.pause(immediate=True)
-            break
-    assert next(u for u in updates if u.state == "paused").runs_open == 1
+    follow = operator.follow(uid, timeout=120)
+    seen: list[StatusUpdate] = []
+
+    def until(state: str) -> StatusUpdate:
+        for update in follow:
+            seen.append(update)
+            if update.state == state and (state != "running" or update.runs_open):
+                return update
+        raise AssertionError(f"no {state} update: {seen}")
+
+    until("running")  # with its run open
+    operator.pause(immediate=True)
+    assert until("paused").runs_open == 1, seen
     operator.resume()
-    assert next(u for u in updates if u.state == "running").state == "running"
+    until("running")
     operator.abort()
-    *_, last = updates
-    assert last.exit_status == "aborted" and last.requeued
+    last = until("finished")
+    assert last.exit_status == "aborted" and last.requeued, seen
     (run,) = operator.results(uid)
     assert run.exit_status == "abort"
     assert run.table()["iv_voltage"].max() < 200
@@ -312,6 +329,9 @@ def test_the_queue_command_line(manager: Manager, operator: Operator) -> None:
 
     code, output = manager.cli("close")
     assert code == 0 and not operator.status().environment_open
+    # The closed worker has let go of the instruments: the environment opens again at once.
+    operator.open_environment()
+    operator.close_environment()
     with pytest.raises(EnvironmentClosed, match="open it first"):
         operator.submit("iv_scan", **SHORT_IV)
     assert operator.status().queue == ()
