@@ -85,6 +85,9 @@ class Criteria:
     robust_ratio: float = 1.5
     robust_current: float = 20e-6
     voltage_tolerance: float = 2.0  # the HV supply's settle tolerance
+    #: A rise smaller than this (A) is read-out resolution, never breakdown: a cold sensor's
+    #: tens of nA make 0.01 µA steps look like large ratios.
+    noise_floor: float = 50e-9
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self)[1:]:
@@ -160,7 +163,9 @@ def find_breakdown(
 
     def ratio(v: float) -> float | None:
         now, back = _at(xs, ys, v, tol), _at(xs, ys, v - step, tol)
-        return None if now is None or back is None or back <= 0 else now / back
+        if now is None or back is None or back <= 0 or now - back < criteria.noise_floor:
+            return None
+        return now / back
 
     for v in xs:
         r = ratio(v)

@@ -2,18 +2,44 @@
 
 Every plan takes the built `TestStand` first and checks its arguments before any hardware moves
 (`PlanArgumentError`); every plan that raises HV brings it back to 0 V on every exit path.
+`STAND_PLANS` are the plans an operator may run (the profile binds them to the stand).
 """
 
+from .binding import bind_plans
 from .common import HVSafetyError, PlanArgumentError, hv_zero
 from .hv import hv_off, hv_ramp
 from .iv import iv_scan, keithley_iv_scan
+from .qualification import StandNotReady, module_qualification
+from .stability import long_term_stability
+from .suspenders import install_suspenders, stand_suspenders
+from .temperature import set_temperature, thermal_cycle
+
+STAND_PLANS = {
+    "iv_scan": iv_scan,
+    "keithley_iv_scan": keithley_iv_scan,
+    "hv_ramp": hv_ramp,
+    "hv_off": hv_off,
+    "set_temperature": set_temperature,
+    "thermal_cycle": thermal_cycle,
+    "long_term_stability": long_term_stability,
+    "module_qualification": module_qualification,
+}
 
 __all__ = [
+    "STAND_PLANS",
     "HVSafetyError",
     "PlanArgumentError",
+    "StandNotReady",
+    "bind_plans",
     "hv_off",
     "hv_ramp",
     "hv_zero",
+    "install_suspenders",
     "iv_scan",
     "keithley_iv_scan",
+    "long_term_stability",
+    "module_qualification",
+    "set_temperature",
+    "stand_suspenders",
+    "thermal_cycle",
 ]

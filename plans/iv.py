@@ -2,12 +2,15 @@
 
 The step loop yields bare messages (no decorated plan stubs per point): bluesky's own stubs cost
 milliseconds per call in `traceback.format_stack`, which would dominate a fast scan. Each point is
-one `set` per slot, one `wait`, an optional settle, and one `read` of a readout device that reads
-every slot at once (the HV supply answers all channels with one group command).
+one `wait_for` that ramps every slot together, an optional settle, and one `read` of a readout
+device that reads every slot at once (the HV supply answers all channels with one group
+command). A slot that trips stops alone; the others go on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -25,6 +28,7 @@ from ophyd_async.core import (
 
 from teststand.callbacks.iv_analysis import COMPLIANCE_FRACTION, criteria_for, find_breakdown
 from teststand.callbacks.schema import IVKeys, IVSettings, IVState
+from teststand.devices.caen import CaenError
 from teststand.devices.keithley import Keithley2410
 from teststand.devices.slot import ModuleSlot
 from teststand.stand import TestStand
@@ -41,6 +45,8 @@ from .common import (
     switch_on,
     zero_setpoint,
 )
+
+log = logging.getLogger("teststand.plans.iv")
 
 
 def iv_voltages(start: float, stop: float, step: float) -> list[float]:
@@ -149,13 +155,15 @@ def iv_scan(
         active = list(chosen)
         history: dict[int, list[tuple[float, float]]] = {s.number: [] for s in chosen}
         stopped: list[ModuleSlot] = []
+        tripped: dict[int, IVState] = {}
         for voltage in voltages:
             yield Msg("checkpoint")
             readout.set_voltage(voltage)
-            group = f"iv-{voltage}"
-            for slot in active:
-                yield Msg("set", slot, voltage, group=group)
-            yield Msg("wait", None, group=group)
+            tripped: dict[int, IVState] = {}
+            yield Msg("wait_for", None, [partial(step_slots, active, voltage, tripped)])
+            for number, state in tripped.items():
+                readout.states[number](state)
+            active = [s for s in active if s.number not in tripped]
             if settle:
                 yield Msg("sleep", None, settle)
             yield Msg("create", None, name="primary")
@@ -176,7 +184,7 @@ def iv_scan(
                 active = [s for s in active if s not in stopped]
             if not active:
                 break
-        if stopped:  # record why the last measured point stopped them
+        if stopped or tripped:  # record why the last points stopped them
             yield Msg("create", None, name="primary")
             yield Msg("read", readout)
             yield Msg("save")
@@ -187,6 +195,23 @@ def iv_scan(
 
     plan = bpp.baseline_wrapper(scan(), instruments(stand))
     return (yield from hv_safe(plan, chosen))
+
+
+async def step_slots(
+    slots: Sequence[ModuleSlot], voltage: float, tripped: dict[int, IVState]
+) -> None:
+    """Ramp the slots to `voltage` together. A slot whose channel trips or switches off on the
+    way is recorded in `tripped` ("compliance" for a current trip, else "error") and the others
+    go on; any other failure (a lost link) ends the scan."""
+    results = await asyncio.gather(*(s.set(voltage) for s in slots), return_exceptions=True)
+    for slot, result in zip(slots, results, strict=True):
+        if result is None:
+            continue
+        if not isinstance(result, CaenError):
+            raise result
+        flags = (await slot.hv_channel.read_status()).flags
+        tripped[slot.number] = "compliance" if {"TRIP", "OVC"} & flags else "error"
+        log.warning("slot %d stopped at %s V: %s", slot.number, voltage, result)
 
 
 def _stop_reason(

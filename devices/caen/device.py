@@ -41,7 +41,7 @@ class CaenMoveLogic(MovableLogic[float]):
 
     channel: CaenChannel
     tolerance: float = 2.0
-    poll: float = 0.2
+    poll: float = 0.2  # the longest wait between two checks; the first ones come sooner
     margin: float = 10.0
 
     async def check_move(self, new_position: float) -> None:
@@ -63,6 +63,7 @@ class CaenMoveLogic(MovableLogic[float]):
             raise CaenError(f"{channel.name} is OFF: switch it on before setting a voltage")
         await self.setpoint.set(new_position)
         deadline = time.monotonic() + (timeout() or float("inf"))
+        wait = self.poll / 16  # short steps arrive within a few checks
         while True:
             status = await channel.read_status()
             if status.faults or not status.on:
@@ -76,7 +77,8 @@ class CaenMoveLogic(MovableLogic[float]):
                     f"{channel.name}: ramp to {new_position} V timed out at {voltage} V; check "
                     "the ramp rate, the current limit and the load"
                 )
-            await asyncio.sleep(self.poll)
+            await asyncio.sleep(wait)
+            wait = min(2 * wait, self.poll)
 
     async def stop(self) -> None:
         """Hold the present voltage."""
