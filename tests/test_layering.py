@@ -27,6 +27,7 @@ LAYER_OF_MODULE = {
 APPLICATION = {
     "teststand.cli",
     "teststand.demo",
+    "teststand.tour",
     "teststand.stand",
     "teststand.report",
     "teststand.qserver",

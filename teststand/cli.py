@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from . import __version__
@@ -44,8 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every exchange (DEBUG)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run the simulated stand and show what it reads")
+    demo = commands.add_parser(
+        "demo", help="qualify the simulated stand's modules, store the runs, write reports"
+    )
     demo.add_argument("--stand", default="profile_collection/stand.yaml", help="stand file")
+    demo.add_argument("--quick", action="store_true", help="one IV of 2 slots (under 30 s)")
+    demo.add_argument("--data", type=Path, help="data directory (default: the stand file's)")
+    demo.add_argument(
+        "--transport", action="store_true", help="drive each instrument with raw commands instead"
+    )
     demo.set_defaults(handler=_demo)
 
     stand_commands = commands.add_parser(
@@ -127,9 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.transport:
+        from .tour import run_tour
+
+        return run_tour(args.stand)
     from .demo import run_demo
 
-    return run_demo(args.stand)
+    return run_demo(args.stand, quick=args.quick, data_dir=args.data)
 
 
 def _stand_check(args: argparse.Namespace) -> int:

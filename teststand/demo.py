@@ -1,144 +1,35 @@
-"""`make demo` (until the plans land): start the simulated stand and exercise every instrument
-through the transport, printing what it read."""
+"""`make demo`: qualify the 8 modules of the simulated stand, store the runs, write the reports.
+
+The simulated stand of profile_collection/stand.yaml runs sped up; one module breaks down early
+(slot 3) and one leaks (slot 6). Plan times (settle, dwell) are scaled by the speed, so the
+qualification keeps its simulated proportions. `--quick` runs one IV of 2 slots.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+from bluesky import RunEngine
+from bluesky.run_engine import call_in_bluesky_event_loop
+
+from .callbacks.iv_analysis import IVAnalysis
+from .callbacks.tiled_writer import storage_writer
+from .catalog import Catalog
 from .config import StandConfig, load_stand
-from .devices import scpi
-from .devices.caen import protocol as caen
-from .devices.coldbox import protocol as coldbox
-from .devices.keithley.protocol import parse_reading
-from .devices.lauda import protocol as lauda
 from .errors import TeststandError
-from .simulation import start_simulated_stand
-from .transport import Transport, connect
+from .plans import iv_scan, module_qualification
+from .report import breakdown_text, write_all
+from .stand import build
+from .storage.server import API_KEY_FILE
+from .storage.session import storage_client
 
-Exerciser = Callable[[Transport, Callable[[str], None]], Awaitable[None]]
-
-
-async def exercise_caen(t: Transport, say: Callable[[str], None]) -> None:
-    def group(text: str) -> list[float]:
-        return caen.parse_numbers(text, count=8)
-
-    for channel in range(8):
-        volts = 50.0 + 25 * channel
-        await t.query(caen.command("SET", "VSET", channel=channel, value=volts), caen.parse_ok)
-        await t.query(caen.command("SET", "RUP", channel=channel, value=50), caen.parse_ok)
-        await t.query(caen.command("SET", "ON", channel=channel), caen.parse_ok)
-    say("VSET " + _row(await t.query("$CMD:MON,CH:8,PAR:VSET", group, idempotent=True), "V"))
-    await asyncio.sleep(1.0)
-    say("VMON " + _row(await t.query("$CMD:MON,CH:8,PAR:VMON", group, idempotent=True), "V"))
-    say("IMON " + _row(await t.query("$CMD:MON,CH:8,PAR:IMON", group, idempotent=True), "uA"))
-    status = await t.query("$CMD:MON,CH:8,PAR:STAT", group, idempotent=True)
-    say("STAT " + " ".join(f"{int(s):>8d}" for s in status))
-    for channel in range(8):
-        await t.query(caen.command("SET", "OFF", channel=channel), caen.parse_ok)
+#: Simulated seconds per real second for the demo (the stand file's own speed is for sessions).
+DEMO_SPEED = 500.0
 
 
-async def exercise_lauda(t: Transport, say: Callable[[str], None]) -> None:
-    say(f"TYPE {await t.query('TYPE', lauda.parse_text, idempotent=True)}")
-    say(f"bath {await t.query('IN_PV_00', lauda.parse_number, idempotent=True):.2f} C")
-    await t.query("OUT_SP_00_-10.00", lauda.parse_ok, idempotent=True)
-    await t.query("START", lauda.parse_ok, idempotent=True)
-    await asyncio.sleep(1.0)
-    setpoint = await t.query("IN_SP_00", lauda.parse_number, idempotent=True)
-    bath = await t.query("IN_PV_00", lauda.parse_number, idempotent=True)
-    say(f"set point {setpoint:.2f} C, bath after 1 s of real time: {bath:.2f} C")
-
-
-async def exercise_coldbox(t: Transport, say: Callable[[str], None]) -> None:
-    async def environment() -> str:
-        air = await t.query("get Temp_Air", coldbox.number_parser("Temp_Air"), idempotent=True)
-        rh = await t.query("get RH", coldbox.number_parser("RH"), idempotent=True)
-        dew = await t.query("get DP", coldbox.number_parser("DP"), idempotent=True)
-        return f"air {air:.2f} C, RH {rh:.2f} %, dew point {dew:.2f} C"
-
-    lid = await t.query("get Lid", coldbox.flag_parser("Lid", "closed", "open"), idempotent=True)
-    say(f"lid {'closed' if lid else 'open'}; {await environment()}")
-    await t.query("set valve0 on", coldbox.parse_ok, idempotent=True)
-    await asyncio.sleep(1.0)
-    flow = await t.query("get Flow", coldbox.number_parser("Flow"), idempotent=True)
-    say(f"dry air {flow:.1f} l/min for 1 s: {await environment()}")
-
-
-async def exercise_keithley(t: Transport, say: Callable[[str], None]) -> None:
-    say(_identity(await t.query("*IDN?", scpi.parse_idn, idempotent=True)))
-    for command in (
-        "*RST",
-        ":SOUR:FUNC VOLT",
-        ":SOUR:VOLT:RANG 1000",
-        ':SENS:FUNC "CURR"',
-        ":SENS:CURR:PROT 1e-4",
-        ":SENS:CURR:NPLC 1",
-        ":FORM:ELEM VOLT,CURR,RES,TIME,STAT",
-        ":OUTP ON",
-    ):
-        await t.write(command)
-    for volts in (0, -20, -50, -100):
-        await t.write(f":SOUR:VOLT {volts}")
-        reading = await t.query(":READ?", parse_reading, idempotent=True)
-        say(
-            f"IV {reading.voltage:8.1f} V  {reading.current * 1e6:10.4f} uA"
-            f"  compliance={reading.in_compliance}"
-        )
-    await t.write(":OUTP OFF")
-    code, message = await t.query(":SYST:ERR?", scpi.parse_error, idempotent=True)
-    say(f"error queue: {code},{message!r}")
-
-
-async def exercise_hmp4040(t: Transport, say: Callable[[str], None]) -> None:
-    say(_identity(await t.query("*IDN?", scpi.parse_idn, idempotent=True)))
-    await t.write("OUTP:GEN 1")
-    for channel in (1, 2, 3, 4):
-        await t.write(f"INST:NSEL {channel}")
-        await t.write("APPL 1.8,2.5")
-        await t.write("OUTP:SEL 1")
-        volts = await t.query("MEAS:VOLT?", scpi.parse_float, idempotent=True)
-        amps = await t.query("MEAS:CURR?", scpi.parse_float, idempotent=True)
-        say(f"OUT{channel} {volts:6.3f} V {amps:6.3f} A")
-    await t.write("OUTP:GEN 0")
-
-
-EXERCISERS: dict[str, Exerciser] = {
-    "caen-dt8033": exercise_caen,
-    "lauda": exercise_lauda,
-    "coldbox": exercise_coldbox,
-    "keithley2410": exercise_keithley,
-    "hmp4040": exercise_hmp4040,
-}
-
-
-def _identity(idn: scpi.Identity) -> str:
-    return f"{idn.manufacturer} {idn.model}, serial {idn.serial}"
-
-
-def _row(values: list[float], unit: str) -> str:
-    return " ".join(f"{v:8.2f}" for v in values) + f" {unit}"
-
-
-async def _exercise_all(config: StandConfig, urls: dict[str, str]) -> None:
-    for name, url in urls.items():
-        kind = config.instruments[name].kind
-        print(f"\n== {name} ({kind}) at {url}")
-        exerciser = EXERCISERS.get(kind)
-        if exerciser is None:
-            print("   (no demo for this kind)")
-            continue
-        async with connect(url, name=name) as link:
-            await exerciser(link, lambda line: print("   " + line))
-            stats = link.stats
-            print(
-                f"   link: {stats.exchanges} exchanges, {stats.retries} retries, "
-                f"last round trip {stats.last_round_trip_ms:.2f} ms"
-            )
-
-
-def run_demo(stand_file: str) -> int:
+def _config(stand_file: str, data_dir: Path | None, speed: float) -> StandConfig:
     if not Path(stand_file).exists():
         raise TeststandError(
             f"stand file {stand_file} not found; run from the repository root or pass --stand FILE"
@@ -148,14 +39,89 @@ def run_demo(stand_file: str) -> int:
         raise TeststandError(
             f"{stand_file} is not a simulated stand (sim: true); the demo only drives simulators"
         )
+    data: dict[str, Any] = config.model_dump(by_alias=True, exclude_none=True)
+    data["speed"] = speed
+    if data_dir is not None:
+        data["storage"] = {"data_dir": str(data_dir)}
+    return load_stand(data)
+
+
+def _progress(name: str, doc: dict[str, Any]) -> None:
+    if name == "start":
+        slots = ",".join(doc.get("slots", {}))
+        print(f"  {doc.get('test', '?'):<20} {doc.get('stage', ''):<15} slots {slots}", flush=True)
+    elif name == "stop" and doc.get("exit_status") != "success":
+        print(f"  ... ended {doc.get('exit_status')}: {doc.get('reason', '')}", flush=True)
+
+
+def run_demo(
+    stand_file: str, *, quick: bool = False, data_dir: Path | None = None, speed: float = DEMO_SPEED
+) -> int:
     started = time.monotonic()
-    stand, urls = start_simulated_stand(config)
+    config = _config(stand_file, data_dir, speed)
+    scale = 1.0 / speed  # one simulated second in real seconds
+    RE = RunEngine(call_returns_result=True)
+    print(f"Simulated stand {config.name!r} at {speed:g}x; runs go to {config.storage.data_path}")
+    writer = storage_writer(config.storage)
+    analysis = IVAnalysis(publish=writer.annotate)
+    RE.subscribe(writer)
+    RE.subscribe(analysis)
+    RE.subscribe(_progress)
+    stand = build(config)
     try:
-        print(
-            f"Simulated stand {config.name!r}: {len(urls)} instruments at {config.speed:g}x speed"
-        )
-        asyncio.run(_exercise_all(config, urls))
+        if quick:
+            RE(iv_scan(stand, [1, 3], 0, 150, 10, settle=scale, stage="TEST", operator="demo"))
+        else:
+            RE(
+                module_qualification(
+                    stand,
+                    None,
+                    "INITIAL_WARM",
+                    cold=-20.0,
+                    cycles=2,
+                    dwell=300 * scale,
+                    settle=scale,
+                    temperature_settle=60 * scale,
+                    interval=60 * scale,
+                    operator="demo",
+                )
+            )
     finally:
-        stand.stop()
-    print(f"\nDone in {time.monotonic() - started:.1f} s.")
+        call_in_bluesky_event_loop(stand.close())
+    try:
+        if not writer.wait(120):
+            print("Tiled is slow: some runs are still in the journal; `teststand storage replay`")
+        print_results(config, analysis, time.monotonic() - started)
+    finally:
+        writer.close()
     return 0
+
+
+def print_results(config: StandConfig, analysis: IVAnalysis, seconds: float) -> None:
+    """Write every module's report from Tiled and print the summary table."""
+    out = config.storage.data_path / "reports"
+    with storage_client(config.storage) as client:
+        reports, index = write_all(Catalog(client), out)
+    by_module = {report.module_id: report for report in reports}
+    print(f"\n{'slot':>4}  {'module':<16} {'stage':<13} {'V_bd':>18} {'I_leak(20C)':>12}  verdict")
+    for number, slot in sorted(config.slots.items()):
+        if slot.module is None:
+            continue
+        report = by_module.get(slot.module.id)
+        if report is None or not report.stages:
+            continue
+        last = report.stages[-1]
+        print(
+            f"{number:>4}  {slot.module.id:<16} {last.stage:<13} {breakdown_text(last.result):>18} "
+            f"{_microamps(last.result.get('leakage_current')):>12}  {report.verdict}"
+        )
+        for reason in report.reasons:
+            print(f"{'':>6}- {reason}")
+    data = config.storage.data_path
+    print(f"\nDone in {seconds:.0f} s. Reports: {index}")
+    key = data / API_KEY_FILE
+    print(f"Browse the runs: teststand tiled serve --data {data} --api-key $(cat {key})")
+
+
+def _microamps(amps: Any) -> str:
+    return "—" if amps is None else f"{float(amps) * 1e6:.2f} µA"
