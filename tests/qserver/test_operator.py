@@ -211,6 +211,14 @@ def test_a_bad_plan_argument_fails_the_item_with_the_plans_message(operator: Ope
         assert re.search(message, last.message), last.message
         assert operator.results(uid) == []
         operator.clear()
+    uid = operator.submit_qualification("1-2", "INITIAL_COLD", cycles=0)
+    last = operator.wait(uid, timeout=60)
+    assert (last.name, last.exit_status, last.error_type) == (
+        "module_qualification",
+        "failed",
+        "PlanArgumentError",
+    )
+    assert "a qualification starts at a warm stage" in last.message
 
 
 def test_refused_requests_change_nothing(manager: Manager, operator: Operator) -> None:
@@ -310,6 +318,13 @@ def test_the_queue_command_line(manager: Manager, operator: Operator) -> None:
     )
     code, output = manager.cli("watch")
     assert code == 0 and "nothing runs (manager idle, 0 queued)" in output
+    code, output = manager.cli(
+        "add", "module_qualification", "--slots", "1-8", "--stage", "INITIAL_WARM", "--no-start"
+    )
+    assert code == 0 and "queued module_qualification as" in output
+    (queued,) = operator.status().queue
+    assert queued.call() == "module_qualification(slots='1-8', stage='INITIAL_WARM')"
+    manager.cli("clear")
 
     code, output = manager.cli("add", "iv_scan", "--slots", "9", "--watch")
     assert code == 1 and "failed, 0 run(s): PlanArgumentError: unknown slot(s) [9]" in output

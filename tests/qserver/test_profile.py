@@ -26,6 +26,7 @@ PLANS = [
     "set_temperature",
     "thermal_cycle",
     "long_term_stability",
+    "module_qualification",
 ]
 
 #: Storage on a Tiled server that is not there: no run is made, and no embedded server starts.
