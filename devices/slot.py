@@ -48,9 +48,13 @@ class SlotBiasLogic(MovableLogic[float]):
                 "(magnitudes: the supply's polarity applies the sign)"
             )
 
+    async def calculate_timeout(self, old_position: float, new_position: float) -> float:
+        logic = self.slot.hv_channel.movable_logic
+        return await logic.calculate_timeout(old_position, new_position)
+
     async def move(self, new_position: float, timeout: TimeoutCalculator) -> None:
         await self.setpoint.set(new_position)
-        await self.slot.hv_channel.set(new_position)
+        await self.slot.hv_channel.movable_logic.move(new_position, timeout)
 
     async def stop(self) -> None:
         await self.slot.hv_channel.stop()  # type: ignore[no-untyped-call]  # untyped upstream
@@ -111,6 +115,15 @@ class ModuleSlot(StandardReadable, StandardMovable[float]):
     @property
     def hv_channel(self) -> CaenChannel:
         return self._hv()
+
+    async def ramp_to(self, volts: float) -> None:
+        """What `set(volts)` does, awaited directly: for scans stepping many slots at once,
+        without a status object and readback watch per slot and step."""
+        logic, channel_logic = self.movable_logic, self.hv_channel.movable_logic
+        await logic.check_move(volts)
+        await channel_logic.check_move(volts)
+        timeout = await logic.calculate_timeout(await self.bias.get_value(), volts)
+        await logic.move(volts, lambda: timeout)
 
     @cached_property
     def movable_logic(self) -> SlotBiasLogic:

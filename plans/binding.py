@@ -35,7 +35,7 @@ def bind_stand(plan: PlanFunction, stand: TestStand) -> PlanFunction:
     bound.__annotations__ = {
         p.name: p.annotation for p in parameters[1:] if p.annotation is not p.empty
     }
-    del bound.__wrapped__  # type: ignore[attr-defined]  # inspect must not unwrap to `stand`
+    del bound.__wrapped__  # inspect must not unwrap the signature back to `stand`
     return bound
 
 

@@ -13,7 +13,7 @@ import getpass
 import os
 import platform
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -170,6 +170,15 @@ def instruments(stand: TestStand) -> list[Any]:
     return [d for d in stand.instruments.values() if not isinstance(d, Keithley2410)]
 
 
+def await_all(*factories: Callable[[], Awaitable[Any]]) -> MsgGenerator[None]:
+    """Await the coroutines together on the RunEngine's loop and raise the first failure here
+    (a bare `wait_for` message returns its tasks and drops their exceptions)."""
+    tasks = yield Msg("wait_for", None, list(factories))
+    for task in tasks or ():
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()
+
+
 # ---- HV safety ----
 
 
@@ -207,7 +216,7 @@ async def bring_to_zero(channels: Sequence[CaenChannel], timeout: float = 600.0)
 def hv_zero(slots: Sequence[ModuleSlot]) -> MsgGenerator[None]:
     """Bring the slots' HV channels to 0 V and wait for it (raises HVSafetyError)."""
     channels = [slot.hv_channel for slot in slots]
-    yield Msg("wait_for", None, [partial(bring_to_zero, channels)])
+    yield from await_all(partial(bring_to_zero, channels))
 
 
 def hv_safe(plan: MsgGenerator[Any], slots: Sequence[ModuleSlot]) -> MsgGenerator[Any]:
@@ -217,8 +226,7 @@ def hv_safe(plan: MsgGenerator[Any], slots: Sequence[ModuleSlot]) -> MsgGenerato
 
 def switch_on(slots: Sequence[ModuleSlot]) -> MsgGenerator[None]:
     """Switch the slots' HV channels on (at their present set point, normally 0 V)."""
-    channels = [slot.hv_channel for slot in slots]
-    yield Msg("wait_for", None, [channel.on for channel in channels])
+    yield from await_all(*(slot.hv_channel.on for slot in slots))
 
 
 def ramp(slots: Sequence[ModuleSlot], voltage: float) -> MsgGenerator[None]:
@@ -240,6 +248,7 @@ def dwell(seconds: float) -> MsgGenerator[None]:
 __all__ = [
     "HVSafetyError",
     "PlanArgumentError",
+    "await_all",
     "bring_to_zero",
     "check_bias",
     "dwell",

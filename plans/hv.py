@@ -14,6 +14,7 @@ from teststand.stand import TestStand
 from .common import (
     PlanArgumentError,
     SlotSelection,
+    await_all,
     check_bias,
     hv_zero,
     module_slots,
@@ -65,7 +66,8 @@ def hv_ramp(
         if not reached:
             yield from hv_zero(chosen)
 
-    return (yield from bpp.finalize_wrapper(body(), zero_unless_reached))
+    uid: str = yield from bpp.finalize_wrapper(body(), zero_unless_reached)
+    return uid
 
 
 def hv_off(
@@ -84,7 +86,7 @@ def hv_off(
         uid = yield Msg("open_run", **metadata)
         yield from bps.trigger_and_read(chosen)
         yield from hv_zero(chosen)
-        yield Msg("wait_for", None, [slot.hv_channel.off for slot in chosen])
+        yield from await_all(*(slot.hv_channel.off for slot in chosen))
         yield from bps.trigger_and_read(chosen)
         yield Msg("close_run")
         return str(uid)

@@ -36,6 +36,7 @@ from teststand.stand import TestStand
 from .common import (
     PlanArgumentError,
     SlotSelection,
+    await_all,
     check_bias,
     hv_safe,
     instruments,
@@ -78,15 +79,15 @@ class IVReadout(StandardReadable):
         voltage, self.set_voltage = soft_signal_r_and_setter(
             float, name=f"{name}_voltage", units="V"
         )
-        state_signals: list[SignalR[str]] = [voltage]
+        readables: list[SignalR[Any]] = [voltage]
         for slot in slots:
             signal, setter = soft_signal_r_and_setter(
                 str, "measuring", name=f"{name}-slot{slot.number}_state"
             )
-            state_signals.append(signal)
+            readables.append(signal)
             self.states[slot.number] = setter
         self.add_readables(list(slots))
-        self.add_readables(state_signals, StandardReadableFormat.UNCACHED_SIGNAL)
+        self.add_readables(readables, StandardReadableFormat.UNCACHED_SIGNAL)
         super().__init__(name=name)
 
 
@@ -159,8 +160,8 @@ def iv_scan(
         for voltage in voltages:
             yield Msg("checkpoint")
             readout.set_voltage(voltage)
-            tripped: dict[int, IVState] = {}
-            yield Msg("wait_for", None, [partial(step_slots, active, voltage, tripped)])
+            tripped = {}
+            yield from await_all(partial(step_slots, active, voltage, tripped))
             for number, state in tripped.items():
                 readout.states[number](state)
             active = [s for s in active if s.number not in tripped]
@@ -173,14 +174,14 @@ def iv_scan(
             for slot in active:
                 current = abs(reading[slot.leakage_current.name]["value"])
                 history[slot.number].append((voltage, current))
-                state = _stop_reason(
+                reason = _stop_reason(
                     current, compliance, history[slot.number], criteria, slot.number
                 )
-                if state is not None:
-                    readout.states[slot.number](state)
+                if reason is not None:
+                    readout.states[slot.number](reason)
                     stopped.append(slot)
             if stopped:
-                yield Msg("wait_for", None, [partial(zero_setpoint, s.hv_channel) for s in stopped])
+                yield from await_all(*(partial(zero_setpoint, s.hv_channel) for s in stopped))
                 active = [s for s in active if s not in stopped]
             if not active:
                 break
@@ -194,7 +195,8 @@ def iv_scan(
         return str(uid)
 
     plan = bpp.baseline_wrapper(scan(), instruments(stand))
-    return (yield from hv_safe(plan, chosen))
+    uid: str = yield from hv_safe(plan, chosen)
+    return uid
 
 
 async def step_slots(
@@ -203,7 +205,7 @@ async def step_slots(
     """Ramp the slots to `voltage` together. A slot whose channel trips or switches off on the
     way is recorded in `tripped` ("compliance" for a current trip, else "error") and the others
     go on; any other failure (a lost link) ends the scan."""
-    results = await asyncio.gather(*(s.set(voltage) for s in slots), return_exceptions=True)
+    results = await asyncio.gather(*(s.ramp_to(voltage) for s in slots), return_exceptions=True)
     for slot, result in zip(slots, results, strict=True):
         if result is None:
             continue
@@ -277,8 +279,8 @@ def keithley_iv_scan(
 
     def scan() -> MsgGenerator[str]:
         uid = yield Msg("open_run", **metadata)
-        yield Msg("wait_for", None, [partial(device.configure_iv, compliance)])
-        yield Msg("wait_for", None, [device.on])
+        yield from await_all(partial(device.configure_iv, compliance))
+        yield from await_all(device.on)
         for voltage in voltages:
             yield Msg("checkpoint")
             yield Msg("set", device, -voltage, group="iv")
@@ -306,7 +308,8 @@ def keithley_iv_scan(
     def smu_to_zero() -> MsgGenerator[None]:
         yield Msg("set", device, 0.0, group="iv-zero")
         yield Msg("wait", None, group="iv-zero")
-        yield Msg("wait_for", None, [device.off])
+        yield from await_all(device.off)
 
     plan = bpp.baseline_wrapper(scan(), instruments(stand))
-    return (yield from bpp.finalize_wrapper(plan, smu_to_zero()))
+    uid: str = yield from bpp.finalize_wrapper(plan, smu_to_zero())
+    return uid

@@ -24,7 +24,14 @@ from teststand.devices.slot import ModuleSlot
 from teststand.errors import TeststandError
 from teststand.stand import TestStand
 
-from .common import PlanArgumentError, SlotSelection, hv_zero, module_slots, slot_info
+from .common import (
+    PlanArgumentError,
+    SlotSelection,
+    await_all,
+    hv_zero,
+    module_slots,
+    slot_info,
+)
 from .hv import hv_off
 from .iv import iv_scan
 from .temperature import check_temperature, set_temperature, thermal_cycle, thermal_devices
@@ -70,14 +77,14 @@ def lv_on(
         yield Msg("set", channel.current_limit, current_limit, group="lv")
         yield Msg("set", channel.voltage, voltage, group="lv")
     yield Msg("wait", None, group="lv")
-    yield Msg("wait_for", None, [channel.on for channel in channels])
+    yield from await_all(*(channel.on for channel in channels))
     supplies = {id(c.client): c.client for c in channels}
-    yield Msg("wait_for", None, [partial(client.set_master, True) for client in supplies.values()])
+    yield from await_all(*(partial(client.set_master, True) for client in supplies.values()))
 
 
 def lv_off(stand: TestStand, slots: Sequence[ModuleSlot]) -> MsgGenerator[None]:
     """Disarm the slots' LV channels (the master outputs stay as they are for other slots)."""
-    yield Msg("wait_for", None, [channel.off for channel in _lv_channels(stand, slots)])
+    yield from await_all(*(channel.off for channel in _lv_channels(stand, slots)))
 
 
 def iv_by_sensor(
@@ -142,7 +149,7 @@ def module_qualification(
     box, chiller = thermal_devices(stand)
     qualification_uid = str(uuid.uuid4())
     run_md = {**(md or {}), "qualification_uid": qualification_uid}
-    temperature = {
+    temperature: dict[str, Any] = {
         "operator": operator,
         "tolerance": tolerance,
         "settle": temperature_settle,
@@ -152,9 +159,9 @@ def module_qualification(
     runs: dict[str, list[str]] = {}
 
     def steps() -> MsgGenerator[dict[str, Any]]:
-        yield Msg("wait_for", None, [partial(check_box_closed, box)])
+        yield from await_all(partial(check_box_closed, box))
         if chiller is not None:
-            yield Msg("wait_for", None, [chiller.start])
+            yield from await_all(chiller.start)
         uid = yield from set_temperature(stand, warm, stage=stage, **temperature)
         runs["warm_up"] = [uid]
         yield from lv_on(stand, chosen, lv_voltage, lv_current_limit)
@@ -179,11 +186,12 @@ def module_qualification(
         runs["hv_off"] = [uid]
         yield from lv_off(stand, chosen)
         if chiller is not None:
-            yield Msg("wait_for", None, [chiller.standby])
+            yield from await_all(chiller.standby)
         return {"qualification_uid": qualification_uid, "runs": runs}
 
     def safe_state() -> MsgGenerator[None]:
         yield from hv_zero(chosen)
         yield from lv_off(stand, chosen)
 
-    return (yield from bpp.finalize_wrapper(steps(), safe_state))
+    result: dict[str, Any] = yield from bpp.finalize_wrapper(steps(), safe_state)
+    return result

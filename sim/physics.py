@@ -29,7 +29,7 @@ class SensorModel:
     depletion_voltage: float = 50.0
     breakdown_voltage: float = 400.0
     miller_exponent: float = 8.0
-    ohmic_resistance: float = 5.0e9  # Ω, surface leakage in parallel
+    ohmic_resistance: float = 1.0e11  # Ω, surface leakage in parallel (1 nA at 100 V)
 
     def current(self, voltage: float, temperature_c: float = 20.0) -> float:
         v = abs(voltage)

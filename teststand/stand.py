@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 from bluesky.run_engine import call_in_bluesky_event_loop
 from ophyd_async.core import DeviceVector, StandardReadable
 
-from .config import InstrumentConfig, StandConfig, load_stand
+from .config import HARDWARE, InstrumentConfig, StandConfig, load_stand
 from .devices.caen import CaenHV
 from .devices.caen.client import Dialect
 from .devices.coldbox import ColdBox
@@ -36,6 +36,9 @@ DEVICE_FACTORIES: dict[str, Callable[[str, dict[str, Any], str, str], StandardRe
     "keithley2410": lambda url, settings, name, kind: Keithley2410(url, name=name, **settings),
     "hmp4040": lambda url, settings, name, kind: HMP4040(url, name=name, **settings),
 }
+
+#: The CAEN low current range's full scale, as a fraction of the supply's maximum current.
+LOW_RANGE_FRACTION = 0.1
 
 
 class TestStand(StandardReadable):
@@ -97,15 +100,21 @@ class TestStand(StandardReadable):
 
     async def apply_backstops(self) -> None:
         """Write each slot's bias limit (MAXV) and the compliance (ISET) to the supplies, and
-        MAXV 0 on HV channels that bias no module: the hardware's own line of defence."""
+        MAXV 0 on HV channels that bias no module: the hardware's own line of defence. Biased
+        channels read their current in the low range (1 nA resolution) when the compliance fits
+        in it (a tenth of the supply's maximum): a cold module draws only tens of nA."""
         limits = self.config.limits
         biased: set[tuple[str, int]] = set()
-        writes = []
+        writes: list[Awaitable[Any]] = []
         for slot in self.slots.values():
             channel = slot.hv_channel
             biased.add((channel.client.name, channel.channel))
             writes.append(channel.max_voltage.set(await slot.max_bias.get_value()))
             writes.append(channel.current_limit.set(limits.compliance))
+            kind = self.config.instruments[self.config.slots[slot.number].hv.instrument].kind
+            if limits.compliance <= LOW_RANGE_FRACTION * (HARDWARE[kind].max_current or 0.0):
+                low = channel.client.set("IMRANGE", channel.channel, "LOW")
+                writes.append(asyncio.ensure_future(low))
         for device in self.instruments.values():
             if isinstance(device, CaenHV):
                 for channel in device.channels.values():
