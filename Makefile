@@ -35,6 +35,7 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/transport.py
+	$(BIN)/python benchmarks/plans.py
 
 # Regenerate the hash-pinned lock file after changing dependencies (needs `uv` on PATH).
 lock:

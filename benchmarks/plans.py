@@ -45,7 +45,7 @@ from bluesky.utils import MsgGenerator
 
 import teststand
 from teststand.devices.slot import ModuleSlot
-from teststand.plans.iv import IVReadout, iv_scan, iv_voltages, step_slots
+from teststand.plans.iv import IVReadout, check_range, iv_scan, iv_voltages, step_slots
 from teststand.stand import TestStand, build
 
 STAND_FILE = Path(__file__).resolve().parents[1] / "profile_collection" / "stand.yaml"
@@ -137,8 +137,10 @@ def measure(reps: int, top: int, subscriber: bool) -> dict[str, Any]:
     points = len(voltages)
     plans = {"iv": lambda: stand_iv(stand, slots), "bp": lambda: bluesky_scan(stand, slots)}
     readout = IVReadout(chosen)
+    timeouts: dict[int, float] = {}
+    call_in_bluesky_event_loop(check_range(chosen, voltages, timeouts))
     parts: dict[str, Callable[[float], Awaitable[Any]]] = {
-        "step": lambda v: step_slots(chosen, v, {}),
+        "step": lambda v: step_slots(chosen, v, timeouts, {}),
         "iv_read": lambda v: readout.read(),
         "slot_reads": lambda v: asyncio.gather(*(slot.read() for slot in chosen)),
     }

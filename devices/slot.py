@@ -116,15 +116,6 @@ class ModuleSlot(StandardReadable, StandardMovable[float]):
     def hv_channel(self) -> CaenChannel:
         return self._hv()
 
-    async def ramp_to(self, volts: float) -> None:
-        """What `set(volts)` does, awaited directly: for scans stepping many slots at once,
-        without a status object and readback watch per slot and step."""
-        logic, channel_logic = self.movable_logic, self.hv_channel.movable_logic
-        await logic.check_move(volts)
-        await channel_logic.check_move(volts)
-        timeout = await logic.calculate_timeout(await self.bias.get_value(), volts)
-        await logic.move(volts, lambda: timeout)
-
     @cached_property
     def movable_logic(self) -> SlotBiasLogic:
         return SlotBiasLogic(setpoint=self.bias_setpoint, readback=self.bias, slot=self)

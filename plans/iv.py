@@ -10,6 +10,7 @@ command). A slot that trips stops alone; the others go on.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -153,6 +154,8 @@ def iv_scan(
     def scan() -> MsgGenerator[str]:
         uid = yield Msg("open_run", **metadata)
         yield from switch_on(chosen)
+        timeouts: dict[int, float] = {}
+        yield from await_all(partial(check_range, chosen, voltages, timeouts))
         active = list(chosen)
         history: dict[int, list[tuple[float, float]]] = {s.number: [] for s in chosen}
         stopped: list[ModuleSlot] = []
@@ -161,7 +164,7 @@ def iv_scan(
             yield Msg("checkpoint")
             readout.set_voltage(voltage)
             tripped = {}
-            yield from await_all(partial(step_slots, active, voltage, tripped))
+            yield from await_all(partial(step_slots, active, voltage, timeouts, tripped))
             for number, state in tripped.items():
                 readout.states[number](state)
             active = [s for s in active if s.number not in tripped]
@@ -199,13 +202,37 @@ def iv_scan(
     return uid
 
 
-async def step_slots(
-    slots: Sequence[ModuleSlot], voltage: float, tripped: dict[int, IVState]
+async def check_range(
+    slots: Sequence[ModuleSlot], voltages: Sequence[float], timeouts: dict[int, float]
 ) -> None:
-    """Ramp the slots to `voltage` together. A slot whose channel trips or switches off on the
-    way is recorded in `tripped` ("compliance" for a current trip, else "error") and the others
-    go on; any other failure (a lost link) ends the scan."""
-    results = await asyncio.gather(*(s.ramp_to(voltage) for s in slots), return_exceptions=True)
+    """Check the whole scan range against each slot's and channel's limits once, and fill in
+    each slot's timeout for the largest step, from 0 V to the first point included (at its
+    channel's ramp rate)."""
+    top = max(voltages)
+    step = max(abs(b - a) for a, b in itertools.pairwise([0.0, *voltages]))
+    for slot in slots:
+        logic = slot.hv_channel.movable_logic
+        await slot.movable_logic.check_move(top)
+        await logic.check_move(top)
+        timeouts[slot.number] = await logic.calculate_timeout(0.0, step)
+
+
+async def step_slots(
+    slots: Sequence[ModuleSlot],
+    voltage: float,
+    timeouts: dict[int, float],
+    tripped: dict[int, IVState],
+) -> None:
+    """Ramp the slots to `voltage` together, through their channels' ramp logic (the range
+    was checked before the first step). A slot whose channel trips or switches off on the way
+    is recorded in `tripped` ("compliance" for a current trip, else "error") and the others go
+    on; any other failure (a lost link) ends the scan."""
+
+    async def ramp(slot: ModuleSlot) -> None:
+        timeout = timeouts[slot.number]
+        await slot.hv_channel.movable_logic.move(voltage, lambda: timeout)
+
+    results = await asyncio.gather(*(ramp(s) for s in slots), return_exceptions=True)
     for slot, result in zip(slots, results, strict=True):
         if result is None:
             continue

@@ -170,7 +170,16 @@ class CaenChannel(StandardReadable, StandardMovable[float]):
                 float, group("MAXV"), write("MAXV"), source=f"{source}:MAXV", units="V"
             )
             self.polarity = client_signal_r(str, polarity_read, source=f"{source}:POL")
+
+        async def switched_on() -> bool:
+            return decode_status(await status_word_read(), client.dialect).on
+
+        async def switch(on: bool) -> None:
+            await (client.on if on else client.off)(channel)
+
         self.status_word = client_signal_r(int, status_word_read, source=f"{source}:STAT")
+        #: ON/OFF as a signal, so that a dry run (mock) switches a soft value instead.
+        self.switched_on = client_signal_rw(bool, switched_on, switch, source=f"{source}:ON")
         self.setpoint: SignalRW[float] = client_signal_rw(
             float, group("VSET"), write("VSET"), source=f"{source}:VSET", units="V"
         )
@@ -185,11 +194,11 @@ class CaenChannel(StandardReadable, StandardMovable[float]):
 
     @AsyncStatus.wrap
     async def on(self) -> None:
-        await self.client.on(self.channel)
+        await self.switched_on.set(True)
 
     @AsyncStatus.wrap
     async def off(self) -> None:
-        await self.client.off(self.channel)
+        await self.switched_on.set(False)
 
 
 class CaenHV(StandardReadable):
