@@ -15,7 +15,7 @@ the keys:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -28,22 +28,6 @@ class MetadataError(TeststandError, ValueError):
 
 
 #: The ITk module flow's stages (QUALIFICATION.md), and TEST for anything outside the flow.
-STAGES = (
-    "ASSEMBLY",
-    "WIREBONDING",
-    "INITIAL_WARM",
-    "INITIAL_COLD",
-    "PARYLENE",
-    "POST_PARYLENE_WARM",
-    "POST_PARYLENE_COLD",
-    "WIREBOND_PROTECTION",
-    "THERMAL_CYCLES",
-    "LONG_TERM_STABILITY_TEST",
-    "FINAL_WARM",
-    "FINAL_COLD",
-    "COMPLETE",
-    "TEST",
-)
 Stage = Literal[
     "ASSEMBLY",
     "WIREBONDING",
@@ -60,10 +44,11 @@ Stage = Literal[
     "COMPLETE",
     "TEST",
 ]
+STAGES: tuple[str, ...] = get_args(Stage)
 TestName = Literal["iv", "hv_ramp", "hv_off", "temperature", "thermal_cycle", "long_term_stability"]
 #: How an IV scan ended for one slot: still measuring, or stopped and why.
 IVState = Literal["measuring", "done", "compliance", "breakdown", "error"]
-IV_STATES: tuple[IVState, ...] = ("measuring", "done", "compliance", "breakdown", "error")
+IV_STATES: tuple[IVState, ...] = get_args(IVState)
 
 
 class _Model(BaseModel):
