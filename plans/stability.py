@@ -12,6 +12,7 @@ reason from then on; the others go on. Whatever way the run ends, every slot goe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -22,6 +23,7 @@ from typing import Any
 from bluesky import Msg
 from bluesky import preprocessors as bpp
 from bluesky.utils import MsgGenerator
+from ophyd_async.core import AsyncStatus
 
 from teststand.callbacks.iv_analysis import COMPLIANCE_FRACTION, criteria_for
 from teststand.devices.coldbox import ColdBox
@@ -41,6 +43,7 @@ from .common import (
     zero_setpoint,
 )
 from .iv import IVReadout
+from .temperature import read_now
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,46 @@ async def hold_bias(targets: Sequence[tuple[ModuleSlot, float]], problems: dict[
             problems[slot.number] = str(result) or type(result).__name__
         else:
             problems.pop(slot.number, None)
+
+
+class BiasHold:
+    """The biased slots of a run as one thing the RunEngine sets and stops.
+
+    `set(targets)` is `hold_bias` (a slot that fails is noted in `problems`; the status itself
+    succeeds). `stop()`, which the RunEngine calls at a pause, a suspension and the end of the
+    plan, cancels ramps still under way, waits until they have ended and holds those slots at
+    their present voltage, so nothing writes a bias after a suspender's pre-plan took HV to 0 V.
+    (A ramp run from a bare `wait_for` message would go on writing: bluesky does not cancel it.)
+    """
+
+    def __init__(self, name: str = "bias-hold") -> None:
+        self.name = name
+        self.parent = None
+        self.problems: dict[int, str] = {}
+        self._moving: list[ModuleSlot] = []
+        self._ramps: asyncio.Future[None] | None = None
+
+    def set(self, targets: Sequence[tuple[ModuleSlot, float]]) -> AsyncStatus[None]:
+        ramps = asyncio.ensure_future(hold_bias(targets, self.problems))
+        self._ramps, self._moving = ramps, [slot for slot, _ in targets]
+        return AsyncStatus(_until_done_or_stopped(ramps))
+
+    async def stop(self, success: bool = True) -> None:
+        ramps = self._ramps
+        if ramps is None or ramps.done():
+            return
+        ramps.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ramps
+        await asyncio.gather(
+            *(slot.stop(success=True) for slot in self._moving),  # type: ignore[no-untyped-call]
+            return_exceptions=True,
+        )
+
+
+async def _until_done_or_stopped(ramps: asyncio.Future[None]) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        await ramps
 
 
 def long_term_stability(
@@ -117,24 +160,28 @@ def long_term_stability(
         uid = yield Msg("open_run", **metadata)
         yield from switch_on(chosen)
         active = list(chosen)
-        problems: dict[int, str] = {}
+        hold = BiasHold(f"{readout.name}-bias")
+        problems = hold.problems
         for point in range(points):
             yield Msg("checkpoint")
             targets = [(slot, voltages[slot.number]) for slot in active]
-            yield Msg("wait_for", None, [partial(hold_bias, targets, problems)])
+            yield Msg("set", hold, targets, group=f"{hold.name}-{point}")
+            yield Msg("wait", None, group=f"{hold.name}-{point}")
             yield Msg("create", None, name="primary")
             read_at = time.monotonic()
             reading = yield Msg("read", readout)
             for device in environment:
                 yield Msg("read", device)
             yield Msg("save")
+            if reading is None:  # a rewind interrupted the read: read again for the checks
+                reading = yield from read_now(readout)
             stopped = []
             for slot in active:
                 current = abs(reading[slot.leakage_current.name]["value"])
                 if current >= COMPLIANCE_FRACTION * compliance:
                     readout.states[slot.number]("compliance")
                 elif slot.number in problems:
-                    status = yield Msg("read", slot.hv_channel.status)
+                    status = yield from read_now(slot.hv_channel.status)
                     flags = str(status[slot.hv_channel.status.name]["value"])
                     tripped = "TRIP" in flags or "OVC" in flags
                     readout.states[slot.number]("compliance" if tripped else "error")
@@ -159,4 +206,4 @@ def long_term_stability(
     return uid
 
 
-__all__ = ["hold_bias", "long_term_stability"]
+__all__ = ["BiasHold", "hold_bias", "long_term_stability"]

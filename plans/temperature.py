@@ -93,6 +93,15 @@ class ThermalReadout(StandardReadable):
         super().__init__(name=name)
 
 
+def read_now(device: Any) -> MsgGenerator[Readings]:
+    """A reading of `device` outside any event. After a rewind (pause, suspension) bluesky hands
+    the plan None for the message it interrupted, so read again until there is a reading."""
+    reading: Readings | None = None
+    while reading is None:
+        reading = yield Msg("read", device)
+    return reading
+
+
 def occupied_slots(stand: TestStand) -> list[ModuleSlot]:
     """Every slot that holds a module, by number (may be none: an empty box can be cooled)."""
     return [stand.slots[n] for n, slot in sorted(stand.config.slots.items()) if slot.module]
@@ -179,10 +188,13 @@ class Thermal:
         return round(min(max(target + self.chiller_offset, low), high), 2)
 
     def record(self) -> MsgGenerator[Readings]:
-        """One event of the primary stream; returns its readings."""
+        """One event of the primary stream; returns its readings (read again, outside the
+        event, when a rewind interrupted the read)."""
         yield Msg("create", None, name="primary")
-        reading: Readings = yield Msg("read", self.readout)
+        reading: Readings | None = yield Msg("read", self.readout)
         yield Msg("save")
+        if reading is None:
+            reading = yield from read_now(self.readout)
         return reading
 
     def value(self, reading: Readings, signal: Device) -> Any:
@@ -210,8 +222,8 @@ def prepare(ctx: Thermal) -> MsgGenerator[None]:
     yield Msg("set", ctx.coldbox.dry_air, True, group="thermal-prepare")
     yield Msg("wait", None, group="thermal-prepare")
     if ctx.chiller is not None:
-        low = yield Msg("read", ctx.chiller.lower_limit)
-        high = yield Msg("read", ctx.chiller.upper_limit)
+        low = yield from read_now(ctx.chiller.lower_limit)
+        high = yield from read_now(ctx.chiller.upper_limit)
         ctx.chiller_range = (
             low[ctx.chiller.lower_limit.name]["value"],
             high[ctx.chiller.upper_limit.name]["value"],
@@ -223,7 +235,7 @@ def flush(ctx: Thermal, target: float) -> MsgGenerator[None]:
     then refuse the target if it is less than the margin above the dew point. No set point
     moves here; warming (target at or above the coldest plate) passes at once."""
     box = ctx.coldbox
-    now: Readings = yield Msg("read", box)
+    now = yield from read_now(box)
     coldest = ctx.value(now, box.dew_point) + ctx.value(now, box.dew_point_margin)
     if target >= coldest:
         return
@@ -289,10 +301,10 @@ def move(ctx: Thermal, target: float) -> MsgGenerator[None]:
             issue = False
         yield from ctx.record()
         done = yield Msg("wait", None, group=group, timeout=ctx.interval, error_on_timeout=False)
-        if done:
-            now: Readings = yield Msg("read", ctx.coldbox)
+        if done:  # None after a rewind: not known, look again at the next point
+            now = yield from read_now(ctx.coldbox)
             if ctx.chiller is not None:
-                now = {**now, **(yield Msg("read", ctx.chiller))}
+                now = {**now, **(yield from read_now(ctx.chiller))}
             if ctx.intact(now, target):
                 return
             issue = True  # stopped by a pause or suspension: move again
@@ -496,6 +508,7 @@ __all__ = [
     "ThermalReadout",
     "check_temperature",
     "occupied_slots",
+    "read_now",
     "set_temperature",
     "thermal_cycle",
     "thermal_devices",

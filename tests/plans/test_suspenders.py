@@ -15,6 +15,7 @@ from helpers import run
 
 from teststand.plans.stability import long_term_stability
 from teststand.plans.suspenders import install_suspenders, stand_suspenders
+from teststand.plans.temperature import set_temperature
 from teststand.sim.coldbox import ColdBox as SimColdBox
 from teststand.stand import TestStand
 
@@ -59,9 +60,13 @@ def test_the_suspenders_of_a_stand(stand: TestStand) -> None:
     assert "HV of slots 2,4-5 ramped" in repr(stand_suspenders(stand, [2, 4, 5])[1])
 
 
+def third_point(doc: dict[str, Any]) -> bool:
+    return bool(doc["seq_num"] == 3)
+
+
 class Operator(threading.Thread):
-    """Makes the box unsafe at the third point of the run, waits until the plan is suspended
-    with HV at 0 V, notes what it saw, and makes the box safe again."""
+    """Makes the box unsafe at the first event `when(event)` holds, waits until the plan is
+    suspended with HV at 0 V, notes what it saw, and makes the box safe again."""
 
     def __init__(
         self,
@@ -69,20 +74,23 @@ class Operator(threading.Thread):
         suspenders: list[SuspenderBase],
         spoil: Callable[[], None],
         fix: Callable[[], None],
+        when: Callable[[dict[str, Any]], bool] = third_point,
     ) -> None:
         super().__init__()
         self.stand, self.suspenders, self.spoil, self.fix = stand, suspenders, spoil, fix
-        self.third_point = threading.Event()
+        self.when = when
+        self.triggered = threading.Event()
         self.seen: dict[str, Any] = {}
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
-        if name == "event" and doc["seq_num"] == 3:
-            self.third_point.set()
+        primary = {"thermal-phase", "lts-slot1_state"} & set(doc.get("data", ()))
+        if name == "event" and primary and self.when(doc):
+            self.triggered.set()
 
     def run(self) -> None:
         assert self.stand.simulators is not None
         sim = self.stand.simulators["coldbox"]
-        if not self.third_point.wait(20):
+        if not self.triggered.wait(20):
             return
         self.seen["before"] = vmon(self.stand)
         sim.host.call(self.spoil)
@@ -92,6 +100,7 @@ class Operator(threading.Thread):
             if any(tripped) and max(vmon(self.stand)) < 2:
                 self.seen["tripped"] = tripped
                 self.seen["suspended"] = vmon(self.stand)
+                self.seen["box"] = box(self.stand).snapshot()
                 break
             time.sleep(0.02)
         sim.host.call(self.fix)
@@ -151,3 +160,47 @@ def test_unsafe_box_suspends_the_plan_with_hv_at_zero_until_safe_again(
     assert all(e["data"]["lts-slot1_state"] == "measuring" for e in primary)
     assert max(vmon(stand)) < 2
     assert not any(s.tripped for s in suspenders)
+
+
+def test_suspended_cooling_moves_to_its_target_again(
+    RE: RunEngine,
+    make_stand: Callable[..., TestStand],
+    installed: Callable[..., list[SuspenderBase]],
+) -> None:
+    stand = make_stand(500.0)
+    stand.coldbox.movable_logic.poll = 0.05  # type: ignore[attr-defined]
+    sim = box(stand)
+    suspenders = installed(stand)
+
+    def mid_move(doc: dict[str, Any]) -> bool:
+        data = doc["data"]
+        return bool(data["thermal-phase"] == "move" and data["coldbox"] < 10.0)
+
+    operator = Operator(
+        stand,
+        suspenders,
+        lambda: sim.set_flow_failure(True),
+        lambda: sim.set_flow_failure(False),
+        when=mid_move,
+    )
+    events: list[dict[str, Any]] = []
+    RE.subscribe(operator)
+    RE.subscribe(
+        lambda name, doc: (
+            events.append(doc["data"])
+            if name == "event" and "thermal-phase" in doc["data"]
+            else None
+        )
+    )
+    operator.start()
+    RE(set_temperature(stand, -20.0, tolerance=1.0, settle=0.2, interval=0.1))
+    operator.join()
+
+    assert operator.seen["tripped"] == [False, False, True]
+    held = operator.seen["box"]["setpoints"][0]
+    assert held > -19.0  # suspended mid-move: the coldbox held its temperature of the moment
+    moves = [e for e in events if e["thermal-phase"] == "move"]
+    assert min(e["coldbox"] for e in moves) < held - 1  # and cooled on after resuming
+    assert events[-1]["thermal-phase"] == "reached"
+    assert events[-1]["coldbox"] == pytest.approx(-20.0, abs=1.0)
+    assert sim.snapshot()["setpoints"] == [-20.0] * 8

@@ -13,7 +13,7 @@ from conftest import stand_dict
 
 from teststand.plans.common import PlanArgumentError
 from teststand.plans.hv import hv_ramp
-from teststand.plans.temperature import DewPointError, set_temperature, thermal_cycle
+from teststand.plans.temperature import DewPointError, read_now, set_temperature, thermal_cycle
 from teststand.sim.coldbox import ColdBox as SimColdBox
 from teststand.stand import TestStand
 
@@ -232,3 +232,13 @@ def test_thermal_cycles_hold_hv_at_zero_and_dwell_at_both_ends(
     assert events[-1]["thermal-phase"] == "reached"
     assert events[-1]["coldbox"] == pytest.approx(20.0, abs=1.0)
     assert box(stand).snapshot()["setpoints"] == [20.0] * 8
+
+
+def test_read_now_reads_again_when_a_rewind_swallowed_the_reading(stand: TestStand) -> None:
+    plan = read_now(stand.coldbox)
+    assert next(plan).command == "read"
+    assert plan.send(None).command == "read"  # bluesky's answer to an interrupted message
+    reading = {"coldbox": {"value": 20.0, "timestamp": 0.0}}
+    with pytest.raises(StopIteration) as done:
+        plan.send(reading)
+    assert done.value.value == reading
