@@ -33,6 +33,7 @@ from teststand.stand import TestStand
 from .common import (
     PlanArgumentError,
     SlotSelection,
+    await_all,
     check_bias,
     hv_safe,
     instruments,
@@ -91,7 +92,7 @@ class BiasHold:
         with contextlib.suppress(asyncio.CancelledError):
             await ramps
         await asyncio.gather(
-            *(slot.stop(success=True) for slot in self._moving),  # type: ignore[no-untyped-call]
+            *(slot.stop(success=True) for slot in self._moving),
             return_exceptions=True,
         )
 
@@ -190,7 +191,7 @@ def long_term_stability(
                     continue
                 stopped.append(slot)
             if stopped:
-                yield Msg("wait_for", None, [partial(zero_setpoint, s.hv_channel) for s in stopped])
+                yield from await_all(*(partial(zero_setpoint, s.hv_channel) for s in stopped))
                 active = [s for s in active if s not in stopped]
             if not active:
                 break

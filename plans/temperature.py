@@ -77,7 +77,7 @@ class SettlingMove:
 
     async def stop(self, success: bool = True) -> None:
         if self._status is not None and not self._status.done:
-            await self.device.stop(success=success)  # type: ignore[no-untyped-call]  # upstream
+            await self.device.stop(success=success)
 
 
 class ThermalReadout(StandardReadable):
