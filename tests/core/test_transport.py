@@ -111,6 +111,20 @@ async def test_late_reply_after_timeout_is_flushed_not_misread() -> None:
         assert await t.query("$CMD:MON,CH:0,PAR:ISET", caen.parse_numbers) != [42.0]
 
 
+async def test_reply_of_a_cancelled_query_is_flushed_not_misread() -> None:
+    # A pause or a stop cancels a query mid-exchange; its reply still arrives later.
+    async with connect(f"{CAEN}?timeout=0.5", name="hv") as t:
+        await t.query("$CMD:SET,CH:0,PAR:VSET,VAL:42", caen.parse_ok)
+        t.simulator.set_faults("delay=0.2")
+        query = asyncio.create_task(t.query("$CMD:MON,CH:0,PAR:VSET", caen.parse_numbers))
+        await asyncio.sleep(0.05)
+        query.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await query
+        t.simulator.set_faults("delay=0")
+        assert await t.query("$CMD:MON,CH:0,PAR:ISET", caen.parse_numbers) == [100.0]
+
+
 async def test_unplug_and_reconnect_over_pty() -> None:
     async with connect(f"{CAEN}?faults=disconnect_after=5", name="hv") as t:
         for _ in range(12):

@@ -168,6 +168,10 @@ class Transport:
                 return None
             raw = await link.read_until(o.read_terminator.encode(), timeout or o.timeout)
             self.stats.bytes_received += len(raw)
+        except asyncio.CancelledError:
+            # the caller gave up (a pause, a stop): its reply may still come; flush it first
+            self._stale = max(self._stale, timeout or o.timeout)
+            raise
         except TimeoutError:
             self._stale = timeout or o.timeout
             self.stats.timeouts += 1
