@@ -188,8 +188,15 @@ async def zero_setpoint(channel: CaenChannel) -> None:
 
 
 async def bring_to_zero(channels: Sequence[CaenChannel], timeout: float = 600.0) -> None:
-    """Write 0 V to every channel (all of them, even when some fail), then wait until each reads
-    below `ZERO_TOLERANCE` or is off; raise `HVSafetyError` naming the channels that did not."""
+    """Cancel the channels' ramps in progress (a suspended plan's step would write its voltage
+    again), write 0 V to every channel (all of them, even when some fail), then wait until each
+    reads below `ZERO_TOLERANCE`; raise `HVSafetyError` naming the channels that did not."""
+    ramps = [
+        c.ramp for c in channels if c.ramp is not None and c.ramp is not asyncio.current_task()
+    ]
+    for ramp in ramps:
+        ramp.cancel()
+    await asyncio.gather(*ramps, return_exceptions=True)
     results = await asyncio.gather(*(zero_setpoint(c) for c in channels), return_exceptions=True)
     problems = {c.name: f"{r}" for c, r in zip(channels, results, strict=True) if r is not None}
     waiting = [c for c in channels if c.name not in problems]

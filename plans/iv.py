@@ -173,6 +173,8 @@ def iv_scan(
             yield Msg("create", None, name="primary")
             reading = yield Msg("read", readout)
             yield Msg("save")
+            if reading is None:  # a pause interrupted the read; the rewind replayed it
+                reading = yield Msg("read", readout)
             stopped = []
             for slot in active:
                 current = abs(reading[slot.leakage_current.name]["value"])

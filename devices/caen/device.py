@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from ophyd_async.core import (
     AsyncStatus,
@@ -58,6 +59,14 @@ class CaenMoveLogic(MovableLogic[float]):
         return abs(new_position - old_position) / max(float(rate), 1e-3) * 1.2 + self.margin
 
     async def move(self, new_position: float, timeout: TimeoutCalculator) -> None:
+        self.channel.ramp = asyncio.current_task()
+        try:
+            await self._ramp(new_position, timeout)
+        finally:
+            if self.channel.ramp is asyncio.current_task():
+                self.channel.ramp = None
+
+    async def _ramp(self, new_position: float, timeout: TimeoutCalculator) -> None:
         channel = self.channel
         if not (await channel.read_status()).on:
             raise CaenError(f"{channel.name} is OFF: switch it on before setting a voltage")
@@ -102,6 +111,8 @@ class CaenChannel(StandardReadable, StandardMovable[float]):
     def __init__(self, client: CaenClient, channel: int, name: str = "") -> None:
         self.client = client
         self.channel = channel
+        #: The ramp in progress, if any: a safe-state action cancels it before writing 0 V.
+        self.ramp: asyncio.Task[Any] | None = None
         source = f"{client.url}#CH{channel}"
 
         def group(par: str, scale: float = 1.0) -> Callable[[], Awaitable[float]]:

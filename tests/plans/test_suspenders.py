@@ -13,6 +13,7 @@ from bluesky import RunEngine
 from bluesky.suspenders import SuspenderBase
 from helpers import run
 
+from teststand.plans.iv import iv_scan
 from teststand.plans.stability import long_term_stability
 from teststand.plans.suspenders import install_suspenders, stand_suspenders
 from teststand.plans.temperature import set_temperature
@@ -83,7 +84,7 @@ class Operator(threading.Thread):
         self.seen: dict[str, Any] = {}
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
-        primary = {"thermal-phase", "lts-slot1_state"} & set(doc.get("data", ()))
+        primary = {"thermal-phase", "lts-slot1_state", "iv-slot1_state"} & set(doc.get("data", ()))
         if name == "event" and primary and self.when(doc):
             self.triggered.set()
 
@@ -160,6 +161,36 @@ def test_unsafe_box_suspends_the_plan_with_hv_at_zero_until_safe_again(
     assert all(e["data"]["lts-slot1_state"] == "measuring" for e in primary)
     assert max(vmon(stand)) < 2
     assert not any(s.tripped for s in suspenders)
+
+
+def test_humid_box_suspends_an_iv_scan_which_then_completes(
+    RE: RunEngine,
+    make_stand: Callable[..., TestStand],
+    installed: Callable[..., list[SuspenderBase]],
+) -> None:
+    stand = make_stand(2000.0)
+    sim = box(stand)
+    suspenders = installed(stand)
+    operator = Operator(
+        stand,
+        suspenders,
+        lambda: sim.set_ambient_dew_point(30.0),
+        lambda: sim.set_ambient_dew_point(-10.0),
+    )
+    events: list[dict[str, Any]] = []
+    RE.subscribe(operator)
+    RE.subscribe(lambda name, doc: events.append(doc) if name == "event" else None)
+    operator.start()
+    RE(iv_scan(stand, SLOTS, 0, 60, 5, settle=0.05))
+    operator.join()
+
+    assert min(operator.seen["before"]) > 5  # suspended mid-scan with HV up
+    assert operator.seen["tripped"][0] and max(operator.seen["suspended"]) < 2
+    primary = [e for e in events if "iv-slot1_state" in e["data"]]
+    assert sorted({e["data"]["iv_voltage"] for e in primary}) == list(range(0, 65, 5))
+    assert all(e["data"]["iv-slot1_state"] == "measuring" for e in primary)
+    assert primary[-1]["data"][stand.slots[1].bias.name] == pytest.approx(60, abs=2)
+    assert max(vmon(stand)) < 2
 
 
 def test_suspended_cooling_moves_to_its_target_again(
