@@ -1,0 +1,76 @@
+"""hv_ramp and hv_off on the simulated stand."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from bluesky import RunEngine
+from bluesky.utils import RunEngineInterrupted
+
+from teststand.plans import PlanArgumentError, hv_off, hv_ramp
+from teststand.stand import TestStand
+
+
+def channels(stand: TestStand) -> list[dict[str, Any]]:
+    assert stand.simulators is not None
+    found: list[dict[str, Any]] = stand.simulators["hv"].instrument.snapshot()["channels"]  # type: ignore[attr-defined]
+    return found
+
+
+def test_ramp_leaves_hv_up_and_off_brings_it_down(RE: RunEngine, stand: TestStand) -> None:
+    starts: list[dict[str, Any]] = []
+    RE.subscribe(lambda name, doc: starts.append(doc) if name == "start" else None)
+    RE(hv_ramp(stand, [1, 2], 80, rate=20))
+    up = channels(stand)
+    assert [round(abs(up[i]["vmon"])) for i in (0, 1)] == [80, 80]
+    assert up[0]["on"] and not up[2]["on"]
+    RE(hv_off(stand, "1-2"))
+    down = channels(stand)
+    assert all(abs(ch["vmon"]) < 2 and not ch["on"] for ch in down)
+    assert [(doc["test"], doc["module_ids"][:1]) for doc in starts] == [
+        ("hv_ramp", ["20UPGM22110001"]),
+        ("hv_off", ["20UPGM22110001"]),
+    ]
+    assert starts[0]["rate"] == 20 and starts[0]["target"] == 80
+
+
+def test_ramp_aborted_on_the_way_goes_back_to_zero(RE: RunEngine, stand: TestStand) -> None:
+    seen: list[float] = []
+
+    def pause_when_halfway() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and abs(channels(stand)[2]["vmon"]) < 40:
+            time.sleep(0.005)
+        seen.append(abs(channels(stand)[2]["vmon"]))
+        RE.request_pause()
+
+    watcher = threading.Thread(target=pause_when_halfway)
+    watcher.start()
+    with pytest.raises(RunEngineInterrupted):
+        RE(hv_ramp(stand, [3], 100, rate=2))  # 50 s simulated, 0.25 s at 200x
+    watcher.join()
+    assert 40 <= seen[0] < 100
+    RE.abort()
+    assert abs(channels(stand)[2]["vmon"]) < 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"slots": [4], "target": 150}, "above its 120 V limit"),
+        ({"slots": [1], "target": 50, "rate": 0}, "ramp rate"),
+        ({"slots": [1], "target": 50, "rate": 500}, "ramp rate"),
+        ({"slots": [0], "target": 50}, "unknown slot"),
+    ],
+)
+def test_bad_arguments_refused_before_hardware(
+    RE: RunEngine, stand: TestStand, arguments: dict[str, Any], message: str
+) -> None:
+    assert stand.simulators is not None
+    before = stand.simulators["hv"].server.commands
+    with pytest.raises(PlanArgumentError, match=message):
+        RE(hv_ramp(stand, **arguments))
+    assert stand.simulators["hv"].server.commands == before
