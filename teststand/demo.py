@@ -29,7 +29,8 @@ from .storage.session import storage_client
 DEMO_SPEED = 500.0
 
 
-def _config(stand_file: str, data_dir: Path | None, speed: float) -> StandConfig:
+def load_simulated(stand_file: str) -> StandConfig:
+    """The stand file, which must describe a simulated stand (`sim: true`)."""
     if not Path(stand_file).exists():
         raise TeststandError(
             f"stand file {stand_file} not found; run from the repository root or pass --stand FILE"
@@ -39,6 +40,11 @@ def _config(stand_file: str, data_dir: Path | None, speed: float) -> StandConfig
         raise TeststandError(
             f"{stand_file} is not a simulated stand (sim: true); the demo only drives simulators"
         )
+    return config
+
+
+def _config(stand_file: str, data_dir: Path | None, speed: float) -> StandConfig:
+    config = load_simulated(stand_file)
     data: dict[str, Any] = config.model_dump(by_alias=True, exclude_none=True)
     data["speed"] = speed
     if data_dir is not None:

@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-from .config import StandConfig, load_stand
+from .config import StandConfig
+from .demo import load_simulated
 from .devices import scpi
 from .devices.caen import protocol as caen
 from .devices.coldbox import protocol as coldbox
 from .devices.keithley.protocol import parse_reading
 from .devices.lauda import protocol as lauda
-from .errors import TeststandError
 from .simulation import start_simulated_stand
 from .transport import Transport, connect
 
@@ -139,15 +138,7 @@ async def _exercise_all(config: StandConfig, urls: dict[str, str]) -> None:
 
 
 def run_tour(stand_file: str) -> int:
-    if not Path(stand_file).exists():
-        raise TeststandError(
-            f"stand file {stand_file} not found; run from the repository root or pass --stand FILE"
-        )
-    config = load_stand(stand_file)
-    if not config.sim:
-        raise TeststandError(
-            f"{stand_file} is not a simulated stand (sim: true); the demo only drives simulators"
-        )
+    config = load_simulated(stand_file)
     started = time.monotonic()
     stand, urls = start_simulated_stand(config)
     try:
