@@ -20,7 +20,6 @@ from typing import Any
 import bluesky
 import ophyd_async
 from bluesky import Msg
-from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 from bluesky.utils import MsgGenerator
 
@@ -244,21 +243,12 @@ def ramp(slots: Sequence[ModuleSlot], voltage: float) -> MsgGenerator[None]:
     yield Msg("wait", None, group=group)
 
 
-def dwell(seconds: float) -> MsgGenerator[None]:
-    """Wait, in pieces of at most 10 s with a checkpoint between, so a pause comes in quickly."""
-    end = time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
-        yield from bps.checkpoint()
-        yield from bps.sleep(min(left, 10.0))
-
-
 __all__ = [
     "HVSafetyError",
     "PlanArgumentError",
     "await_all",
     "bring_to_zero",
     "check_bias",
-    "dwell",
     "hv_safe",
     "hv_zero",
     "instruments",
