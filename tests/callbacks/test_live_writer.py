@@ -15,6 +15,7 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import pytest
 from bluesky import RunEngine
+from bluesky.utils import RunEngineInterrupted
 from ophyd_async.core import StandardReadable, StandardReadableFormat, init_devices, soft_signal_rw
 from tiled.client import from_uri
 
@@ -203,3 +204,40 @@ def test_annotation_waits_on_disk_while_tiled_is_down(
     run = from_uri(tiled_server.url, api_key=tiled_server.api_key)[uid]
     assert run.metadata["verdict"] == "pass"
     assert list(journal.iterdir()) == []
+
+
+def test_a_run_rewound_by_a_pause_is_stored_and_verified(
+    engine: Any, tiled_server: Any, tmp_path: Path
+) -> None:
+    RE, box = engine
+    events: list[dict[str, Any]] = []
+
+    def pause_at_third_event(name: str, doc: dict[str, Any]) -> None:
+        if name == "event":
+            events.append(doc)
+            if len(events) == 3:
+                threading.Thread(target=RE.request_pause).start()
+
+    @bpp.run_decorator()
+    def steps() -> Generator[Any]:
+        for i in range(5):
+            yield from bps.checkpoint()
+            yield from bps.mv(box.volts, float(i))
+            yield from bps.trigger_and_read([box])
+            yield from bps.sleep(0.1)
+
+    journal = tmp_path / "journal"
+    with LiveTiledWriter(tiled_server.client, journal) as writer:
+        RE.subscribe(writer)
+        RE.subscribe(pause_at_third_event)
+        with pytest.raises(RunEngineInterrupted):
+            RE(steps())
+        (uid,) = RE.resume()
+        assert writer.wait(30)
+    seq = [e["seq_num"] for e in events]
+    assert len(seq) > len(set(seq))  # the rewind replayed a point under its seq_num
+    run = from_uri(tiled_server.url, api_key=tiled_server.api_key)[uid]
+    assert list(run["primary"].read()["box-volts"].values) == [
+        e["data"]["box-volts"] for e in events
+    ]
+    assert list(journal.iterdir()) == []  # verified: the repeated seq_num is no double write

@@ -99,11 +99,13 @@ def stored_problems(client: Any, run_uid: str, tally: RunTally) -> list[str]:
         problems.append("the stop document is missing")
     for stream, count in tally.expected_rows.items():
         try:
-            table = run[stream].base["internal"].read(columns=["seq_num"])
+            table = run[stream].base["internal"].read(columns=["seq_num", "time"])
         except KeyError:
             problems.append(f"stream {stream!r} has no event table")
             continue
-        seq = list(table["seq_num"])
-        if len(seq) != count or len(set(seq)) != len(seq):
-            problems.append(f"stream {stream!r} holds {len(seq)} rows, expected {count} unique")
+        # a pause rewinds a plan to its checkpoint: an event can come again with the same
+        # seq_num, but never with the same time, as a row written twice would
+        rows = list(zip(table["seq_num"], table["time"], strict=True))
+        if len(rows) != count or len(set(rows)) != len(rows):
+            problems.append(f"stream {stream!r} holds {len(rows)} rows, expected {count} unique")
     return problems
