@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ophyd_async.core import StandardReadable, StandardReadableFormat, init_devi
 from teststand.callbacks.journal import RunJournal
 from teststand.storage.client import connect
 from teststand.storage.errors import JournalSpaceLow, TiledAuthError, TiledUnreachable
-from teststand.storage.journal import read_journal
+from teststand.storage.journal import JournalFile, read_journal
 from teststand.storage.replay import replay_directory
 from teststand.storage.status import journal_status
 
@@ -155,3 +156,28 @@ def test_low_disk_space_warns_at_run_start(tmp_path: Path) -> None:
     journal = RunJournal(tmp_path, min_free_bytes=1 << 62)
     with pytest.warns(JournalSpaceLow, match="free for the run journal"):
         journal.append("start", {"uid": "u1", "time": 0.0})
+
+
+def test_journal_appends_and_background_syncs_never_lose_or_repeat_a_line(tmp_path: Path) -> None:
+    # The RunEngine thread appends while the writer's thread syncs the same journal.
+    journal = JournalFile(tmp_path, "run-1")
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def sync_until_stopped() -> None:
+        while not stop.is_set():
+            try:
+                journal.sync()
+            except BaseException as exc:  # reported by the assertion below
+                failures.append(exc)
+
+    syncer = threading.Thread(target=sync_until_stopped)
+    syncer.start()
+    for i in range(3000):
+        journal.append("event", {"seq_num": i})
+    stop.set()
+    syncer.join()
+    journal.close()
+    assert failures == []
+    seq = [doc["seq_num"] for _, doc in read_journal(journal.path).documents]
+    assert seq == list(range(3000))

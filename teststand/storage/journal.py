@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ class JournalFile:
             ) from None
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._backlog: list[bytes] = []
+        #: The RunEngine thread appends while the writer's thread syncs: one writes at a time.
+        self._writing = threading.Lock()
         self.error: OSError | None = None
 
     @property
@@ -82,10 +85,13 @@ class JournalFile:
         return len(self._backlog)
 
     def append(self, name: str, doc: dict[str, Any]) -> None:
-        self._backlog.append(encode(name, doc))
-        self._write_backlog()
+        line = encode(name, doc)
+        with self._writing:
+            self._backlog.append(line)
+            self._write_backlog()
 
     def _write_backlog(self) -> None:
+        """Write what is held in memory; the caller holds `_writing`."""
         while self._backlog:
             line = self._backlog[0]
             try:
@@ -109,7 +115,10 @@ class JournalFile:
 
     def sync(self) -> None:
         """Write what is held in memory and fsync (called off the RunEngine thread)."""
-        self._write_backlog()
+        with self._writing:
+            if self._fd < 0:
+                return
+            self._write_backlog()
         try:
             os.fsync(self._fd)
         except OSError as exc:
@@ -128,8 +137,9 @@ class JournalFile:
                 len(self._backlog),
                 self.path,
             )
-        os.close(self._fd)
-        self._fd = -1
+        with self._writing:
+            os.close(self._fd)
+            self._fd = -1
 
 
 @dataclass
