@@ -21,10 +21,11 @@ import bluesky
 import ophyd_async
 from bluesky import Msg
 from bluesky import preprocessors as bpp
+from bluesky.protocols import Reading
 from bluesky.utils import MsgGenerator
 
 import teststand
-from teststand.callbacks.schema import SlotInfo, TestName, validate_metadata
+from teststand.callbacks.schema import IVState, SlotInfo, TestName, validate_metadata
 from teststand.devices.caen import CaenChannel
 from teststand.devices.keithley import Keithley2410
 from teststand.devices.slot import ModuleSlot
@@ -44,6 +45,7 @@ class HVSafetyError(TeststandError):
 
 
 SlotSelection = int | str | Sequence[int] | None
+Readings = dict[str, Reading[Any]]
 
 
 def parse_slot_numbers(selection: SlotSelection, available: Iterable[int]) -> list[int]:
@@ -125,6 +127,22 @@ def check_bias(stand: TestStand, slots: Sequence[ModuleSlot], voltage: float) ->
             )
 
 
+def check_compliance(stand: TestStand, compliance: float | None) -> float:
+    """The current compliance of a plan (A): the stand's limit by default, never above it."""
+    limit = stand.config.limits.compliance
+    chosen = limit if compliance is None else compliance
+    if not 0 < chosen <= limit:
+        raise PlanArgumentError(
+            f"compliance {chosen} A: give a current in (0, {limit}] A, the stand's limit"
+        )
+    return chosen
+
+
+def stop_state(flags: Iterable[str]) -> IVState:
+    """Why a channel that failed to hold its bias stopped: a current trip counts as compliance."""
+    return "compliance" if {"TRIP", "OVC"} & set(flags) else "error"
+
+
 def versions() -> dict[str, str]:
     return {
         "teststand": teststand.__version__,
@@ -160,6 +178,15 @@ def run_metadata(
         **extra,
     )
     return model.start_metadata()
+
+
+def read_now(device: Any) -> MsgGenerator[Readings]:
+    """A reading of `device` outside any event. After a rewind (pause, suspension) bluesky hands
+    the plan None for the message it interrupted, so read again until there is a reading."""
+    reading: Readings | None = None
+    while reading is None:
+        reading = yield Msg("read", device)
+    return reading
 
 
 def instruments(stand: TestStand) -> list[Any]:
@@ -249,14 +276,17 @@ __all__ = [
     "await_all",
     "bring_to_zero",
     "check_bias",
+    "check_compliance",
     "hv_safe",
     "hv_zero",
     "instruments",
     "module_slots",
     "parse_slot_numbers",
     "ramp",
+    "read_now",
     "run_metadata",
     "slot_info",
+    "stop_state",
     "switch_on",
     "zero_setpoint",
 ]

@@ -39,11 +39,14 @@ from .common import (
     SlotSelection,
     await_all,
     check_bias,
+    check_compliance,
     hv_safe,
     instruments,
     module_slots,
+    read_now,
     run_metadata,
     slot_info,
+    stop_state,
     switch_on,
     zero_setpoint,
 )
@@ -126,12 +129,7 @@ def iv_scan(
     chosen = module_slots(stand, slots)
     voltages = iv_voltages(start, stop, step)
     check_bias(stand, chosen, max(voltages))
-    limit = stand.config.limits.compliance
-    compliance = limit if compliance is None else compliance
-    if not 0 < compliance <= limit:
-        raise PlanArgumentError(
-            f"compliance {compliance} A: give a current in (0, {limit}] A, the stand's limit"
-        )
+    compliance = check_compliance(stand, compliance)
     if settle < 0:
         raise PlanArgumentError(f"settle {settle} s: give a settle time >= 0 s")
     readout = IVReadout(chosen)
@@ -173,8 +171,8 @@ def iv_scan(
             yield Msg("create", None, name="primary")
             reading = yield Msg("read", readout)
             yield Msg("save")
-            if reading is None:  # a pause interrupted the read; the rewind replayed it
-                reading = yield Msg("read", readout)
+            if reading is None:  # a rewind interrupted the read: read again for the checks
+                reading = yield from read_now(readout)
             stopped = []
             for slot in active:
                 current = abs(reading[slot.leakage_current.name]["value"])
@@ -240,8 +238,7 @@ async def step_slots(
             continue
         if not isinstance(result, CaenError):
             raise result
-        flags = (await slot.hv_channel.read_status()).flags
-        tripped[slot.number] = "compliance" if {"TRIP", "OVC"} & flags else "error"
+        tripped[slot.number] = stop_state((await slot.hv_channel.read_status()).flags)
         log.warning("slot %d stopped at %s V: %s", slot.number, voltage, result)
 
 
@@ -285,12 +282,7 @@ def keithley_iv_scan(
         raise PlanArgumentError(f"{smu!r} is not a Keithley SMU of this stand")
     voltages = iv_voltages(start, stop, step)
     check_bias(stand, [chosen], max(voltages))
-    limit = stand.config.limits.compliance
-    compliance = limit if compliance is None else compliance
-    if not 0 < compliance <= limit:
-        raise PlanArgumentError(
-            f"compliance {compliance} A: give a current in (0, {limit}] A, the stand's limit"
-        )
+    compliance = check_compliance(stand, compliance)
     state, set_state = soft_signal_r_and_setter(str, "measuring", name=f"iv-slot{slot}_state")
     keys = IVKeys(bias=device.voltage.name, current=device.current.name, state=state.name)
     metadata = run_metadata(

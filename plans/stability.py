@@ -35,16 +35,18 @@ from .common import (
     SlotSelection,
     await_all,
     check_bias,
+    check_compliance,
     hv_safe,
     instruments,
     module_slots,
+    read_now,
     run_metadata,
     slot_info,
+    stop_state,
     switch_on,
     zero_setpoint,
 )
 from .iv import IVReadout
-from .temperature import read_now
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +133,7 @@ def long_term_stability(
     for name, value in (("duration", duration), ("interval", interval)):
         if not (math.isfinite(value) and value > 0):
             raise PlanArgumentError(f"{name} {value} s: give a time > 0 s")
-    limit = stand.config.limits.compliance
-    compliance = limit if compliance is None else compliance
-    if not 0 < compliance <= limit:
-        raise PlanArgumentError(
-            f"compliance {compliance} A: give a current in (0, {limit}] A, the stand's limit"
-        )
+    compliance = check_compliance(stand, compliance)
     points = math.floor(duration / interval + 1e-9) + 1
     readout = IVReadout(chosen, name="lts")
     environment = [d for d in stand.instruments.values() if isinstance(d, ColdBox)][:1]
@@ -183,9 +180,8 @@ def long_term_stability(
                     readout.states[slot.number]("compliance")
                 elif slot.number in problems:
                     status = yield from read_now(slot.hv_channel.status)
-                    flags = str(status[slot.hv_channel.status.name]["value"])
-                    tripped = "TRIP" in flags or "OVC" in flags
-                    readout.states[slot.number]("compliance" if tripped else "error")
+                    flags = str(status[slot.hv_channel.status.name]["value"]).split("|")
+                    readout.states[slot.number](stop_state(flags))
                     log.warning("slot %d stopped: %s", slot.number, problems[slot.number])
                 else:
                     continue

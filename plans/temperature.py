@@ -28,7 +28,6 @@ from typing import Any
 
 from bluesky import Msg
 from bluesky import preprocessors as bpp
-from bluesky.protocols import Reading
 from bluesky.utils import MsgGenerator
 from ophyd_async.core import (
     Device,
@@ -44,7 +43,7 @@ from teststand.devices.slot import ModuleSlot
 from teststand.errors import TeststandError
 from teststand.stand import TestStand
 
-from .common import PlanArgumentError, hv_zero, instruments, run_metadata
+from .common import PlanArgumentError, Readings, hv_zero, instruments, read_now, run_metadata
 
 #: A set point read back within this of the value written is taken as unchanged (°C).
 SETPOINT_RESOLUTION = 0.01
@@ -52,9 +51,6 @@ SETPOINT_RESOLUTION = 0.01
 
 class DewPointError(TeststandError, ValueError):
     """A cooling target too close to the dew point of the (flushed) box; nothing was cooled."""
-
-
-Readings = dict[str, Reading[Any]]
 
 
 class SettlingMove:
@@ -91,15 +87,6 @@ class ThermalReadout(StandardReadable):
             self.cycle, self.set_cycle = soft_signal_r_and_setter(int, 0)
         self.add_readables(list(devices))
         super().__init__(name=name)
-
-
-def read_now(device: Any) -> MsgGenerator[Readings]:
-    """A reading of `device` outside any event. After a rewind (pause, suspension) bluesky hands
-    the plan None for the message it interrupted, so read again until there is a reading."""
-    reading: Readings | None = None
-    while reading is None:
-        reading = yield Msg("read", device)
-    return reading
 
 
 def occupied_slots(stand: TestStand) -> list[ModuleSlot]:
@@ -508,7 +495,6 @@ __all__ = [
     "ThermalReadout",
     "check_temperature",
     "occupied_slots",
-    "read_now",
     "set_temperature",
     "thermal_cycle",
     "thermal_devices",

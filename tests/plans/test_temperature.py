@@ -9,11 +9,11 @@ from typing import Any, cast
 
 import pytest
 from bluesky import RunEngine
-from conftest import stand_dict
+from helpers import stand_dict
 
-from teststand.plans.common import PlanArgumentError
+from teststand.plans.common import PlanArgumentError, read_now
 from teststand.plans.hv import hv_ramp
-from teststand.plans.temperature import DewPointError, read_now, set_temperature, thermal_cycle
+from teststand.plans.temperature import DewPointError, set_temperature, thermal_cycle
 from teststand.sim.coldbox import ColdBox as SimColdBox
 from teststand.stand import TestStand
 
