@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Protocol, Self, cast
 
 from ophyd_async.core import (
     Device,
     MovableLogic,
+    SignalR,
     SignalRW,
     TimeoutCalculator,
     soft_signal_rw,
@@ -47,6 +49,17 @@ def settle_signals(
     )
 
 
+class Settling(Protocol):
+    """A device whose temperature set point settles: what `SettleLogic.of` needs of it."""
+
+    setpoint: SignalRW[float]
+    temperature: SignalR[float]
+    tolerance: SignalRW[float]
+    settle_time: SignalRW[float]
+    rate: SignalRW[float]
+    timeout_margin: SignalRW[float]
+
+
 @dataclass
 class SettleLogic(MovableLogic[float]):
     """Write the set point, then wait until |readback − target| <= tolerance has held for the
@@ -62,6 +75,19 @@ class SettleLogic(MovableLogic[float]):
     rate: SignalRW[float]
     margin: SignalRW[float]
     poll: float = 0.5
+
+    @classmethod
+    def of(cls, device: Settling) -> Self:
+        """The logic over a device's `setpoint`, `temperature` and settle signals."""
+        return cls(
+            setpoint=device.setpoint,
+            readback=device.temperature,
+            device=cast(Device, device),  # every Settling is a Device
+            tolerance=device.tolerance,
+            settle_time=device.settle_time,
+            rate=device.rate,
+            margin=device.timeout_margin,
+        )
 
     async def check_progress(self, target: float) -> None:
         """Hook run at every poll, concurrently with the readback: raise if the move must end."""

@@ -179,15 +179,7 @@ class ColdBox(StandardReadable, StandardMovable[float]):
 
     @cached_property
     def movable_logic(self) -> TecSetpointLogic:
-        return TecSetpointLogic(
-            setpoint=self.setpoint,
-            readback=self.temperature,
-            device=self,
-            tolerance=self.tolerance,
-            settle_time=self.settle_time,
-            rate=self.rate,
-            margin=self.timeout_margin,
-        )
+        return TecSetpointLogic.of(self)
 
     async def close(self) -> None:
         """Release the instrument (its transport and lock)."""

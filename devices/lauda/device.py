@@ -175,15 +175,7 @@ class LaudaChiller(StandardReadable, StandardMovable[float]):
 
     @cached_property
     def movable_logic(self) -> LaudaSetpointLogic:
-        return LaudaSetpointLogic(
-            setpoint=self.setpoint,
-            readback=self.temperature,
-            device=self,
-            tolerance=self.tolerance,
-            settle_time=self.settle_time,
-            rate=self.rate,
-            margin=self.timeout_margin,
-        )
+        return LaudaSetpointLogic.of(self)
 
     @AsyncStatus.wrap
     async def start(self) -> None:
