@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint typecheck pytest bench lock clean
 
 # Package folders as prerequisites: adding a module re-runs the strict editable install (link tree).
-PACKAGE_DIRS := $(shell find teststand devices plans callbacks sim -type d -not -name __pycache__)
+PACKAGE_DIRS := $(shell find src devices plans callbacks sim -type d -not -name __pycache__)
 
-$(STAMP): requirements.lock pyproject.toml $(PACKAGE_DIRS)
+$(STAMP): requirements.lock pyproject.toml setup.py $(PACKAGE_DIRS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
@@ -24,6 +24,7 @@ test: lint typecheck pytest
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	cd $(VENV) && bin/lint-imports ../pyproject.toml
 
 # mypy runs from inside .venv so that the source folder teststand/ (which lacks the mapped
 # subpackages) does not shadow the installed link tree.

@@ -12,8 +12,8 @@ soft-signal devices; the last stdout line is one JSON object.
   <= 100 ms); for the live writer `stored_ms_per_run` adds the background time until the run is
   verified in Tiled.
 - `search_ms_p50`/`_p95`: one module's runs (about 33) out of a 10,000-run catalog through
-  `teststand.catalog` (goal <= 100 ms). The catalog (BlueskyRun containers with start and stop
-  metadata) is generated once through Tiled's catalog adapter and cached under `--cache`.
+  `teststand.storage.catalog` (goal <= 100 ms). The catalog (BlueskyRun containers with start
+  and stop metadata) is generated once through Tiled's catalog adapter and cached under `--cache`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from bluesky_tiled_plugins import TiledWriter
 from ophyd_async.core import StandardReadable, StandardReadableFormat, init_devices, soft_signal_rw
 
 from teststand.callbacks.tiled_writer import LiveTiledWriter
-from teststand.catalog import Catalog
+from teststand.storage.catalog import Catalog
 from teststand.storage.client import connect
 
 TESTSTAND = str(Path(sys.executable).with_name("teststand"))

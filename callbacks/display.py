@@ -27,9 +27,8 @@ from bluesky.callbacks.mpl_plotting import QtAwareCallback
 from bluesky.utils import ProgressBarBase, ProgressBarManager, TerminalProgressBar
 from event_model import Event, EventDescriptor, RunStart, RunStop
 
+from teststand.callbacks.schema import IVKeys, RunMetadata, read_metadata
 from teststand.errors import TeststandError
-
-from .schema import IVKeys, RunMetadata, read_metadata
 
 if TYPE_CHECKING:
     from bluesky import RunEngine

@@ -31,10 +31,9 @@ from typing import Any, Literal, NamedTuple
 
 from event_model import DocumentRouter, EventDescriptor, EventPage, RunStart, RunStop
 
+from teststand.callbacks.schema import IV_STATES, IVSettings, RunMetadata, SlotInfo, read_metadata
 from teststand.config import SensorType
 from teststand.errors import TeststandError
-
-from .schema import IV_STATES, IVSettings, RunMetadata, SlotInfo, read_metadata
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from teststand.callbacks.journal import RunJournal
 from teststand.errors import TeststandError
 from teststand.storage.annotations import apply_annotations, save_annotation
 from teststand.storage.config import StorageConfig
@@ -26,8 +27,6 @@ from teststand.storage.errors import StorageError
 from teststand.storage.journal import JournalFile
 from teststand.storage.replay import replay_directory
 from teststand.storage.runwriter import RunTally, RunWriter, stored_problems
-
-from .journal import RunJournal
 
 log = logging.getLogger("teststand.callbacks.tiled_writer")
 ClientSource = Callable[[], Any]

@@ -3,12 +3,12 @@
 from teststand.devices import CaenHV, LaudaChiller, ColdBox, Keithley2410, HMP4040, ModuleSlot
 """
 
-from .caen import CaenChannel, CaenHV
-from .coldbox import ColdBox
-from .hmp4040 import HMP4040, HMP4040Channel
-from .keithley import Keithley2410
-from .lauda import LaudaChiller
-from .slot import ModuleSlot
+from teststand.devices.caen import CaenChannel, CaenHV
+from teststand.devices.coldbox import ColdBox
+from teststand.devices.hmp4040 import HMP4040, HMP4040Channel
+from teststand.devices.keithley import Keithley2410
+from teststand.devices.lauda import LaudaChiller
+from teststand.devices.slot import ModuleSlot
 
 __all__ = [
     "HMP4040",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import TeststandError
-from ..transport import Transport, connect
+from teststand.errors import TeststandError
+from teststand.transport import Transport, connect
 
 
 class NotConnected(TeststandError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import ReplyFormatError
+from teststand.errors import ReplyFormatError
 
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 

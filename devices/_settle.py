@@ -21,7 +21,7 @@ from ophyd_async.core import (
     soft_signal_rw,
 )
 
-from ..errors import TeststandError
+from teststand.errors import TeststandError
 
 SECONDS_PER_MINUTE = 60.0
 

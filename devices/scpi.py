@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ..errors import ReplyFormatError, TeststandError, TransportError, TransportTimeout
-from ._client import ProtocolClient
-from ._numbers import parse_integer, parse_number
+from teststand.devices._client import ProtocolClient
+from teststand.devices._numbers import parse_integer, parse_number
+from teststand.errors import ReplyFormatError, TeststandError, TransportError, TransportTimeout
 
 log = logging.getLogger("teststand.devices")
 T = TypeVar("T")

@@ -18,10 +18,10 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from ..config import ModuleConfig, SensorType
-from ..errors import TeststandError
-from ._backend import client_signal_r
-from .caen import CaenChannel
+from teststand.config import ModuleConfig, SensorType
+from teststand.devices._backend import client_signal_r
+from teststand.devices.caen import CaenChannel
+from teststand.errors import TeststandError
 
 ReadFloat = Callable[[], Awaitable[float]]
 

@@ -5,14 +5,14 @@ Every plan takes the built `TestStand` first and checks its arguments before any
 `STAND_PLANS` are the plans an operator may run (the profile binds them to the stand).
 """
 
-from .binding import bind_plans
-from .common import HVSafetyError, PlanArgumentError, hv_zero
-from .hv import hv_off, hv_ramp
-from .iv import iv_scan, keithley_iv_scan
-from .qualification import StandNotReady, module_qualification
-from .stability import long_term_stability
-from .suspenders import install_suspenders, stand_suspenders
-from .temperature import set_temperature, thermal_cycle
+from teststand.plans.binding import bind_plans
+from teststand.plans.common import HVSafetyError, PlanArgumentError, hv_zero
+from teststand.plans.hv import hv_off, hv_ramp
+from teststand.plans.iv import iv_scan, keithley_iv_scan
+from teststand.plans.qualification import StandNotReady, module_qualification
+from teststand.plans.stability import long_term_stability
+from teststand.plans.suspenders import install_suspenders, stand_suspenders
+from teststand.plans.temperature import set_temperature, thermal_cycle
 
 STAND_PLANS = {
     "iv_scan": iv_scan,

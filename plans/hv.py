@@ -9,9 +9,7 @@ from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 from bluesky.utils import MsgGenerator
 
-from teststand.stand import TestStand
-
-from .common import (
+from teststand.plans.common import (
     PlanArgumentError,
     SlotSelection,
     await_all,
@@ -22,6 +20,7 @@ from .common import (
     run_metadata,
     switch_on,
 )
+from teststand.stand import TestStand
 
 
 def hv_ramp(

@@ -32,9 +32,7 @@ from teststand.callbacks.schema import IVKeys, IVSettings, IVState
 from teststand.devices.caen import CaenError
 from teststand.devices.keithley import Keithley2410
 from teststand.devices.slot import ModuleSlot
-from teststand.stand import TestStand
-
-from .common import (
+from teststand.plans.common import (
     PlanArgumentError,
     SlotSelection,
     await_all,
@@ -50,6 +48,7 @@ from .common import (
     switch_on,
     zero_setpoint,
 )
+from teststand.stand import TestStand
 
 log = logging.getLogger("teststand.plans.iv")
 

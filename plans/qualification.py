@@ -22,9 +22,7 @@ from teststand.devices.coldbox import ColdBox
 from teststand.devices.hmp4040 import HMP4040
 from teststand.devices.slot import ModuleSlot
 from teststand.errors import TeststandError
-from teststand.stand import TestStand
-
-from .common import (
+from teststand.plans.common import (
     PlanArgumentError,
     SlotSelection,
     await_all,
@@ -32,9 +30,15 @@ from .common import (
     module_slots,
     slot_info,
 )
-from .hv import hv_off
-from .iv import iv_scan
-from .temperature import check_temperature, set_temperature, thermal_cycle, thermal_devices
+from teststand.plans.hv import hv_off
+from teststand.plans.iv import iv_scan
+from teststand.plans.temperature import (
+    check_temperature,
+    set_temperature,
+    thermal_cycle,
+    thermal_devices,
+)
+from teststand.stand import TestStand
 
 #: The cold stage that follows each warm stage of the ITk flow.
 COLD_STAGE = {

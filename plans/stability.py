@@ -28,9 +28,7 @@ from ophyd_async.core import AsyncStatus
 from teststand.callbacks.iv_analysis import COMPLIANCE_FRACTION, criteria_for
 from teststand.devices.coldbox import ColdBox
 from teststand.devices.slot import ModuleSlot
-from teststand.stand import TestStand
-
-from .common import (
+from teststand.plans.common import (
     PlanArgumentError,
     SlotSelection,
     await_all,
@@ -46,7 +44,8 @@ from .common import (
     switch_on,
     zero_setpoint,
 )
-from .iv import IVReadout
+from teststand.plans.iv import IVReadout
+from teststand.stand import TestStand
 
 log = logging.getLogger(__name__)
 

@@ -49,10 +49,9 @@ from bluesky.run_engine import get_bluesky_event_loop
 from bluesky.suspenders import SuspendBoolHigh, SuspendBoolLow, SuspenderBase, SuspendFloor
 
 from teststand.devices.coldbox import ColdBox
+from teststand.plans.common import PlanArgumentError, SlotSelection, hv_zero, module_slots
+from teststand.plans.temperature import occupied_slots
 from teststand.stand import TestStand
-
-from .common import PlanArgumentError, SlotSelection, hv_zero, module_slots
-from .temperature import occupied_slots
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

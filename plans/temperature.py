@@ -41,9 +41,15 @@ from teststand.devices.coldbox.client import SETPOINT_RANGE
 from teststand.devices.lauda import LaudaChiller
 from teststand.devices.slot import ModuleSlot
 from teststand.errors import TeststandError
+from teststand.plans.common import (
+    PlanArgumentError,
+    Readings,
+    hv_zero,
+    instruments,
+    read_now,
+    run_metadata,
+)
 from teststand.stand import TestStand
-
-from .common import PlanArgumentError, Readings, hv_zero, instruments, read_now, run_metadata
 
 #: A set point read back within this of the value written is taken as unchanged (°C).
 SETPOINT_RESOLUTION = 0.01

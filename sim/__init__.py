@@ -4,12 +4,12 @@ Standard library only, and never imports `teststand.devices`: a driver and its s
 independent readings of the same manual. See README.md in this folder.
 """
 
-from .clock import SimClock
-from .faults import Faults, FaultSpecError
-from .instrument import SimInstrument
-from .registry import UnknownSimulator, create, kinds
-from .runner import RunningSim, SimThread, start_simulator
-from .server import SimServer
+from teststand.sim.clock import SimClock
+from teststand.sim.faults import Faults, FaultSpecError
+from teststand.sim.instrument import SimInstrument
+from teststand.sim.registry import UnknownSimulator, create, kinds
+from teststand.sim.runner import RunningSim, SimThread, start_simulator
+from teststand.sim.server import SimServer
 
 __all__ = [
     "FaultSpecError",

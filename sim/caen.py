@@ -57,9 +57,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .clock import SimClock
-from .instrument import SimInstrument
-from .physics import SensorModel, ramp
+from teststand.sim.clock import SimClock
+from teststand.sim.instrument import SimInstrument
+from teststand.sim.physics import SensorModel, ramp
 
 #: Longest physics sub-step (simulated s): OVC and trips are resolved to this.
 MAX_STEP = 0.05

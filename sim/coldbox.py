@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
-from . import physics
-from .clock import SimClock
-from .instrument import SimInstrument
-from .lineproto import Refusal, fixed, parse_decimal, parse_integer
+from teststand.sim import physics
+from teststand.sim.clock import SimClock
+from teststand.sim.instrument import SimInstrument
+from teststand.sim.lineproto import Refusal, fixed, parse_decimal, parse_integer
 
 T = TypeVar("T")
 

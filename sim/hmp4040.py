@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from .clock import SimClock
-from .scpi import (
+from teststand.sim.clock import SimClock
+from teststand.sim.scpi import (
     ILLEGAL_PARAMETER_VALUE,
     Call,
     Command,

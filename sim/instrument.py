@@ -6,7 +6,7 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from .clock import SimClock
+from teststand.sim.clock import SimClock
 
 
 class SimInstrument(ABC):

@@ -37,9 +37,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from .clock import SimClock
-from .physics import SensorModel
-from .scpi import (
+from teststand.sim.clock import SimClock
+from teststand.sim.physics import SensorModel
+from teststand.sim.scpi import (
     ILLEGAL_PARAMETER_VALUE,
     SETTINGS_CONFLICT,
     Call,

@@ -41,10 +41,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from .clock import SimClock
-from .instrument import SimInstrument
-from .lineproto import Refusal, fixed, parse_decimal, parse_integer
-from .physics import first_order_lag
+from teststand.sim.clock import SimClock
+from teststand.sim.instrument import SimInstrument
+from teststand.sim.lineproto import Refusal, fixed, parse_decimal, parse_integer
+from teststand.sim.physics import first_order_lag
 
 MAX_COMMAND = 80
 HOUR = 3600.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .clock import SimClock
-from .instrument import SimInstrument
+from teststand.sim.clock import SimClock
+from teststand.sim.instrument import SimInstrument
 
 
 class UnknownSimulator(ValueError):
@@ -13,11 +13,11 @@ class UnknownSimulator(ValueError):
 
 
 def kinds() -> dict[str, type[SimInstrument]]:
-    from .caen import CaenDT8033, CaenN1470
-    from .coldbox import ColdBox
-    from .hmp4040 import HMP4040
-    from .keithley import Keithley2410
-    from .lauda import Lauda
+    from teststand.sim.caen import CaenDT8033, CaenN1470
+    from teststand.sim.coldbox import ColdBox
+    from teststand.sim.hmp4040 import HMP4040
+    from teststand.sim.keithley import Keithley2410
+    from teststand.sim.lauda import Lauda
 
     classes: list[type[SimInstrument]] = [
         CaenDT8033,

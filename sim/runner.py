@@ -12,11 +12,11 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
 
-from .clock import SimClock
-from .faults import Faults
-from .instrument import SimInstrument
-from .registry import create
-from .server import SimServer
+from teststand.sim.clock import SimClock
+from teststand.sim.faults import Faults
+from teststand.sim.instrument import SimInstrument
+from teststand.sim.registry import create
+from teststand.sim.server import SimServer
 
 T = TypeVar("T")
 

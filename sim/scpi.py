@@ -35,8 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .clock import SimClock
-from .instrument import SimInstrument
+from teststand.sim.clock import SimClock
+from teststand.sim.instrument import SimInstrument
 
 # -- errors ------------------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ import tempfile
 import tty
 from collections.abc import Callable
 
-from .faults import Faults, garble
-from .instrument import SimInstrument
+from teststand.sim.faults import Faults, garble
+from teststand.sim.instrument import SimInstrument
 
 log = logging.getLogger("teststand.sim")
 

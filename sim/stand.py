@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .clock import SimClock
-from .runner import RunningSim, SimThread, start_simulator
+from teststand.sim.clock import SimClock
+from teststand.sim.runner import RunningSim, SimThread, start_simulator
 
 #: Which simulator kinds take a temperature from which others, and under which option name.
 FOLLOWS: dict[str, tuple[str, str]] = {

@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CARD_FOLDERS = {"devices", "plans", "callbacks", "sim"}
 
@@ -25,28 +27,29 @@ def test_wheel_maps_every_folder_under_teststand(tmp_path: Path) -> None:
     top_levels = {name.split("/")[0] for name in names if not name.endswith(".dist-info/")}
     assert {t for t in top_levels if not t.endswith(".dist-info")} == {"teststand"}
     # Every Python file of each folder lands at teststand/<folder>/…, none is forgotten.
-    for folder in CARD_FOLDERS | {"teststand"}:
-        for source in (ROOT / folder).rglob("*.py"):
-            relative = source.relative_to(ROOT / folder).as_posix()
-            inside = (
-                "teststand/" + relative
-                if folder == "teststand"
-                else f"teststand/{folder}/{relative}"
-            )
+    folders = {f"teststand/{folder}": ROOT / folder for folder in CARD_FOLDERS}
+    folders["teststand"] = ROOT / "src" / "teststand"
+    for inside_folder, folder in folders.items():
+        for source in folder.rglob("*.py"):
+            inside = f"{inside_folder}/{source.relative_to(folder).as_posix()}"
             assert inside in names, f"{source} is missing from the wheel"
     assert "teststand/py.typed" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "teststand = teststand.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert (
+        "teststand = teststand.app.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    )
 
 
-def test_installed_package_resolves_card_folders() -> None:
+@pytest.mark.parametrize("cwd", ["/", str(ROOT)], ids=["elsewhere", "repository-root"])
+def test_installed_package_resolves_card_folders(cwd: str) -> None:
+    """Python started anywhere, the repository root included, imports the installed package."""
     code = (
         "import teststand.devices, teststand.sim, teststand.plans, teststand.callbacks, sys;"
         "print(teststand.sim.__name__)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
-        cwd="/",
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=True,

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from ...errors import InstrumentRefused, ReplyFormatError, TeststandError
-from .._backend import SingleFlight
-from .._client import ProtocolClient
-from .._numbers import parse_number
-from . import protocol
+from teststand.devices._backend import SingleFlight
+from teststand.devices._client import ProtocolClient
+from teststand.devices._numbers import parse_number
+from teststand.devices.caen import protocol
+from teststand.errors import InstrumentRefused, ReplyFormatError, TeststandError
 
 Dialect = Literal["803x", "14xx"]
 

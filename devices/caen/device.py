@@ -25,8 +25,14 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from .._backend import ClientConnector, client_signal_r, client_signal_rw
-from .client import CaenClient, CaenError, ChannelStatus, Dialect, decode_status
+from teststand.devices._backend import ClientConnector, client_signal_r, client_signal_rw
+from teststand.devices.caen.client import (
+    CaenClient,
+    CaenError,
+    ChannelStatus,
+    Dialect,
+    decode_status,
+)
 
 MICRO = 1e-6
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from ...errors import ReplyFormatError, ReplyRefused
-from .._numbers import parse_number
+from teststand.devices._numbers import parse_number
+from teststand.errors import ReplyFormatError, ReplyRefused
 
 ERROR_MEANINGS = {
     "CMD": "bad command format",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
-from ...errors import TeststandError
-from .._backend import SingleFlight
-from .._client import ProtocolClient
-from .._numbers import parse_number
-from . import protocol
-from .protocol import CHANNELS, Status
+from teststand.devices._backend import SingleFlight
+from teststand.devices._client import ProtocolClient
+from teststand.devices._numbers import parse_number
+from teststand.devices.coldbox import protocol
+from teststand.devices.coldbox.protocol import CHANNELS, Status
+from teststand.errors import TeststandError
 
 #: Magnus coefficients (Sensirion), valid for -45..60 °C.
 MAGNUS_B = 17.62

@@ -26,10 +26,10 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from .._backend import ClientConnector, client_signal_r, client_signal_rw
-from .._settle import SettleLogic, settle_signals
-from .client import SETPOINT_RANGE, ColdBoxClient, ColdBoxError, dew_point
-from .protocol import Status
+from teststand.devices._backend import ClientConnector, client_signal_r, client_signal_rw
+from teststand.devices._settle import SettleLogic, settle_signals
+from teststand.devices.coldbox.client import SETPOINT_RANGE, ColdBoxClient, ColdBoxError, dew_point
+from teststand.devices.coldbox.protocol import Status
 
 T = TypeVar("T")
 

@@ -6,8 +6,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ...errors import ReplyFormatError, ReplyRefused
-from .._numbers import parse_number
+from teststand.devices._numbers import parse_number
+from teststand.errors import ReplyFormatError, ReplyRefused
 
 _ERROR = re.compile(r"ERR ([\x20-\x7e]+)")
 #: What to do about the refusals a user can cause, by the reason the box gives.

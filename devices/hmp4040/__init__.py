@@ -1,7 +1,13 @@
 """Rohde & Schwarz HMP4040 / HMP2030 low-voltage supplies."""
 
-from .client import ChannelSettings, HMPClient, HMPError, HMPValueError, Measurement
-from .device import HMP4040, HMP4040Channel
+from teststand.devices.hmp4040.client import (
+    ChannelSettings,
+    HMPClient,
+    HMPError,
+    HMPValueError,
+    Measurement,
+)
+from teststand.devices.hmp4040.device import HMP4040, HMP4040Channel
 
 __all__ = [
     "HMP4040",

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ...errors import ReplyFormatError, TeststandError
-from .._backend import SingleFlight
-from .._numbers import parse_integer
-from ..scpi import ScpiClient, parse_bool, parse_float
+from teststand.devices._backend import SingleFlight
+from teststand.devices._numbers import parse_integer
+from teststand.devices.scpi import ScpiClient, parse_bool, parse_float
+from teststand.errors import ReplyFormatError, TeststandError
 
 T = TypeVar("T")
 #: Largest set voltage (V) and current limit (A) of the family.

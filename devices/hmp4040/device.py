@@ -16,8 +16,8 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from .._backend import ClientConnector, client_signal_r, client_signal_rw
-from .client import ChannelSettings, HMPClient, Measurement
+from teststand.devices._backend import ClientConnector, client_signal_r, client_signal_rw
+from teststand.devices.hmp4040.client import ChannelSettings, HMPClient, Measurement
 
 T = TypeVar("T")
 

@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from ...errors import ReplyFormatError, TeststandError
-from .._backend import SingleFlight
-from ..scpi import ScpiClient, parse_bool, parse_float, parse_floats
-from .protocol import COMPLIANCE_BIT, ELEMENTS, Reading, parse_reading
+from teststand.devices._backend import SingleFlight
+from teststand.devices.keithley.protocol import COMPLIANCE_BIT, ELEMENTS, Reading, parse_reading
+from teststand.devices.scpi import ScpiClient, parse_bool, parse_float, parse_floats
+from teststand.errors import ReplyFormatError, TeststandError
 
 Dialect = Literal["2400", "2410", "2450"]
 Terminals = Literal["FRONT", "REAR"]

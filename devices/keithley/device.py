@@ -25,9 +25,15 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from .._backend import ClientConnector, client_signal_r, client_signal_rw
-from .client import Dialect, KeithleyClient, KeithleyError, Settings, Terminals
-from .protocol import Reading
+from teststand.devices._backend import ClientConnector, client_signal_r, client_signal_rw
+from teststand.devices.keithley.client import (
+    Dialect,
+    KeithleyClient,
+    KeithleyError,
+    Settings,
+    Terminals,
+)
+from teststand.devices.keithley.protocol import Reading
 
 log = logging.getLogger("teststand.devices")
 T = TypeVar("T")

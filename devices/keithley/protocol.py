@@ -6,8 +6,8 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from ...errors import ReplyFormatError
-from ..scpi import parse_floats
+from teststand.devices.scpi import parse_floats
+from teststand.errors import ReplyFormatError
 
 ELEMENTS = ("VOLT", "CURR", "RES", "TIME", "STAT")
 #: Bit of the 2400's STAT element set while the source is in compliance.

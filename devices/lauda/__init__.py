@@ -1,6 +1,6 @@
 """Lauda chillers (ECO, Proline, Integral XT, Variocool)."""
 
-from .client import LaudaClient, LaudaError
-from .device import CoolingMode, LaudaChiller
+from teststand.devices.lauda.client import LaudaClient, LaudaError
+from teststand.devices.lauda.device import CoolingMode, LaudaChiller
 
 __all__ = ["CoolingMode", "LaudaChiller", "LaudaClient", "LaudaError"]

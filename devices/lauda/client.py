@@ -6,9 +6,9 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
-from ...errors import InstrumentRefused, ReplyFormatError, TeststandError
-from .._client import ProtocolClient
-from . import protocol
+from teststand.devices._client import ProtocolClient
+from teststand.devices.lauda import protocol
+from teststand.errors import InstrumentRefused, ReplyFormatError, TeststandError
 
 T = TypeVar("T")
 _ANY_PREFIX = re.compile(r"\s*A[0-9]{3}_")

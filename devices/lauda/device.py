@@ -19,9 +19,9 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from .._backend import ClientConnector, client_signal_r, client_signal_rw
-from .._settle import SettleLogic, settle_signals
-from .client import FAULT_FLAGS, LaudaClient, LaudaError
+from teststand.devices._backend import ClientConnector, client_signal_r, client_signal_rw
+from teststand.devices._settle import SettleLogic, settle_signals
+from teststand.devices.lauda.client import FAULT_FLAGS, LaudaClient, LaudaError
 
 
 class CoolingMode(StrictEnum):

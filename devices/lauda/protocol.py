@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from ...errors import ReplyFormatError, ReplyRefused
-from .. import _numbers
+from teststand.devices import _numbers
+from teststand.errors import ReplyFormatError, ReplyRefused
 
 ERROR_MEANINGS = {
     2: "input or buffer overflow",

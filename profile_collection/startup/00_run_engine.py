@@ -2,7 +2,7 @@
 
 from bluesky import RunEngine
 
-from teststand import profile
+from teststand.app import profile
 
 profile.configure_logging()
 # `RE(plan)` returns a RunEngineResult: the run uids, the exit status and the plan's return value.

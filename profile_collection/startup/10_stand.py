@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ophyd_async.core import NotConnectedError
 
-from teststand import profile
+from teststand.app import profile
 from teststand.errors import TeststandError
 from teststand.stand import build
 

@@ -1,7 +1,7 @@
 """Every run goes to Tiled as it happens (the stand file's `storage:`), and `catalog` finds them:
 `catalog.search(module_id="20UPGM22110001")`, `catalog.run(uid)`, `catalog.pandas(uid)`."""
 
-from teststand import profile
+from teststand.app import profile
 from teststand.callbacks.tiled_writer import storage_writer
 
 writer = storage_writer(stand.config.storage)  # noqa: F821 (10_stand.py)

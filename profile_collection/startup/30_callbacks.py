@@ -1,7 +1,7 @@
 """The IV analysis (always: its verdicts are stored with the run) and, in an IPython session only,
 the live table, the live IV plot and progress bars. The queue server's worker shows none of them."""
 
-from teststand import profile
+from teststand.app import profile
 from teststand.callbacks.iv_analysis import IVAnalysis
 
 analysis = IVAnalysis(publish=writer.annotate)  # noqa: F821 (20_storage.py)

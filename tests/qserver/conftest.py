@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from teststand.qserver import Component, free_port, start_redis, stop_component
+from teststand.app.qserver import Component, free_port, start_redis, stop_component
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,7 +68,7 @@ PERMISSIONS = {
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Component]:
-    """The embedded redis-server, started by teststand.qserver on a free (non-default) port."""
+    """The embedded redis-server, started by teststand.app.qserver on a free (non-default) port."""
     redis = start_redis(tmp_path_factory.mktemp("redis"), free_port())
     yield redis
     stop_component(redis)

@@ -20,10 +20,8 @@ import yaml
 from bluesky import RunEngine
 from ophyd_async.core import NotConnectedError
 
-from teststand.cli import main
-from teststand.config import load_stand
-from teststand.errors import InstrumentBusy
-from teststand.operator import (
+from teststand.app.cli import main
+from teststand.app.operator import (
     EnvironmentClosed,
     EnvironmentOpenFailed,
     ItemNotFound,
@@ -32,8 +30,8 @@ from teststand.operator import (
     RequestRefused,
     StatusUpdate,
 )
-from teststand.profile import typed_errors
-from teststand.qserver import (
+from teststand.app.profile import typed_errors
+from teststand.app.qserver import (
     Component,
     QserverOptions,
     RedisUnreachable,
@@ -43,6 +41,8 @@ from teststand.qserver import (
     stop,
     stop_component,
 )
+from teststand.config import load_stand
+from teststand.errors import InstrumentBusy
 from teststand.stand import build
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def served_stand(
     directory = tmp_path_factory.mktemp("served")
     simulated = stand_copy(directory, "simulated.yaml")
     server = subprocess.Popen(
-        [sys.executable, "-m", "teststand.cli", "sim", "serve-stand", str(simulated), "--tcp"],
+        [sys.executable, "-m", "teststand.app.cli", "sim", "serve-stand", str(simulated), "--tcp"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -20,9 +20,8 @@ import yaml
 from bluesky_queueserver_api import BPlan
 
 from teststand import errors
-from teststand.cli import main
-from teststand.config import ConfigError
-from teststand.qserver import (
+from teststand.app.cli import main
+from teststand.app.qserver import (
     STATE_FILE,
     AlreadyRunning,
     Component,
@@ -43,6 +42,7 @@ from teststand.qserver import (
     start,
     stop,
 )
+from teststand.config import ConfigError
 
 HTTP_CONFIG = Path(__file__).resolve().parents[2] / "profile_collection" / "httpserver.yml"
 

@@ -1,4 +1,4 @@
-"""`teststand.catalog` over a real Tiled server: searches return the right runs."""
+"""`teststand.storage.catalog` over a real Tiled server: searches return the right runs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tiled.queries import Key
 
-from teststand.catalog import Catalog, RunNotFound
+from teststand.storage.catalog import Catalog, RunNotFound
 from teststand.storage.runwriter import write_run
 
 DAY = 86400.0

@@ -28,12 +28,8 @@ from ophyd_async.core import (
     soft_signal_rw,
 )
 
-from teststand.callbacks.iv_analysis import IVAnalysis, normalise_to_20c
-from teststand.callbacks.schema import IVKeys, IVSettings, SlotInfo, validate_metadata
-from teststand.callbacks.tiled_writer import LiveTiledWriter
-from teststand.catalog import Catalog
-from teststand.cli import main
-from teststand.report import (
+from teststand.app.cli import main
+from teststand.app.report import (
     IV_PNG,
     TEMPERATURE_PNG,
     ModuleReport,
@@ -43,6 +39,10 @@ from teststand.report import (
     module_report,
     write_all,
 )
+from teststand.callbacks.iv_analysis import IVAnalysis, normalise_to_20c
+from teststand.callbacks.schema import IVKeys, IVSettings, SlotInfo, validate_metadata
+from teststand.callbacks.tiled_writer import LiveTiledWriter
+from teststand.storage.catalog import Catalog
 from teststand.storage.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from tiled.client import from_uri
 
-from teststand.catalog import Catalog
+from teststand.storage.catalog import Catalog
 from teststand.storage.embedded import EmbeddedServer
 from teststand.storage.errors import InsecureBind
 from teststand.storage.runwriter import write_run

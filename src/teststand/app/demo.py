@@ -1,0 +1,133 @@
+"""`make demo`: qualify the 8 modules of the simulated stand, store the runs, write the reports.
+
+The simulated stand of profile_collection/stand.yaml runs sped up; one module breaks down early
+(slot 3) and one leaks (slot 6). Plan times (settle, dwell) are scaled by the speed, so the
+qualification keeps its simulated proportions. `--quick` runs one IV of 2 slots.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bluesky import RunEngine
+from bluesky.run_engine import call_in_bluesky_event_loop
+
+from teststand.app.report import breakdown_text, write_all
+from teststand.callbacks.iv_analysis import IVAnalysis
+from teststand.callbacks.tiled_writer import storage_writer
+from teststand.config import StandConfig, load_stand
+from teststand.errors import TeststandError
+from teststand.plans import iv_scan, module_qualification
+from teststand.stand import build
+from teststand.storage.catalog import Catalog
+from teststand.storage.server import API_KEY_FILE
+from teststand.storage.session import storage_client
+
+#: Simulated seconds per real second for the demo (the stand file's own speed is for sessions).
+DEMO_SPEED = 500.0
+
+
+def load_simulated(stand_file: str) -> StandConfig:
+    """The stand file, which must describe a simulated stand (`sim: true`)."""
+    if not Path(stand_file).exists():
+        raise TeststandError(
+            f"stand file {stand_file} not found; run from the repository root or pass --stand FILE"
+        )
+    config = load_stand(stand_file)
+    if not config.sim:
+        raise TeststandError(
+            f"{stand_file} is not a simulated stand (sim: true); the demo only drives simulators"
+        )
+    return config
+
+
+def _config(stand_file: str, data_dir: Path | None, speed: float) -> StandConfig:
+    config = load_simulated(stand_file)
+    data: dict[str, Any] = config.model_dump(by_alias=True, exclude_none=True)
+    data["speed"] = speed
+    if data_dir is not None:
+        data["storage"] = {"data_dir": str(data_dir)}
+    return load_stand(data)
+
+
+def _progress(name: str, doc: dict[str, Any]) -> None:
+    if name == "start":
+        slots = ",".join(doc.get("slots", {}))
+        print(f"  {doc.get('test', '?'):<20} {doc.get('stage', ''):<15} slots {slots}", flush=True)
+    elif name == "stop" and doc.get("exit_status") != "success":
+        print(f"  ... ended {doc.get('exit_status')}: {doc.get('reason', '')}", flush=True)
+
+
+def run_demo(
+    stand_file: str, *, quick: bool = False, data_dir: Path | None = None, speed: float = DEMO_SPEED
+) -> int:
+    started = time.monotonic()
+    config = _config(stand_file, data_dir, speed)
+    scale = 1.0 / speed  # one simulated second in real seconds
+    RE = RunEngine(call_returns_result=True)
+    print(f"Simulated stand {config.name!r} at {speed:g}x; runs go to {config.storage.data_path}")
+    writer = storage_writer(config.storage)
+    analysis = IVAnalysis(publish=writer.annotate)
+    RE.subscribe(writer)
+    RE.subscribe(analysis)
+    RE.subscribe(_progress)
+    stand = build(config)
+    try:
+        if quick:
+            RE(iv_scan(stand, [1, 3], 0, 150, 10, settle=scale, stage="TEST", operator="demo"))
+        else:
+            RE(
+                module_qualification(
+                    stand,
+                    None,
+                    "INITIAL_WARM",
+                    cold=-20.0,
+                    cycles=2,
+                    dwell=300 * scale,
+                    settle=scale,
+                    temperature_settle=60 * scale,
+                    interval=60 * scale,
+                    operator="demo",
+                )
+            )
+    finally:
+        call_in_bluesky_event_loop(stand.close())
+    try:
+        if not writer.wait(120):
+            print("Tiled is slow: some runs are still in the journal; `teststand storage replay`")
+        print_results(config, analysis, time.monotonic() - started)
+    finally:
+        writer.close()
+    return 0
+
+
+def print_results(config: StandConfig, analysis: IVAnalysis, seconds: float) -> None:
+    """Write every module's report from Tiled and print the summary table."""
+    out = config.storage.data_path / "reports"
+    with storage_client(config.storage) as client:
+        reports, index = write_all(Catalog(client), out)
+    by_module = {report.module_id: report for report in reports}
+    print(f"\n{'slot':>4}  {'module':<16} {'stage':<13} {'V_bd':>18} {'I_leak(20C)':>12}  verdict")
+    for number, slot in sorted(config.slots.items()):
+        if slot.module is None:
+            continue
+        report = by_module.get(slot.module.id)
+        if report is None or not report.stages:
+            continue
+        last = report.stages[-1]
+        print(
+            f"{number:>4}  {slot.module.id:<16} {last.stage:<13} {breakdown_text(last.result):>18} "
+            f"{_microamps(last.result.get('leakage_current')):>12}  {report.verdict}"
+        )
+        for reason in report.reasons:
+            print(f"{'':>6}- {reason}")
+    data = config.storage.data_path
+    print(f"\nDone in {seconds:.0f} s. Reports: {index}")
+    key = data / API_KEY_FILE
+    print(f"Browse the runs: teststand tiled serve --data {data} --api-key $(cat {key})")
+
+
+def _microamps(amps: Any) -> str:
+    return "—" if amps is None else f"{float(amps) * 1e6:.2f} µA"

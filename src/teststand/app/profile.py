@@ -1,0 +1,188 @@
+"""What the startup files of `profile_collection/` share: the stand file to build, whether they
+run in the queueserver's worker or in an IPython session, and the session's `catalog`.
+
+The same startup files run in both places. The worker (bluesky-queueserver's RE Worker, where
+`bluesky_queueserver.is_re_worker_active()` is true) gets no live table, plots, progress bars or
+IPython settings; the IPython session gets them all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing.util
+import os
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+from teststand.app.qserver import STAND_ENV
+from teststand.errors import TeststandError
+from teststand.storage.catalog import Catalog
+from teststand.storage.client import connect
+from teststand.storage.config import StorageConfig
+from teststand.storage.embedded import STATE_FILE
+from teststand.storage.errors import TiledUnreachable
+from teststand.storage.server import stored_api_key
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+WORKER_FLUSH_TIMEOUT = 0.4  # s
+NON_INTERACTIVE = {"agg", "pdf", "ps", "svg", "cairo", "pgf", "template"}
+
+
+def stand_file(profile_dir: Path) -> Path:
+    """`$TESTSTAND_STAND`, else the profile directory's `stand.yaml`."""
+    configured = os.environ.get(STAND_ENV)
+    return Path(configured).expanduser() if configured else profile_dir / "stand.yaml"
+
+
+class ProfileLoadError(TeststandError):
+    """The profile stopped loading; an IPython session shows its message, not a traceback."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for custom exception display
+        return [f"{type(self).__name__}: {self}"]
+
+
+def typed_errors(exc: BaseException) -> list[TeststandError]:
+    """The stand's own errors in `exc`: itself, or those of the devices of ophyd-async's
+    `NotConnectedError` (e.g. an `InstrumentBusy` per instrument that another program holds)."""
+    from ophyd_async.core import NotConnectedError
+
+    if isinstance(exc, TeststandError):
+        return [exc]
+    if isinstance(exc, NotConnectedError):
+        return [typed for sub in exc.sub_errors.values() for typed in typed_errors(sub)]
+    return []
+
+
+def loading_failed(exc: Exception) -> Exception:
+    """What a startup file raises for `exc`: the stand's first typed error in it (in the worker,
+    so that the queue server reports its type and message), or a `ProfileLoadError` with the
+    messages (in an IPython session: no traceback). `exc` itself when it holds no typed error."""
+    found = typed_errors(exc)
+    if not found:
+        return exc
+    if in_worker():
+        return found[0]
+    messages = "\n".join(f"{type(error).__name__}: {error}" for error in found)
+    return ProfileLoadError(
+        f"{messages}\nThe profile stopped loading: fix the cause and restart the session (RE is "
+        "defined; the stand, its devices, plans and catalog are not)."
+    )
+
+
+def in_worker() -> bool:
+    """True inside bluesky-queueserver's worker (and while it lists plans and devices)."""
+    from bluesky_queueserver import is_re_worker_active  # type: ignore[import-untyped]
+
+    return bool(is_re_worker_active())
+
+
+def ipython_shell() -> Any | None:
+    """The running IPython shell of an interactive session; None in the worker or plain Python."""
+    if in_worker():
+        return None
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """The stand's own messages (`teststand.*`) at `level`; warnings of everything else.
+
+    The worker has its logging set up by the queue server (its console shows it); a session
+    without handlers gets one on stderr.
+    """
+    logging.getLogger("teststand").setLevel(level)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+
+
+def prepare_shell(shell: Any) -> bool:
+    """Set up an IPython session for the RunEngine; True when plots can be shown.
+
+    Autoawait is switched off (IPython would otherwise run `await` and asyncio code on its own
+    loop at the prompt, beside the RunEngine's), and matplotlib is made interactive when a GUI
+    backend is available; without one (a terminal without display) the session has no plots.
+    """
+    shell.autoawait = False
+    try:
+        import matplotlib
+
+        if str(matplotlib.get_backend()).lower() in NON_INTERACTIVE:
+            return False  # no display: matplotlib chose a file backend
+        shell.enable_matplotlib()
+    except Exception as exc:  # a GUI toolkit that does not start: tables and progress bars only
+        logging.getLogger("teststand.app.profile").warning("no live plots: %s", exc)
+        return False
+    return True
+
+
+class Flushable(Protocol):
+    def wait(self, timeout: float = ...) -> bool: ...
+    def close(self, timeout: float = ...) -> None: ...
+
+
+def close_at_exit(writer: Flushable) -> None:
+    """When the process ends: a session closes the storage writer (flush, then stop its embedded
+    Tiled server); the worker only flushes it, since the manager gives it half a second to exit
+    when the environment closes (its instruments are free once it has), and the embedded server
+    ends with it. Runs not yet verified in Tiled stay in the journal and are replayed."""
+    if in_worker():
+        callback: Callable[[], object] = partial(writer.wait, WORKER_FLUSH_TIMEOUT)
+    else:
+        callback = writer.close
+    # A finalizer, not atexit: the worker is a multiprocessing child, which skips atexit
+    # handlers but runs these (a session runs them from atexit).
+    multiprocessing.util.Finalize(None, callback, exitpriority=10)
+
+
+def storage_connector(config: StorageConfig) -> Callable[[], Any]:
+    """A function that connects to the stand's Tiled: its server, or the embedded one that the
+    storage writer of this process started (found by its state file; never starts another)."""
+    if config.tiled is not None:
+        uri = config.tiled
+        return lambda: connect(uri, config.resolved_api_key())
+    data = config.data_path
+
+    def embedded() -> Any:
+        try:
+            url = str(json.loads((data / STATE_FILE).read_text())["url"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise TiledUnreachable(
+                f"the embedded Tiled server of {data} has not started yet: try again in a "
+                f"moment; if it does not start, see {data / 'server.log'}"
+            ) from None
+        return connect(url, stored_api_key(data))
+
+    return embedded
+
+
+class SessionCatalog(Catalog):
+    """A `Catalog` that connects on first use, and again after a failed attempt: the embedded
+    server starts in the background while the rest of the profile loads."""
+
+    def __init__(self, connector: Callable[[], Any]) -> None:
+        self._connector = connector
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._connector()
+        return self._client
+
+    @client.setter
+    def client(self, client: Any) -> None:
+        self._client = client
+
+    def __repr__(self) -> str:
+        state = "connected" if self._client is not None else "not connected yet"
+        return f"<SessionCatalog ({state}): catalog.search(module_id=...), catalog.run(uid)>"
+
+
+def session_catalog(config: StorageConfig) -> SessionCatalog:
+    return SessionCatalog(storage_connector(config))

@@ -1,0 +1,264 @@
+"""The stand file (YAML), validated with pydantic. Every error names its key path."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from ophyd_async.core import StrictEnum
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from teststand.errors import InvalidURL, TeststandError
+from teststand.storage.config import StorageConfig
+from teststand.transport.url import parse_url
+
+InstrumentKind = Literal["caen-dt8033", "caen-n1470", "lauda", "keithley2410", "hmp4040", "coldbox"]
+
+
+class ConfigError(TeststandError, ValueError):
+    """A stand file that does not validate; the message lists every bad key path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SimulatorConfig(_Strict):
+    """How the instrument is simulated when the stand runs with `sim: true`."""
+
+    faults: str | None = None
+    baud: int | None = Field(default=None, gt=0)
+    latency: float = Field(default=0.0, ge=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class InstrumentConfig(_Strict):
+    kind: InstrumentKind
+    url: str | None = None
+    #: Transport options (terminator, baudrate, timeout, …); they override the driver's defaults.
+    options: dict[str, Any] = Field(default_factory=dict)
+    #: Device options: `board` of a 14xx CAEN, `dialect` of a Keithley, `address` of a Lauda.
+    settings: dict[str, Any] = Field(default_factory=dict)
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What a kind of instrument offers: its channel numbers and, for HV, its ranges."""
+
+    channels: range
+    max_voltage: float | None = None  # V
+    max_current: float | None = None  # A
+
+
+HARDWARE: dict[str, Hardware] = {
+    "caen-dt8033": Hardware(range(0, 8), max_voltage=4000.0, max_current=3e-3),
+    "caen-n1470": Hardware(range(0, 4), max_voltage=8000.0, max_current=3e-3),
+    "hmp4040": Hardware(range(1, 5)),
+    "coldbox": Hardware(range(1, 9)),
+    "keithley2410": Hardware(range(0, 1), max_voltage=1100.0, max_current=1.05),
+    "lauda": Hardware(range(0, 0)),
+}
+#: Attribute names of the built stand that an instrument may not take.
+RESERVED_NAMES = frozenset({"slots", "config", "instruments", "simulators", "name", "parent"})
+#: Which kinds a slot's channel of each role may point at.
+ROLE_KINDS = {
+    "hv": ("caen-dt8033", "caen-n1470"),
+    "lv": ("hmp4040",),
+    "temperature": ("coldbox",),
+}
+
+
+class SensorType(StrictEnum):
+    PLANAR = "planar"
+    THREE_D = "3d"
+
+
+#: Default sensor areas (cm²): an L1 planar quad and a 3D triplet (QUALIFICATION.md).
+DEFAULT_AREA_CM2 = {SensorType.PLANAR: 15.76, SensorType.THREE_D: 12.75}
+
+
+class ModuleConfig(_Strict):
+    id: str = Field(min_length=1, description="the module's serial number")
+    sensor: SensorType = SensorType.PLANAR
+    area_cm2: float | None = Field(default=None, gt=0)
+
+    @property
+    def area(self) -> float:
+        return self.area_cm2 if self.area_cm2 is not None else DEFAULT_AREA_CM2[self.sensor]
+
+
+class ChannelRef(_Strict):
+    """`INSTRUMENT:CHANNEL`, e.g. `hv:3`."""
+
+    instrument: str
+    channel: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            name, sep, number = value.rpartition(":")
+            if not sep or not name or not number.lstrip("-").isdigit():
+                raise ValueError(f"expected INSTRUMENT:CHANNEL such as hv:3, got {value!r}")
+            return {"instrument": name, "channel": int(number)}
+        return value
+
+    def __str__(self) -> str:
+        return f"{self.instrument}:{self.channel}"
+
+
+class SlotConfig(_Strict):
+    hv: ChannelRef
+    lv: ChannelRef | None = None
+    temperature: ChannelRef | None = None
+    #: The module mounted in the slot; absent for an empty slot.
+    module: ModuleConfig | None = None
+
+
+class BiasLimits(_Strict):
+    planar: float = Field(default=200.0, gt=0)
+    three_d: float = Field(default=100.0, gt=0, alias="3d")
+
+    def for_sensor(self, sensor: SensorType) -> float:
+        return self.planar if sensor is SensorType.PLANAR else self.three_d
+
+
+class TemperatureRange(_Strict):
+    min: float = -45.0
+    max: float = 40.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TemperatureRange:
+        if self.min >= self.max:
+            raise ValueError(f"min {self.min} must be below max {self.max}")
+        return self
+
+
+class Limits(_Strict):
+    """Safety limits: bias per sensor type (V), current compliance (A), temperatures (°C)."""
+
+    max_bias: BiasLimits = Field(default_factory=BiasLimits)
+    compliance: float = Field(default=100e-6, gt=0)
+    temperature: TemperatureRange = Field(default_factory=TemperatureRange)
+    dew_point_margin: float = Field(default=5.0, ge=0)
+
+
+class StandConfig(_Strict):
+    name: str = Field(min_length=1)
+    sim: bool = False
+    speed: float = Field(default=1.0, gt=0)
+    instruments: dict[str, InstrumentConfig] = Field(min_length=1)
+    slots: dict[int, SlotConfig] = Field(default_factory=dict)
+    limits: Limits = Field(default_factory=Limits)
+    #: Where runs are stored: a Tiled server, or the embedded one under a data directory.
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+
+    @model_validator(mode="after")
+    def _names(self) -> StandConfig:
+        for name in self.instruments:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in RESERVED_NAMES:
+                raise ValueError(
+                    f"instruments.{name}: an instrument name must be a lower-case identifier "
+                    f"(letters, digits, _) and not one of {', '.join(sorted(RESERVED_NAMES))}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _slots(self) -> StandConfig:
+        used: dict[str, int] = {}
+        for number, slot in self.slots.items():
+            for role in ROLE_KINDS:
+                ref: ChannelRef | None = getattr(slot, role)
+                if ref is None:
+                    continue
+                self._check_ref(f"slots.{number}.{role}", role, ref)
+                key = f"{role}:{ref}"
+                if key in used:
+                    raise ValueError(
+                        f"slots.{number}.{role}: channel {ref} is already used by slot "
+                        f"{used[key]}; give each slot its own channel"
+                    )
+                used[key] = number
+        return self
+
+    def _check_ref(self, where: str, role: str, ref: ChannelRef) -> None:
+        instrument = self.instruments.get(ref.instrument)
+        if instrument is None:
+            raise ValueError(
+                f"{where}: no instrument named {ref.instrument!r}; "
+                f"instruments: {', '.join(self.instruments)}"
+            )
+        if instrument.kind not in ROLE_KINDS[role]:
+            raise ValueError(
+                f"{where}: {ref.instrument} is a {instrument.kind}, not one of "
+                f"{', '.join(ROLE_KINDS[role])}"
+            )
+        channels = HARDWARE[instrument.kind].channels
+        if ref.channel not in channels:
+            raise ValueError(
+                f"{where}: {instrument.kind} {ref.instrument!r} has no channel {ref.channel}; "
+                f"its channels are {channels.start}..{channels.stop - 1}"
+            )
+
+    @model_validator(mode="after")
+    def _limits_within_hardware(self) -> StandConfig:
+        for name, instrument in self.instruments.items():
+            hardware = HARDWARE[instrument.kind]
+            if instrument.kind not in ROLE_KINDS["hv"]:
+                continue
+            assert hardware.max_voltage is not None and hardware.max_current is not None
+            for sensor in SensorType:
+                bias = self.limits.max_bias.for_sensor(sensor)
+                if bias > hardware.max_voltage:
+                    raise ValueError(
+                        f"limits.max_bias.{sensor.value}: {bias} V is above the "
+                        f"{hardware.max_voltage:g} V range of {instrument.kind} {name!r}"
+                    )
+            if self.limits.compliance > hardware.max_current:
+                raise ValueError(
+                    f"limits.compliance: {self.limits.compliance} A is above the "
+                    f"{hardware.max_current:g} A range of {instrument.kind} {name!r}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _urls(self) -> StandConfig:
+        for name, instrument in self.instruments.items():
+            if instrument.url is None:
+                if not self.sim:
+                    raise ValueError(f"instruments.{name}.url is missing (needed unless sim: true)")
+                continue
+            try:
+                parse_url(instrument.url, **instrument.options)
+            except InvalidURL as exc:
+                raise ValueError(f"instruments.{name}: {exc}") from None
+        return self
+
+
+def load_stand(source: str | Path | dict[str, Any]) -> StandConfig:
+    """Read and validate a stand file (a path) or an already parsed mapping."""
+    where = "<dict>"
+    if isinstance(source, dict):
+        data: Any = source
+    else:
+        where = str(source)
+        try:
+            data = yaml.safe_load(Path(source).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read stand file {where}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"stand file {where} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"stand file {where} must be a mapping with 'name' and 'instruments'")
+    try:
+        return StandConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  {'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"stand file {where} is invalid:\n{problems}") from None

@@ -1,0 +1,196 @@
+"""Finding a module's runs in Tiled: a small typed helper over Tiled's own queries.
+
+Runs carry `module_ids` (every module of the run), `module_id` (single-module runs), `stage`,
+`test` and `stand` in their start document (plan metadata) and their verdict as the run
+container's top-level `verdict` metadata (`Catalog.set_verdict`). Every search here is a plain
+Tiled query; `Catalog.queries(...)` returns them for use without this helper, e.g.
+`client.search(Contains("start.module_ids", "M-0042"))`.
+
+A module's runs are those listing it in `start.module_ids`, or naming it in `start.module_id`.
+Tiled has no OR query, so the helper runs both searches and merges them by start time. On SQLite
+`Contains` compares the JSON text (so "M-1" also finds "M-12"): the helper checks membership
+exactly; plain queries must do the same.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tiled.queries import Contains, Key  # type: ignore[import-untyped]
+
+from teststand.storage.client import connect
+from teststand.storage.errors import StorageError
+
+START_KEYS = ("stage", "test", "stand")
+
+
+class RunNotFound(StorageError, KeyError):
+    """No run matches; the message names the search."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    uid: str
+    time: float
+    module_id: str | None
+    stage: str | None
+    test: str | None
+    stand: str | None
+    verdict: str | None
+    exit_status: str | None
+    module_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, uid: str, metadata: dict[str, Any]) -> RunSummary:
+        start = metadata.get("start", {})
+        stop = metadata.get("stop") or {}
+        return cls(
+            module_ids=tuple(run_module_ids(start)),
+            uid=uid,
+            time=float(start.get("time", 0.0)),
+            module_id=start.get("module_id"),
+            stage=start.get("stage"),
+            test=start.get("test"),
+            stand=start.get("stand"),
+            verdict=metadata.get("verdict"),
+            exit_status=stop.get("exit_status"),
+        )
+
+
+def run_module_ids(start: dict[str, Any]) -> list[str]:
+    """The modules of a run from its start document: `module_ids`, else `module_id`."""
+    listed = start.get("module_ids")
+    if isinstance(listed, list):
+        return [str(module) for module in listed]
+    single = start.get("module_id")
+    return [str(single)] if single is not None else []
+
+
+def _timestamp(value: float | datetime) -> float:
+    return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+def _start_time(item: tuple[str, Any]) -> float:
+    return float(item[1].metadata.get("start", {}).get("time", 0.0))
+
+
+class Catalog:
+    """Searches over the runs of one Tiled container (the server's root by default)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    @classmethod
+    def from_uri(cls, uri: str, api_key: str | None = None) -> Catalog:
+        return cls(connect(uri, api_key))
+
+    @staticmethod
+    def queries(
+        *,
+        module_id: str | None = None,
+        stage: str | None = None,
+        test: str | None = None,
+        stand: str | None = None,
+        verdict: str | None = None,
+        since: float | datetime | None = None,
+        until: float | datetime | None = None,
+    ) -> list[Any]:
+        """The plain Tiled queries for these filters (all must hold).
+
+        `module_id` gives `Contains("start.module_ids", module_id)`: runs written before
+        `module_ids` existed carry only `start.module_id` (`Catalog.runs` finds both).
+        """
+        found: list[Any] = []
+        if module_id is not None:
+            found.append(Contains("start.module_ids", module_id))
+        for key, value in zip(START_KEYS, (stage, test, stand), strict=True):
+            if value is not None:
+                found.append(Key(f"start.{key}") == value)
+        if verdict is not None:
+            found.append(Key("verdict") == verdict)
+        if since is not None:
+            found.append(Key("start.time") >= _timestamp(since))
+        if until is not None:
+            found.append(Key("start.time") < _timestamp(until))
+        return found
+
+    def _sorted(self, queries: list[Any], newest_first: bool) -> Iterator[tuple[str, Any]]:
+        results = self.client
+        for query in queries:
+            results = results.search(query)
+        yield from results.sort(("start.time", -1 if newest_first else 1)).items()
+
+    def runs(
+        self, *, newest_first: bool = False, module_id: str | None = None, **filters: Any
+    ) -> Iterator[tuple[str, Any]]:
+        """(uid, `BlueskyRun` client) of the runs matching every filter, by start time.
+
+        Filters as in `search`. Lazy: Tiled is asked page by page as the iteration goes on.
+        """
+        if module_id is None:
+            yield from self._sorted(self.queries(**filters), newest_first)
+            return
+        listed = self._sorted(self.queries(module_id=module_id, **filters), newest_first)
+        single = self._sorted(
+            [*self.queries(**filters), Key("start.module_id") == module_id], newest_first
+        )
+        seen: set[str] = set()
+        for uid, run in heapq.merge(listed, single, key=_start_time, reverse=newest_first):
+            if uid not in seen and module_id in run_module_ids(run.metadata.get("start", {})):
+                seen.add(uid)
+                yield uid, run
+
+    def search(self, *, newest_first: bool = False, **filters: Any) -> list[RunSummary]:
+        """Runs matching every filter (module_id, stage, test, stand, verdict, since, until)."""
+        return [
+            RunSummary.of(uid, run.metadata)
+            for uid, run in self.runs(newest_first=newest_first, **filters)
+        ]
+
+    def newest(self, module_id: str, test: str) -> Any:
+        """The newest run of `test` for `module_id`, as a `BlueskyRun` client."""
+        for _, run in self.runs(newest_first=True, module_id=module_id, test=test):
+            return run
+        raise RunNotFound(f"no run of test {test!r} for module {module_id!r} in Tiled")
+
+    def module_ids(self) -> list[str]:
+        """Every module id that some run names (`start.module_ids` or `start.module_id`)."""
+        found: set[str] = set()
+        distinct = self.client.distinct("start.module_ids", "start.module_id")["metadata"]
+        for key in ("start.module_ids", "start.module_id"):
+            for entry in distinct.get(key) or []:
+                value = entry["value"]
+                values = value if isinstance(value, list) else [value]
+                found.update(str(module) for module in values if module)
+        return sorted(found)
+
+    def run(self, uid: str) -> Any:
+        try:
+            return self.client[uid]
+        except KeyError:
+            raise RunNotFound(f"no run {uid!r} in Tiled; search by module_id to find it") from None
+
+    def xarray(self, uid: str, stream: str = "primary") -> Any:
+        """One stream of a run as an `xarray.Dataset`."""
+        return self._stream(uid, stream).read()
+
+    def pandas(self, uid: str, stream: str = "primary") -> Any:
+        """One stream of a run as a `pandas.DataFrame` (one row per event)."""
+        return self._stream(uid, stream).read().to_dataframe()
+
+    def _stream(self, uid: str, stream: str) -> Any:
+        run = self.run(uid)
+        if stream not in run:
+            raise RunNotFound(f"run {uid} has no stream {stream!r}; it has {list(run)}")
+        return run[stream]
+
+    def set_verdict(self, uid: str, verdict: str) -> None:
+        """Record the run's verdict (e.g. "pass", "fail") in its metadata."""
+        self.run(uid).update_metadata({"verdict": verdict})
