@@ -1,43 +1,84 @@
-"""Keithley 2400 / 2410 / 2450 source-measure unit sourcing voltage into a silicon sensor.
+"""Keithley 2400 / 2410 / 2450 source-measure unit driving a silicon sensor.
 
-The load is a `SensorModel`: the current follows the source voltage's sign. When the sensor would
-draw more than the compliance (current limit), the SMU is in compliance: the current is clamped
-to the limit and the voltage falls to what the sensor takes at that current; `TRIP?` answers 1 and
-STAT bit 3 is set. `:SOUR:VOLT:PROT` clamps the output magnitude (STAT bit 4).
+The load is a `SensorModel`: the current follows the source's sign. Sourcing voltage, when the
+sensor would draw more than the current limit the SMU is in compliance: the current is clamped
+to the limit and the voltage falls to what the sensor takes at that current. Sourcing current,
+when the sensor needs more than the voltage limit the voltage is clamped there and the current
+is what the sensor draws at it. In compliance `TRIP?` answers 1 and STAT bit 3 is set.
+`:SOUR:VOLT:PROT` clamps the output voltage's magnitude (STAT bit 4).
 
-Choices (see also PROTOCOLS.md):
+Commands are those of the manuals' command summaries for DC source-measure use (2400 Series
+User's Manual, sections 17-18; 2450 Reference Manual, SCPI command reference):
 
-- Voltage sourcing only: `:SOUR:FUNC CURR` is refused with -224.
-- Ranges: 2400 0.2/2/20/200 V, 2410 0.2/2/20/1000 V, 2450 0.02/0.2/2/20/200 V. A level may reach
-  1.05 × range (1100 V on the 2410's 1000 V range). Auto range (the *RST default) picks the
-  smallest range that holds the level; a level beyond a fixed range, or a fixed range too small
-  for the present level, is refused (-222 / -221).
-- 2400/2410 command set: `:SENS:CURR:PROT` (compliance), `:SENS:CURR:PROT:TRIP?`,
-  `:FORM:ELEM`, numeric `:SOUR:VOLT:PROT <V>` (kept as given, not rounded to hardware steps).
-  2450 command set: `:SOUR:VOLT:ILIM`, `:SOUR:VOLT:ILIM:TRIP?`, `:SOUR:VOLT:PROT PROT<n>|NONE`,
-  `:READ? ["defbuffer1"[,READ|SOUR|REL ...]]`. The other family's commands are undefined headers
-  (-113) on each.
-- `:READ?` on a 2400/2410 returns the `:FORM:ELEM` elements always in the order
-  VOLT,CURR,RES,TIME,STAT whatever order they were given in (as the real unit does), as
-  `+1.000000E+02`. CURR reads +9.91e37 unless current is a sense function, RES unless resistance
-  is (then V/I, +9.9e37 at 0 A); TIME is seconds since power-on or `:SYST:TIME:RES`. With the
-  output off it queues `803,"Output disabled"` and sends nothing. A 2450 with the output off
-  reads its normal output-off state (0 V, 0 A); its numbers have no `+`.
-- STAT word bits set: 2 front terminals, 3 compliance, 4 over-voltage protection reached,
-  11 voltage / 12 current / 13 resistance sense function on, 14 voltage source.
+- Both families: `:SOUR:FUNC VOLT|CURR`, `:SOUR:VOLT|CURR[:LEV]`, `:RANG`, `:RANG:AUTO`,
+  `:SENS:FUNC`, `:SENS:CURR|VOLT|RES:NPLC`, `:SENS:CURR|VOLT|RES:RANG[:UPP]` and `:AUTO`,
+  `:ROUT:TERM`, `:OUTP[:STAT]`, `:INIT`, `:ABOR`, `:READ?`, `:FETC?`, `:MEAS[:<function>]?`,
+  and the common commands and `:SYST:ERR?` of `scpi.py`.
+- 2400/2410 only: compliance `:SENS:CURR:PROT` / `:SENS:VOLT:PROT` (`:TRIP?`), `:CONF:<function>`,
+  `:CONF?`, `:SENS:DATA[:LAT]?`, `:TRIG:COUN`, `:ARM:COUN`, `:TRIG:DEL`, `:FORM:ELEM`, numeric
+  `:SOUR:VOLT:PROT <V>`, source modes `:SOUR:VOLT|CURR:MODE FIX|SWE|LIST` with `:STAR`, `:STOP`,
+  `:STEP`, `:SPAN`, `:CENT`, `:SOUR:SWE:POIN|SPAC|DIR`, `:SOUR:LIST:VOLT|CURR`,
+  `:SOUR:CLE[:IMM]`, `:SOUR:CLE:AUTO`, `:OUTP:SMOD`, `:SENS:FUNC:CONC|OFF|OFF:ALL`,
+  `:SENS:RES:MODE`, `:SYST:RSEN`, `:SYST:AZER`, `:SYST:TIME?`, `:SYST:TIME:RES`, `:SYST:PRES`.
+- 2450 only: limits `:SOUR:VOLT:ILIM` / `:SOUR:CURR:VLIM` (`:TRIP?`), `:SOUR:VOLT:PROT
+  PROT<n>|NONE`, `[:SENS]:COUN`, buffer arguments `"defbuffer1"[,READ|SOUR|REL ...]` on
+  `:READ?`/`:FETC?`/`:MEAS?`, `:TRAC:ACT?`, `:TRAC:CLE`, `:TRAC:DATA? <start>,<end>[,...]`,
+  `:TRAC:TRIG`.
+- The other family's commands are undefined headers (-113); so are the subsystems not simulated
+  (CALCulate, TRACe on the 2400, DISPlay, SOURce2, STATus registers beyond `:STAT:PRES`/`:QUE?`,
+  the 2450's trigger models, sweeps and lists).
+
+Choices:
+
+- Ranges: 2400 0.2/2/20/200 V, 2410 0.2/2/20/1000 V, 2450 0.02/0.2/2/20/200 V; current
+  1 µA…1 A (2450 from 10 nA). A level may reach 1.05 × range (1100 V on the 2410's 1000 V
+  range). Auto range (the *RST default) picks the smallest range that holds the level; a level
+  beyond a fixed range, or a fixed range too small for the present level, is refused (-222/-221).
+- The trigger model takes arm count × trigger count readings (at most 2500: -221 otherwise) at
+  once in simulated time; in SWEep or LIST mode reading k sources point k (the points repeat).
+  `:READ?` = `:INIT` + `:FETC?`; `:FETC?` answers the last readings again, or -230 "Data corrupt
+  or stale" before any. `:MEAS:<f>?` = `:CONF:<f>` + `:READ?`; `:CONF:<f>` makes f the only sense
+  function, sets both counts to 1 and turns the output on.
+- A 2400/2410 reading is the `:FORM:ELEM` elements, always in the order VOLT,CURR,RES,TIME,STAT
+  (as the real unit does), each as `+1.000000E+02`; several readings are joined by `,`. The
+  sourced quantity reads its actual value, a sensed one its measurement, the others +9.91e37 (RES
+  is V/I when sensed, +9.9e37 at 0 A); TIME is seconds since power-on or `:SYST:TIME:RES`. With
+  the output off (and `:SOUR:CLE:AUTO OFF`), `:INIT`/`:READ?`/`:MEAS?` queue `803,"Output
+  disabled"` (`:MEAS?` turns it on first); with auto output-off the output is on for the readings.
+- A 2450 reads its output-off state (0 V, 0 A) with the output off; its numbers have no `+`.
+  `:READ?`/`:MEAS?` take `:COUN` readings into defbuffer1 and answer the last.
+- STAT word bits: 2 front terminals, 3 compliance, 4 over-voltage protection reached,
+  11/12/13 voltage/current/resistance sense function on, 14 voltage source, 15 current source.
 - Setting queries answer like `1.050000E-04` (no sign), booleans 1/0, enumerations short form.
-- Integration time (NPLC × 20 ms) is not simulated: replies come at once (plus server pacing).
-- `:SENS:CURR:RANG` is stored but does not limit readings; the 2410's 21 mA limit on the 1000 V
-  range is not enforced.
+- Integration time (NPLC × 20 ms), delays and measure ranges are stored but not simulated:
+  replies come at once (plus server pacing) and readings are exact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, ClassVar
 
 from teststand.sim.clock import SimClock
+from teststand.sim.keithley_2400 import commands_2400
+from teststand.sim.keithley_2450 import commands_2450
+from teststand.sim.keithley_model import (
+    COMPLIANCE_LIMITS,
+    CURRENT_LEVEL_LIMITS,
+    DIALECTS,
+    FUNCTIONS,
+    NPLC_LIMITS,
+    RESISTANCE_RANGE_LIMITS,
+    SOURCE_FUNCTIONS,
+    Point,
+    Reading,
+    SmuSettings,
+    fit_range,
+    operating_point,
+    setting_text,
+    status_word,
+)
 from teststand.sim.physics import SensorModel
 from teststand.sim.scpi import (
     ILLEGAL_PARAMETER_VALUE,
@@ -55,102 +96,10 @@ from teststand.sim.scpi import (
     flag_setting,
     number_setting,
     reader,
-    short_form,
-    to_choice,
     to_string,
 )
 
 OUTPUT_DISABLED = ErrorKind(803, "Output disabled")
-NOT_A_NUMBER = 9.91e37
-OVERFLOW = 9.9e37
-ELEMENTS = ("VOLTage", "CURRent", "RESistance", "TIME", "STATus")
-#: Sense functions by short name, with the pattern their names match and their query spelling.
-FUNCTIONS = {
-    "VOLT": (":VOLTage[:DC]", "VOLT:DC"),
-    "CURR": (":CURRent[:DC]", "CURR:DC"),
-    "RES": (":RESistance", "RES"),
-}
-BUFFER_ELEMENTS = ("READing", "SOURce", "RELative")
-COMPLIANCE_LIMITS = Limits(-1.05, 1.05, 105e-6)
-NPLC_LIMITS = Limits(0.01, 10.0, 1.0)
-OVP_STEPS_2450 = (2, 5, 10, 20, 40, 60, 80, 100, 120, 140, 160, 180)
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """What differs between the models: identity, source ranges and the command family."""
-
-    model: str
-    manufacturer: str
-    firmware: str
-    ranges: tuple[tuple[float, float], ...]  # (range, largest level on it), ascending
-
-    @property
-    def is_2450(self) -> bool:
-        return self.model == "2450"
-
-    @property
-    def max_level(self) -> float:
-        return self.ranges[-1][1]
-
-
-_RANGES_2400 = ((0.2, 0.21), (2.0, 2.1), (20.0, 21.0))
-DIALECTS = {
-    "2400": Dialect(
-        "2400",
-        "KEITHLEY INSTRUMENTS INC.",
-        "C32   Oct  4 2010 14:20:11/A02  /S/K",
-        (*_RANGES_2400, (200.0, 210.0)),
-    ),
-    "2410": Dialect(
-        "2410",
-        "KEITHLEY INSTRUMENTS INC.",
-        "C34   Sep 21 2016 15:30:00/A02  /J/L",
-        (*_RANGES_2400, (1000.0, 1100.0)),
-    ),
-    "2450": Dialect(
-        "2450", "KEITHLEY INSTRUMENTS", "1.7.12b", ((0.02, 0.021), *_RANGES_2400, (200.0, 210.0))
-    ),
-}
-
-
-@dataclass
-class SmuSettings:
-    """What `*RST` restores."""
-
-    source_range: float
-    protection: float  # over-voltage protection, V (magnitude)
-    output: bool = False
-    level: float = 0.0
-    auto_range: bool = True
-    compliance: float = 105e-6
-    nplc: float = 1.0
-    terminals: str = "FRONt"
-    elements: frozenset[str] = frozenset(ELEMENTS)
-    functions: tuple[str, ...] = ("CURR",)
-    concurrent: bool = True
-    current_range: float = 105e-6
-    current_auto_range: bool = True
-
-
-@dataclass(frozen=True)
-class Point:
-    """The operating point: terminal voltage and current, and which limits hold them."""
-
-    voltage: float = 0.0
-    current: float = 0.0
-    compliance: bool = False
-    protection: bool = False
-
-
-def setting_text(value: float) -> str:
-    """A number as setting queries answer it: `1.050000E-04`."""
-    return f"{value + 0.0:.6E}"
-
-
-def reading_text(value: float) -> str:
-    """A 2400 reading element: `+1.050000E-04`."""
-    return f"{value + 0.0:+.6E}"
 
 
 class Keithley2410(ScpiInstrument):
@@ -187,6 +136,8 @@ class Keithley2410(ScpiInstrument):
         self._temperature = temperature
         self._time_origin = self.clock.now()
         self.settings = self._defaults()
+        self.readings: list[Reading] = []  # the last trigger model's (2400: sample buffer)
+        self.buffer: list[Reading] = []  # 2450 defbuffer1
 
     # -- ScpiInstrument ----------------------------------------------------------------------
     def identity(self) -> str:
@@ -195,9 +146,11 @@ class Keithley2410(ScpiInstrument):
 
     def reset(self) -> None:
         self.settings = self._defaults()
+        self.readings = []
+        self.buffer = []
 
     def commands(self) -> list[Command]:
-        family = self._commands_2450() if self.dialect.is_2450 else self._commands_2400()
+        family = commands_2450(self) if self.dialect.is_2450 else commands_2400(self)
         return [*self._shared_commands(), *family]
 
     def snapshot(self) -> dict[str, Any]:
@@ -210,20 +163,46 @@ class Keithley2410(ScpiInstrument):
         source = self._temperature
         return source() if callable(source) else source
 
-    def operating_point(self) -> Point:
-        """Terminal voltage and current now, with the compliance and protection flags."""
+    def operating_point(self, level: float | None = None) -> Point:
+        """Terminal voltage and current now (at `level`, default the bias), with the flags."""
         s = self.settings
-        if not s.output:
-            return Point()
-        sign = -1.0 if s.level < 0 else 1.0
-        volts = min(abs(s.level), s.protection)
-        protected = abs(s.level) > s.protection
-        celsius = self.temperature()
-        amps = self.sensor.current(volts, celsius)
-        if amps <= s.compliance:
-            return Point(sign * volts, sign * amps, False, protected)
-        volts = self.sensor.voltage_for_current(s.compliance, celsius, volts)
-        return Point(sign * volts, sign * s.compliance, True, protected)
+        return operating_point(
+            s, self.sensor, self.temperature(), s.bias() if level is None else level
+        )
+
+    def take_readings(self, count: int) -> list[Reading]:
+        """Run `count` source-measure cycles (sweeping in SWEep/LIST mode) and keep them."""
+        s = self.settings
+        levels = s.sweep_levels(count)
+        switched = s.auto_output_off and not s.output
+        if switched:
+            s.output = True
+        try:
+            self.readings = [self._reading(level) for level in levels]
+        finally:
+            if switched:
+                s.output = False
+        return self.readings
+
+    def _reading(self, level: float) -> Reading:
+        point = self.operating_point(level)
+        return Reading(point, level, self.timestamp(), status_word(self.settings, point))
+
+    def timestamp(self) -> float:
+        return round(self.clock.now() - self._time_origin, 3)
+
+    def reset_time(self) -> None:
+        self._time_origin = self.clock.now()
+
+    def limit_tripped(self, sourcing_voltage: bool) -> str:
+        """`...:TRIP?` of the current limit (sourcing voltage) or the voltage limit: 1 or 0."""
+        held = self.operating_point().compliance
+        return "1" if held and self.settings.sources_voltage == sourcing_voltage else "0"
+
+    def require_output(self) -> None:
+        """803 when a trigger model would run with the output off."""
+        if not (self.settings.output or self.settings.auto_output_off):
+            raise ScpiError(OUTPUT_DISABLED)
 
     # -- settings ----------------------------------------------------------------------------
     def _defaults(self) -> SmuSettings:
@@ -231,20 +210,29 @@ class Keithley2410(ScpiInstrument):
         return SmuSettings(
             source_range=d.ranges[0][0],
             protection=d.max_level,
+            current_source_range=d.current_ranges[0],
+            output_off_mode=d.output_off_mode,
             concurrent=not d.is_2450,
         )
 
+    def _voltage_ranges(self) -> tuple[float, ...]:
+        return tuple(r for r, _ in self.dialect.ranges)
+
     def _fit_range(self, level: float) -> float:
-        """The smallest source range whose largest level holds `level`."""
+        """The smallest source voltage range whose largest level holds `level`."""
         return next(r for r, top in self.dialect.ranges if abs(level) <= top)
 
     def _level_limits(self) -> Limits:
         s = self.settings
-        top = self.dialect.max_level if s.auto_range else self._range_top(s.source_range)
+        top = self.dialect.max_level if s.auto_range else dict(self.dialect.ranges)[s.source_range]
         return Limits(-top, top, 0.0)
 
-    def _range_top(self, source_range: float) -> float:
-        return dict(self.dialect.ranges)[source_range]
+    def _current_limits(self) -> Limits:
+        s = self.settings
+        top = 1.05 * (
+            self.dialect.current_ranges[-1] if s.current_source_auto else s.current_source_range
+        )
+        return Limits(-top, top, 0.0)
 
     def _set_level(self, value: float) -> None:
         self.settings.level = value
@@ -253,7 +241,7 @@ class Keithley2410(ScpiInstrument):
 
     def _set_range(self, value: float) -> None:
         chosen = self._fit_range(value)
-        if abs(self.settings.level) > self._range_top(chosen):
+        if abs(self.settings.level) > dict(self.dialect.ranges)[chosen]:
             raise ScpiError(SETTINGS_CONFLICT)
         self.settings.source_range = chosen
         self.settings.auto_range = False
@@ -263,18 +251,31 @@ class Keithley2410(ScpiInstrument):
         if on:
             self.settings.source_range = self._fit_range(self.settings.level)
 
-    def _set_compliance(self, value: float) -> None:
+    def _set_current_level(self, value: float) -> None:
+        self.settings.current_level = value
+        if self.settings.current_source_auto:
+            self.settings.current_source_range = fit_range(self.dialect.current_ranges, value)
+
+    def _set_current_source_range(self, value: float) -> None:
+        chosen = fit_range(self.dialect.current_ranges, value)
+        if abs(self.settings.current_level) > 1.05 * chosen:
+            raise ScpiError(SETTINGS_CONFLICT)
+        self.settings.current_source_range = chosen
+        self.settings.current_source_auto = False
+
+    def _set_current_source_auto(self, on: bool) -> None:
+        self.settings.current_source_auto = on
+        if on:
+            self._set_current_level(self.settings.current_level)
+
+    def set_compliance(self, value: float) -> None:
         self.settings.compliance = max(abs(value), 1e-9)
 
-    def _set_protection(self, value: float) -> None:
-        self.settings.protection = abs(value)
+    def set_voltage_compliance(self, value: float) -> None:
+        self.settings.voltage_compliance = abs(value)
 
-    def _set_current_range(self, value: float) -> None:
-        self.settings.current_range = abs(value)
-        self.settings.current_auto_range = False
-
-    def _set_functions(self, call: Call) -> None:
-        wanted = self._parse_functions(call)
+    def set_functions(self, call: Call) -> None:
+        wanted = self.parse_functions(call)
         s = self.settings
         if s.concurrent:
             wanted = {*s.functions, *wanted}
@@ -282,103 +283,16 @@ class Keithley2410(ScpiInstrument):
             raise ScpiError(SETTINGS_CONFLICT)
         s.functions = tuple(name for name in FUNCTIONS if name in wanted)
 
-    def _remove_all_functions(self) -> None:
-        self.settings.functions = ()
-
-    def _remove_functions(self, call: Call) -> None:
-        unwanted = self._parse_functions(call)
-        self.settings.functions = tuple(f for f in self.settings.functions if f not in unwanted)
-
     @staticmethod
-    def _parse_functions(call: Call) -> set[str]:
+    def parse_functions(call: Call) -> set[str]:
         names = [n.strip() for text in call.count(1, 3) for n in to_string(text).split(",")]
-        found = set()
-        for name in names:
-            matches = [
-                f
-                for f, (pattern, _) in FUNCTIONS.items()
-                if compile_pattern(pattern).fullmatch(":" + name.upper())
-            ]
-            if not matches:
-                raise ScpiError(ILLEGAL_PARAMETER_VALUE)
-            found.add(matches[0])
-        return found
+        return {function_named(name) for name in names}
 
-    def _functions_text(self) -> str:
+    def functions_text(self) -> str:
         return ",".join(f'"{FUNCTIONS[f][1]}"' for f in self.settings.functions)
 
-    def _set_elements(self, call: Call) -> None:
-        chosen = [to_choice(text, ELEMENTS) for text in call.count(1, len(ELEMENTS))]
-        self.settings.elements = frozenset(chosen)
-
-    def _elements_text(self) -> str:
-        return ",".join(short_form(e) for e in ELEMENTS if e in self.settings.elements)
-
-    def _set_protection_2450(self, call: Call) -> None:
-        choice = to_choice(call.arg(), [*(f"PROT{v}" for v in OVP_STEPS_2450), "NONE"])
-        self.settings.protection = self.dialect.max_level if choice == "NONE" else float(choice[4:])
-
-    def _protection_text_2450(self) -> str:
-        volts = self.settings.protection
-        return "NONE" if volts >= self.dialect.max_level else f"PROT{volts:g}"
-
-    def _reset_time(self) -> None:
-        self._time_origin = self.clock.now()
-
-    # -- readings ----------------------------------------------------------------------------
-    def _timestamp(self) -> float:
-        return round(self.clock.now() - self._time_origin, 3)
-
-    def _tripped(self) -> str:
-        return "1" if self.operating_point().compliance else "0"
-
-    def _status_word(self, point: Point) -> int:
-        s = self.settings
-        bits = {
-            2: s.terminals == "FRONt",
-            3: point.compliance,
-            4: point.protection,
-            11: "VOLT" in s.functions,
-            12: "CURR" in s.functions,
-            13: "RES" in s.functions,
-            14: True,
-        }
-        return sum(1 << bit for bit, on in bits.items() if on)
-
-    def _resistance(self, point: Point) -> float:
-        return OVERFLOW if point.current == 0 else point.voltage / point.current
-
-    def _read_2400(self) -> str:
-        if not self.settings.output:
-            raise ScpiError(OUTPUT_DISABLED)
-        point = self.operating_point()
-        functions = self.settings.functions
-        values = {
-            "VOLTage": point.voltage,
-            "CURRent": point.current if "CURR" in functions else NOT_A_NUMBER,
-            "RESistance": self._resistance(point) if "RES" in functions else NOT_A_NUMBER,
-            "TIME": self._timestamp(),
-            "STATus": float(self._status_word(point)),
-        }
-        return ",".join(reading_text(values[e]) for e in ELEMENTS if e in self.settings.elements)
-
-    def _read_2450(self, call: Call) -> str:
-        args = call.count(0, 15)
-        if args and to_string(args[0]) not in ("defbuffer1", "defbuffer2"):
-            raise ScpiError(ILLEGAL_PARAMETER_VALUE)
-        elements = [to_choice(text, BUFFER_ELEMENTS) for text in args[1:]] or ["READing"]
-        point = self.operating_point()
-        measured = {"VOLT": point.voltage, "CURR": point.current, "RES": self._resistance(point)}
-        function = self.settings.functions[0] if self.settings.functions else "CURR"
-        values = {
-            "READing": measured[function],
-            "SOURce": point.voltage,
-            "RELative": self._timestamp(),
-        }
-        return ",".join(setting_text(values[e]) for e in elements)
-
     # -- command tables ----------------------------------------------------------------------
-    def _number(
+    def number(
         self,
         pattern: str,
         name: str,
@@ -389,75 +303,94 @@ class Keithley2410(ScpiInstrument):
         field = Field(lambda: self.settings, name)
         return number_setting(pattern, field.get, put or field.put, limits, setting_text)
 
-    def _flag(self, pattern: str, name: str, put: Callable[[bool], None] | None = None) -> Command:
+    def integer(
+        self,
+        pattern: str,
+        name: str,
+        limits: Limits,
+        put: Callable[[int], None] | None = None,
+    ) -> Command:
+        """A whole-number setting `name` (a count), queried as `5`."""
+        field = Field(lambda: self.settings, name)
+        store = put or field.put
+        return number_setting(
+            pattern, field.get, lambda n: store(round(n)), limits, lambda n: str(int(n))
+        )
+
+    def flag(self, pattern: str, name: str, put: Callable[[bool], None] | None = None) -> Command:
         field = Field(lambda: self.settings, name)
         return flag_setting(pattern, field.get, put or field.put)
 
+    def choice(self, pattern: str, name: str, choices: tuple[str, ...]) -> Command:
+        field = Field(lambda: self.settings, name)
+        return choice_setting(pattern, choices, field.get, field.put)
+
     def _shared_commands(self) -> list[Command]:
-        source = "[:SOURce[1]]:VOLTage"
+        volt, curr = "[:SOURce[1]]:VOLTage", "[:SOURce[1]]:CURRent"
         top = self.dialect.max_level
-        terminals = Field(lambda: self.settings, "terminals")
+        sense = "[:SENSe[1]]"
         return [
-            choice_setting(
-                "[:SOURce[1]]:FUNCtion[:MODE]", ("VOLTage",), lambda: "VOLTage", lambda _: None
-            ),
-            self._number(
-                f"{source}[:LEVel][:IMMediate][:AMPLitude]",
+            self.choice("[:SOURce[1]]:FUNCtion[:MODE]", "function", SOURCE_FUNCTIONS),
+            self.number(
+                f"{volt}[:LEVel][:IMMediate][:AMPLitude]",
                 "level",
                 self._level_limits,
                 self._set_level,
             ),
-            self._number(
-                f"{source}:RANGe", "source_range", Limits(-top, top, 20.0), self._set_range
+            self.number(f"{volt}:RANGe", "source_range", Limits(-top, top, 20.0), self._set_range),
+            self.flag(f"{volt}:RANGe:AUTO", "auto_range", self._set_auto_range),
+            self.number(
+                f"{curr}[:LEVel][:IMMediate][:AMPLitude]",
+                "current_level",
+                self._current_limits,
+                self._set_current_level,
             ),
-            self._flag(f"{source}:RANGe:AUTO", "auto_range", self._set_auto_range),
-            Command("[:SENSe[1]]:FUNCtion[:ON]", self._set_functions, reader(self._functions_text)),
+            self.number(
+                f"{curr}:RANGe",
+                "current_source_range",
+                CURRENT_LEVEL_LIMITS,
+                self._set_current_source_range,
+            ),
+            self.flag(f"{curr}:RANGe:AUTO", "current_source_auto", self._set_current_source_auto),
+            Command(f"{sense}:FUNCtion[:ON]", self.set_functions, reader(self.functions_text)),
             *(
-                self._number(f"[:SENSe[1]]:{function}:NPLCycles", "nplc", NPLC_LIMITS)
+                self.number(f"{sense}:{function}:NPLCycles", "nplc", NPLC_LIMITS)
                 for function in ("CURRent[:DC]", "VOLTage[:DC]", "RESistance")
             ),
-            self._number(
-                "[:SENSe[1]]:CURRent[:DC]:RANGe[:UPPer]",
+            self.number(
+                f"{sense}:CURRent[:DC]:RANGe[:UPPer]",
                 "current_range",
                 COMPLIANCE_LIMITS,
-                self._set_current_range,
+                lambda v: self._set_measure_range("current", abs(v)),
             ),
-            self._flag("[:SENSe[1]]:CURRent[:DC]:RANGe:AUTO", "current_auto_range"),
-            choice_setting(":ROUTe:TERMinals", ("FRONt", "REAR"), terminals.get, terminals.put),
-            self._flag(":OUTPut[1][:STATe]", "output"),
+            self.flag(f"{sense}:CURRent[:DC]:RANGe:AUTO", "current_auto_range"),
+            self.number(
+                f"{sense}:VOLTage[:DC]:RANGe[:UPPer]",
+                "voltage_range",
+                Limits(-top, top, 21.0),
+                lambda v: self._set_measure_range("voltage", abs(v)),
+            ),
+            self.flag(f"{sense}:VOLTage[:DC]:RANGe:AUTO", "voltage_auto_range"),
+            self.number(
+                f"{sense}:RESistance:RANGe[:UPPer]",
+                "resistance_range",
+                RESISTANCE_RANGE_LIMITS,
+                lambda v: self._set_measure_range("resistance", v),
+            ),
+            self.flag(f"{sense}:RESistance:RANGe:AUTO", "resistance_auto_range"),
+            self.choice(":ROUTe:TERMinals", "terminals", ("FRONt", "REAR")),
+            self.flag(":OUTPut[1][:STATe]", "output"),
+            Command(":ABORt", action(lambda: None), setting=False),
         ]
 
-    def _commands_2400(self) -> list[Command]:
-        top = self.dialect.max_level
-        protection = "[:SENSe[1]]:CURRent[:DC]:PROTection"
-        return [
-            Command("[:SENSe[1]]:FUNCtion:OFF", self._remove_functions),
-            Command("[:SENSe[1]]:FUNCtion:OFF:ALL", action(self._remove_all_functions)),
-            self._flag("[:SENSe[1]]:FUNCtion:CONCurrent", "concurrent"),
-            self._number(
-                f"{protection}[:LEVel]", "compliance", COMPLIANCE_LIMITS, self._set_compliance
-            ),
-            Command(f"{protection}:TRIPped", read=reader(self._tripped)),
-            self._number(
-                "[:SOURce[1]]:VOLTage:PROTection[:LEVel]",
-                "protection",
-                Limits(-top, top, top),
-                self._set_protection,
-            ),
-            Command(":FORMat:ELEMents[:SENSe[1]]", self._set_elements, reader(self._elements_text)),
-            Command(":READ", read=reader(self._read_2400)),
-            Command(":SYSTem:TIME:RESet", action(self._reset_time)),
-        ]
+    def _set_measure_range(self, quantity: str, value: float) -> None:
+        setattr(self.settings, f"{quantity}_range", value)
+        setattr(self.settings, f"{quantity}_auto_range", False)
 
-    def _commands_2450(self) -> list[Command]:
-        limit = "[:SOURce[1]]:VOLTage:ILIMit[:LEVel]"
-        return [
-            self._number(limit, "compliance", COMPLIANCE_LIMITS, self._set_compliance),
-            Command(f"{limit}:TRIPped", read=reader(self._tripped)),
-            Command(
-                "[:SOURce[1]]:VOLTage:PROTection[:LEVel]",
-                self._set_protection_2450,
-                reader(self._protection_text_2450),
-            ),
-            Command(":READ", read=self._read_2450),
-        ]
+
+def function_named(name: str) -> str:
+    """The short name of the sense function `name` (`CURR:DC`, `current`) or -224."""
+    for function, (pattern, _) in FUNCTIONS.items():
+        if compile_pattern(pattern).fullmatch(":" + name.upper()):
+            return function
+    raise ScpiError(ILLEGAL_PARAMETER_VALUE)

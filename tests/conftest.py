@@ -44,6 +44,14 @@ class RawClient:
         reply = self.read_line(timeout)
         return None if reply is None else reply.decode("ascii")
 
+    def errors(self) -> list[str]:
+        """Read the SCPI error queue (`:SYST:ERR?`) until it is empty; the errors in order."""
+        errors: list[str] = []
+        while (reply := self.ask(":SYST:ERR?")) != '0,"No error"':
+            errors.append(str(reply))
+            assert len(errors) < 20, errors
+        return errors
+
     def close(self) -> None:
         self.sock.close()
 

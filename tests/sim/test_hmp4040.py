@@ -8,14 +8,6 @@ from typing import Any
 import pytest
 
 
-def drain(client: Any) -> list[str]:
-    errors: list[str] = []
-    while (reply := client.ask("SYST:ERR?")) != '0,"No error"':
-        errors.append(reply)
-        assert len(errors) < 20, errors
-    return errors
-
-
 @pytest.fixture
 def hmp(raw_sim: Callable[..., Any]) -> Any:
     return raw_sim("hmp4040", terminator=b"\n", loads=[2.0, 4.0, 8.0, 16.0])
@@ -28,7 +20,7 @@ def test_identity_and_channel_count(raw_sim: Callable[..., Any]) -> None:
     assert hmp2030.ask("*IDN?").startswith("ROHDE&SCHWARZ,HMP2030,")
     hmp2030.send("INST:NSEL 4")
     hmp2030.send("INST OUT4")
-    assert drain(hmp2030) == ['-222,"Data out of range"', '-224,"Illegal parameter value"']
+    assert hmp2030.errors() == ['-222,"Data out of range"', '-224,"Illegal parameter value"']
     assert hmp2030.ask("INST:NSEL 3;:INST:NSEL?;:INST?") == "3;OUTP3"
 
 
@@ -42,7 +34,7 @@ def test_settings_are_per_channel_and_formatted(hmp: Any) -> None:
     hmp.send("INSTRUMENT:SELECT OUTPUT1")
     assert hmp.ask("VOLT?;:CURR?;:INST:NSEL?") == "12.000;1.2345;1"
     assert hmp.ask("VOLT? MAX;:CURR? MAX;:VOLT:PROT? MAX") == "32.000;10.0000;33.000"
-    assert drain(hmp) == []
+    assert hmp.errors() == []
 
 
 def test_channel_delivers_only_when_armed_and_master_on(hmp: Any) -> None:
@@ -87,7 +79,7 @@ def test_out_of_range_and_bad_commands(hmp: Any) -> None:
     hmp.send("APPL 5")
     hmp.send("OUTP:GEN 2,3")
     assert hmp.ask("MEAS:POW?", timeout=0.3) is None
-    assert drain(hmp) == [
+    assert hmp.errors() == [
         '-222,"Data out of range"',
         '-222,"Data out of range"',
         '-109,"Missing parameter"',
@@ -111,4 +103,4 @@ def test_local_control_refuses_settings(raw_sim: Callable[..., Any]) -> None:
     hmp.send("VOLT 5")
     hmp.send("OUTP:GEN 1")
     assert hmp.ask("VOLT?;:OUTP:GEN?") == "0.000;0"
-    assert drain(hmp) == ['-221,"Settings conflict"'] * 2
+    assert hmp.errors() == ['-221,"Settings conflict"'] * 2

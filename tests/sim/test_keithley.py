@@ -26,14 +26,6 @@ STAT_FRONT = 4 + 4096 + 16384
 COMPLIANCE_BIT = 8
 
 
-def drain(client: Any) -> list[str]:
-    errors: list[str] = []
-    while (reply := client.ask(":SYST:ERR?")) != '0,"No error"':
-        errors.append(reply)
-        assert len(errors) < 20, errors
-    return errors
-
-
 def sci(value: float) -> str:
     return f"{value + 0.0:+.6E}"
 
@@ -70,7 +62,7 @@ def test_identity(raw_sim: Callable[..., Any], dialect: str, identity: str) -> N
 def test_full_iv_setup_and_readings(smu: Any) -> None:
     for command in IV_SETUP:
         smu.send(command)
-    assert drain(smu) == []
+    assert smu.errors() == []
     assert smu.ask(":OUTP?;:SENS:CURR:PROT?;:SOUR:VOLT:RANG?") == "1;1.000000E-04;1.000000E+03"
     for volts in (0, -20, -100):
         smu.send(f":SOUR:VOLT {volts}")
@@ -85,7 +77,7 @@ def test_full_iv_setup_and_readings(smu: Any) -> None:
 
 def test_read_with_output_off_is_silent_and_queues_803(smu: Any) -> None:
     assert smu.ask(":READ?", timeout=0.3) is None
-    assert drain(smu) == ['803,"Output disabled"']
+    assert smu.errors() == ['803,"Output disabled"']
 
 
 def test_iv_current_grows_and_breakdown_drives_compliance(raw_sim: Callable[..., Any]) -> None:
@@ -146,7 +138,7 @@ def test_source_ranges_per_dialect(raw_sim: Callable[..., Any]) -> None:
     smu_2400 = raw_sim("keithley2410", terminator=b"\n", dialect="2400")
     smu_2400.send(":SOUR:VOLT 500")
     smu_2400.send(":SOUR:VOLT:RANG 1000")
-    assert drain(smu_2400) == ['-222,"Data out of range"'] * 2
+    assert smu_2400.errors() == ['-222,"Data out of range"'] * 2
     assert smu_2400.ask(":SOUR:VOLT? MAX") == "2.100000E+02"
     smu_2410 = raw_sim("keithley2410", terminator=b"\n")
     smu_2410.send(":SOUR:VOLT -1100")
@@ -154,7 +146,7 @@ def test_source_ranges_per_dialect(raw_sim: Callable[..., Any]) -> None:
     smu_2410.send(":SOUR:VOLT 0;:SOUR:VOLT:RANG 20")
     assert smu_2410.ask(":SOUR:VOLT:RANG?;:SOUR:VOLT:RANG:AUTO?") == "2.000000E+01;0"
     smu_2410.send(":SOUR:VOLT 100")  # beyond the fixed 20 V range
-    assert drain(smu_2410) == ['-222,"Data out of range"']
+    assert smu_2410.errors() == ['-222,"Data out of range"']
     smu_2410.send(":SOUR:VOLT:RANG:AUTO ON;:SOUR:VOLT 100")
     assert smu_2410.ask(":SOUR:VOLT:RANG?") == "1.000000E+03"
 
@@ -180,8 +172,9 @@ def test_reset_restores_defaults(smu: Any) -> None:
         "0;0.000000E+00;1.050000E-04;1.000000E+00"
     )
     assert smu.ask(":FORM:ELEM?;:ROUT:TERM?;:SOUR:FUNC?") == "VOLT,CURR,RES,TIME,STAT;FRON;VOLT"
-    smu.send(":SOUR:FUNC CURR")  # current sourcing is not simulated
-    assert drain(smu) == ['-224,"Illegal parameter value"']
+    smu.send(":SOUR:FUNC CURR;:SOUR:FUNC OHMS")  # the 2400 sources voltage or current
+    assert smu.ask(":SOUR:FUNC?") == "CURR"
+    assert smu.errors() == ['-224,"Illegal parameter value"']
 
 
 def test_local_control_and_syst_loc(raw_sim: Callable[..., Any]) -> None:
@@ -189,7 +182,7 @@ def test_local_control_and_syst_loc(raw_sim: Callable[..., Any]) -> None:
     smu.send(":SENS:CURR:PROT 1e-3")
     smu.send(":SYST:LOC")
     assert smu.ask(":SENS:CURR:PROT?") == "1.050000E-04"
-    assert drain(smu) == ['-221,"Settings conflict"']
+    assert smu.errors() == ['-221,"Settings conflict"']
 
 
 def test_2450_dialect(raw_sim: Callable[..., Any]) -> None:
@@ -197,7 +190,7 @@ def test_2450_dialect(raw_sim: Callable[..., Any]) -> None:
     smu.send(":SENS:CURR:PROT 1e-5")  # 2400-style compliance
     smu.send(":FORM:ELEM VOLT,CURR")
     smu.send(":SOUR:VOLT:PROT 20")  # takes PROT<n> on the 2450
-    assert drain(smu) == [
+    assert smu.errors() == [
         '-113,"Undefined header"',
         '-113,"Undefined header"',
         '-104,"Data type error"',
@@ -212,7 +205,7 @@ def test_2450_dialect(raw_sim: Callable[..., Any]) -> None:
         ":ROUT:TERM FRON",
     ):
         smu.send(command)
-    assert drain(smu) == []
+    assert smu.errors() == []
     assert smu.ask(":READ?") == "0.000000E+00"  # output off: the normal output-off state, 0 V
     smu.send(":OUTP ON;:SOUR:VOLT -100")
     amps = expected_current(-100)
@@ -223,4 +216,4 @@ def test_2450_dialect(raw_sim: Callable[..., Any]) -> None:
     smu.send(":SOUR:VOLT:PROT NONE;:SOUR:VOLT:ILIM 1e-7")
     assert smu.ask(":READ?;:SOUR:VOLT:ILIM:TRIP?") == "-1.000000E-07;1"
     smu.send(":SOUR:VOLT 250")
-    assert drain(smu) == ['-222,"Data out of range"']
+    assert smu.errors() == ['-222,"Data out of range"']

@@ -26,15 +26,6 @@ from teststand.sim.scpi import (
 SOURCE_LEVEL = "[:SOURce[1]]:VOLTage[:LEVel][:IMMediate][:AMPLitude]"
 
 
-def drain(client: Any) -> list[str]:
-    """Read `:SYST:ERR?` until the queue is empty; the errors in the order they came out."""
-    errors: list[str] = []
-    while (reply := client.ask(":SYST:ERR?")) != '0,"No error"':
-        errors.append(reply)
-        assert len(errors) < 20, errors
-    return errors
-
-
 @pytest.fixture
 def smu(raw_sim: Callable[..., Any]) -> Any:
     return raw_sim("keithley2410", terminator=b"\n")
@@ -151,7 +142,7 @@ def test_short_long_forms_case_and_leading_colon(smu: Any) -> None:
     smu.send("Source1:Voltage 7")
     assert smu.ask("sour:volt?") == "7.000000E+00"
     assert smu.ask("VOLT?") == "7.000000E+00"
-    assert drain(smu) == []
+    assert smu.errors() == []
 
 
 def test_several_commands_on_one_line(smu: Any) -> None:
@@ -167,7 +158,7 @@ def test_relative_headers_after_semicolon(smu: Any) -> None:
     assert smu.ask(":SENS:CURR:NPLC?;*OPC?;PROT?") == "2.000000E+00;1;1.000000E-05"
     # a relative header is resolved against the previous path only: RANG is not under :SOUR
     assert smu.ask(":SOUR:VOLT 1;RANG?", timeout=0.3) is None
-    assert drain(smu) == ['-113,"Undefined header"']
+    assert smu.errors() == ['-113,"Undefined header"']
 
 
 def test_bad_command_is_silent_and_queued(smu: Any) -> None:
@@ -188,7 +179,7 @@ def test_error_queue_order(smu: Any) -> None:
         ":SOUR::VOLT 1",  # -102
     ):
         smu.send(command)
-    assert drain(smu) == [
+    assert smu.errors() == [
         '-113,"Undefined header"',
         '-104,"Data type error"',
         '-222,"Data out of range"',
@@ -205,14 +196,14 @@ def test_rest_of_line_skipped_after_an_error(smu: Any) -> None:
     identity = smu.ask("*IDN?")
     assert smu.ask("*IDN?;:BOGUS;:SOUR:VOLT 9") == identity
     assert smu.ask(":SOUR:VOLT?") == "0.000000E+00"
-    assert drain(smu) == ['-113,"Undefined header"']
+    assert smu.errors() == ['-113,"Undefined header"']
 
 
 def test_queue_overflow_replaces_the_newest(smu: Any) -> None:
     for _ in range(12):
         smu.send("BOGUS")
     assert smu.ask(":SYST:ERR:COUN?") == "10"
-    assert drain(smu) == ['-113,"Undefined header"'] * 9 + ['-350,"Queue overflow"']
+    assert smu.errors() == ['-113,"Undefined header"'] * 9 + ['-350,"Queue overflow"']
 
 
 def test_status_registers(smu: Any) -> None:
@@ -236,7 +227,7 @@ def test_local_control_refuses_settings_but_answers_queries(raw_sim: Callable[..
     smu.send("*RST")
     smu.send(":OUTP ON")
     assert smu.ask(":SOUR:VOLT?;:OUTP?") == "0.000000E+00;0"
-    assert drain(smu) == ['-221,"Settings conflict"'] * 3
+    assert smu.errors() == ['-221,"Settings conflict"'] * 3
     smu.send("BOGUS")
     smu.send("*CLS")  # status commands still work
     assert smu.ask(":SYST:ERR?") == '0,"No error"'
