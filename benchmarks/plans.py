@@ -44,9 +44,8 @@ from bluesky.run_engine import RunEngineResult, call_in_bluesky_event_loop
 from bluesky.utils import MsgGenerator
 
 import teststand
-from teststand.devices.slot import ModuleSlot
 from teststand.plans.iv import IVReadout, check_range, iv_scan, iv_voltages, step_slots
-from teststand.stand import TestStand, build
+from teststand.stand import ModuleSlot, TestStand, build
 
 STAND_FILE = Path(__file__).resolve().parents[1] / "profile_collection" / "stand.yaml"
 START, STOP, STEP = 0.0, 100.0, 0.5  # within slot 4's 120 V limit (3D sensor)

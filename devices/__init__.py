@@ -1,6 +1,6 @@
 """ophyd-async devices of the stand instruments, each beside its protocol client.
 
-from teststand.devices import CaenHV, LaudaChiller, ColdBox, Keithley2410, HMP4040, ModuleSlot
+from teststand.devices import CaenHV, LaudaChiller, ColdBox, Keithley2410, HMP4040
 """
 
 from teststand.devices.caen import CaenChannel, CaenHV
@@ -8,7 +8,6 @@ from teststand.devices.coldbox import ColdBox
 from teststand.devices.hmp4040 import HMP4040, HMP4040Channel
 from teststand.devices.keithley import Keithley2410
 from teststand.devices.lauda import LaudaChiller
-from teststand.devices.slot import ModuleSlot
 
 __all__ = [
     "HMP4040",
@@ -18,5 +17,4 @@ __all__ = [
     "HMP4040Channel",
     "Keithley2410",
     "LaudaChiller",
-    "ModuleSlot",
 ]

@@ -12,7 +12,8 @@ from teststand.plans.iv import iv_scan, keithley_iv_scan
 from teststand.plans.qualification import StandNotReady, module_qualification
 from teststand.plans.stability import long_term_stability
 from teststand.plans.suspenders import install_suspenders, stand_suspenders
-from teststand.plans.temperature import set_temperature, thermal_cycle
+from teststand.plans.temperature import set_temperature
+from teststand.plans.thermal import thermal_cycle
 
 STAND_PLANS = {
     "iv_scan": iv_scan,

@@ -15,7 +15,7 @@ import platform
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import bluesky
 import ophyd_async
@@ -26,11 +26,11 @@ from bluesky.utils import MsgGenerator
 
 import teststand
 from teststand.callbacks.schema import IVState, SlotInfo, TestName, validate_metadata
-from teststand.devices.caen import CaenChannel
-from teststand.devices.keithley import Keithley2410
-from teststand.devices.slot import ModuleSlot
 from teststand.errors import TeststandError
-from teststand.stand import TestStand
+from teststand.roles import SMU, HVChannel, HVStatus
+from teststand.stand import ModuleSlot, TestStand
+
+T = TypeVar("T")
 
 #: |VMON| below this counts as "at 0 V".
 ZERO_TOLERANCE = 2.0
@@ -138,9 +138,9 @@ def check_compliance(stand: TestStand, compliance: float | None) -> float:
     return chosen
 
 
-def stop_state(flags: Iterable[str]) -> IVState:
+def stop_state(status: HVStatus) -> IVState:
     """Why a channel that failed to hold its bias stopped: a current trip counts as compliance."""
-    return "compliance" if {"TRIP", "OVC"} & set(flags) else "error"
+    return "compliance" if status.in_compliance else "error"
 
 
 def versions() -> dict[str, str]:
@@ -193,7 +193,18 @@ def instruments(stand: TestStand) -> list[Any]:
     """The instruments of the baseline stream, which records their configuration too. A source-
     measure unit is left out: reading it means measuring, which fails with its output off; the
     runs that use it read it (and so record its configuration) in their primary stream."""
-    return [d for d in stand.instruments.values() if not isinstance(d, Keithley2410)]
+    smus = stand.role(SMU)
+    return [d for name, d in stand.instruments.items() if name not in smus]
+
+
+def call(factory: Callable[[], Awaitable[T]]) -> MsgGenerator[T]:
+    """Await one coroutine on the RunEngine's loop and return its result (awaited again when a
+    rewind interrupted it)."""
+    while True:
+        tasks = yield Msg("wait_for", None, [factory])
+        if tasks:
+            result: T = tasks[0].result()
+            return result
 
 
 def await_all(*factories: Callable[[], Awaitable[Any]]) -> MsgGenerator[None]:
@@ -208,22 +219,16 @@ def await_all(*factories: Callable[[], Awaitable[Any]]) -> MsgGenerator[None]:
 # ---- HV safety ----
 
 
-async def zero_setpoint(channel: CaenChannel) -> None:
-    """Write VSET 0 (the supply ramps down at its RDW rate); works on a channel that is off."""
-    await channel.setpoint.set(0.0)
+async def zero_setpoint(channel: HVChannel) -> None:
+    """The channel's safe-state action (`zero()`): its ramp cancelled, VSET 0 written."""
+    await channel.zero()
 
 
-async def bring_to_zero(channels: Sequence[CaenChannel], timeout: float = 600.0) -> None:
-    """Cancel the channels' ramps in progress (a suspended plan's step would write its voltage
-    again), write 0 V to every channel (all of them, even when some fail), then wait until each
-    reads below `ZERO_TOLERANCE`; raise `HVSafetyError` naming the channels that did not."""
-    ramps = [
-        c.ramp for c in channels if c.ramp is not None and c.ramp is not asyncio.current_task()
-    ]
-    for ramp in ramps:
-        ramp.cancel()
-    await asyncio.gather(*ramps, return_exceptions=True)
-    results = await asyncio.gather(*(zero_setpoint(c) for c in channels), return_exceptions=True)
+async def bring_to_zero(channels: Sequence[HVChannel], timeout: float = 600.0) -> None:
+    """Bring every channel to 0 V (`zero()`: ramps in progress cancelled, so that a suspended
+    plan's step does not write its voltage again; all channels, even when some fail), then wait
+    until each reads below `ZERO_TOLERANCE`; raise `HVSafetyError` naming those that did not."""
+    results = await asyncio.gather(*(c.zero() for c in channels), return_exceptions=True)
     problems = {c.name: f"{r}" for c, r in zip(channels, results, strict=True) if r is not None}
     waiting = [c for c in channels if c.name not in problems]
     deadline = time.monotonic() + timeout
@@ -275,6 +280,7 @@ __all__ = [
     "PlanArgumentError",
     "await_all",
     "bring_to_zero",
+    "call",
     "check_bias",
     "check_compliance",
     "hv_safe",

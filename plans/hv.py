@@ -37,6 +37,22 @@ def hv_ramp(
 
     The one plan that leaves HV up on a normal end, on purpose (`hv_off` brings it down); if the
     ramp fails or is aborted, every chosen slot goes back to 0 V. Returns the run uid.
+
+    Parameters
+    ----------
+    slots : int, str or list of int, optional
+        Slot numbers: 3, [1, 2] or "1-4,7" (default: every slot holding a module).
+    target : float
+        Bias to reach, V (a magnitude: the supply's polarity applies the sign), at most each
+        slot's limit (limits.max_bias).
+    rate : float
+        Ramp rate up and down, V/s, in (0, 50].
+    stage : str
+        The ITk test stage recorded with the run, e.g. "TEST", "INITIAL_WARM".
+    operator : str, optional
+        Who runs the test (default: $TESTSTAND_OPERATOR or the login name).
+    md : dict, optional
+        Extra start-document metadata.
     """
     chosen = module_slots(stand, slots)
     check_bias(stand, chosen, target)
@@ -77,7 +93,19 @@ def hv_off(
     operator: str | None = None,
     md: dict[str, Any] | None = None,
 ) -> MsgGenerator[str]:
-    """Bring the slots to 0 V, wait for it, and switch their channels off, as one run."""
+    """Bring the slots to 0 V, wait for it, and switch their channels off, as one run.
+
+    Parameters
+    ----------
+    slots : int, str or list of int, optional
+        Slot numbers: 3, [1, 2] or "1-4,7" (default: every slot holding a module).
+    stage : str
+        The ITk test stage recorded with the run, e.g. "TEST", "INITIAL_WARM".
+    operator : str, optional
+        Who runs the test (default: $TESTSTAND_OPERATOR or the login name).
+    md : dict, optional
+        Extra start-document metadata.
+    """
     chosen = module_slots(stand, slots)
     metadata = run_metadata(stand, chosen, "hv_off", stage, operator, md)
 

@@ -29,9 +29,6 @@ from ophyd_async.core import (
 
 from teststand.callbacks.iv_analysis import COMPLIANCE_FRACTION, criteria_for, find_breakdown
 from teststand.callbacks.schema import IVKeys, IVSettings, IVState
-from teststand.devices.caen import CaenError
-from teststand.devices.keithley import Keithley2410
-from teststand.devices.slot import ModuleSlot
 from teststand.plans.common import (
     PlanArgumentError,
     SlotSelection,
@@ -48,7 +45,8 @@ from teststand.plans.common import (
     switch_on,
     zero_setpoint,
 )
-from teststand.stand import TestStand
+from teststand.roles import SMU, RampFailed
+from teststand.stand import ModuleSlot, TestStand
 
 log = logging.getLogger("teststand.plans.iv")
 
@@ -124,6 +122,29 @@ def iv_scan(
     reaches `compliance` (default: the stand's) stops there and ramps down; with
     `stop_at_breakdown`, so does a slot whose current jumps by its sensor's breakdown ratio.
     Whatever way the scan ends, every scanned slot is brought back to 0 V. Returns the run uid.
+
+    Parameters
+    ----------
+    slots : int, str or list of int, optional
+        Slot numbers: 3, [1, 2] or "1-4,7" (default: every slot holding a module).
+    start : float
+        First bias, V (a magnitude).
+    stop : float
+        Last bias, V (a magnitude, included), at most each slot's limit (limits.max_bias).
+    step : float
+        Bias step, V; its sign must lead from `start` to `stop`.
+    settle : float
+        Wait after each step before reading, s (>= 0).
+    compliance : float, optional
+        Current at which a slot stops, A (default and maximum: the stand's limits.compliance).
+    stop_at_breakdown : bool
+        Also stop a slot whose current jumps by its sensor's breakdown ratio.
+    stage : str
+        The ITk test stage recorded with the run, e.g. "TEST", "INITIAL_WARM".
+    operator : str, optional
+        Who runs the test (default: $TESTSTAND_OPERATOR or the login name).
+    md : dict, optional
+        Extra start-document metadata.
     """
     chosen = module_slots(stand, slots)
     voltages = iv_voltages(start, stop, step)
@@ -210,10 +231,9 @@ async def check_range(
     top = max(voltages)
     step = max(abs(b - a) for a, b in itertools.pairwise([0.0, *voltages]))
     for slot in slots:
-        logic = slot.hv_channel.movable_logic
-        await slot.movable_logic.check_move(top)
-        await logic.check_move(top)
-        timeouts[slot.number] = await logic.calculate_timeout(0.0, step)
+        await slot.check_bias(top)
+        await slot.hv_channel.check_voltage(top)
+        timeouts[slot.number] = await slot.hv_channel.ramp_timeout(0.0, step)
 
 
 async def step_slots(
@@ -222,22 +242,20 @@ async def step_slots(
     timeouts: dict[int, float],
     tripped: dict[int, IVState],
 ) -> None:
-    """Ramp the slots to `voltage` together, through their channels' ramp logic (the range
-    was checked before the first step). A slot whose channel trips or switches off on the way
-    is recorded in `tripped` ("compliance" for a current trip, else "error") and the others go
-    on; any other failure (a lost link) ends the scan."""
-
-    async def ramp(slot: ModuleSlot) -> None:
-        timeout = timeouts[slot.number]
-        await slot.hv_channel.movable_logic.move(voltage, lambda: timeout)
-
-    results = await asyncio.gather(*(ramp(s) for s in slots), return_exceptions=True)
+    """Ramp the slots to `voltage` together with their channels' `ramp_to` (the range was
+    checked before the first step). A slot whose channel trips or switches off on the way
+    (`RampFailed`) is recorded in `tripped` ("compliance" for a current trip, else "error") and
+    the others go on; any other failure (a lost link) ends the scan."""
+    results = await asyncio.gather(
+        *(s.hv_channel.ramp_to(voltage, timeouts[s.number]) for s in slots),
+        return_exceptions=True,
+    )
     for slot, result in zip(slots, results, strict=True):
         if result is None:
             continue
-        if not isinstance(result, CaenError):
+        if not isinstance(result, RampFailed):
             raise result
-        tripped[slot.number] = stop_state((await slot.hv_channel.read_status()).flags)
+        tripped[slot.number] = stop_state(await slot.hv_channel.read_status())
         log.warning("slot %d stopped at %s V: %s", slot.number, voltage, result)
 
 
@@ -274,11 +292,39 @@ def keithley_iv_scan(
 ) -> MsgGenerator[str]:
     """IV scan of one module on the source-measure unit `smu` (its output wired to the slot's
     module), ending with the output at 0 V and off. Voltages are magnitudes; the SMU sources
-    the negative (reverse) bias. Returns the run uid."""
+    the negative (reverse) bias. Returns the run uid.
+
+    Parameters
+    ----------
+    slot : int
+        The slot whose module the SMU biases.
+    start : float
+        First bias, V (a magnitude).
+    stop : float
+        Last bias, V (a magnitude, included), at most the slot's limit (limits.max_bias).
+    step : float
+        Bias step, V; its sign must lead from `start` to `stop`.
+    settle : float
+        Wait after each step before reading, s (>= 0).
+    compliance : float, optional
+        The SMU's current compliance, A (default and maximum: the stand's limits.compliance).
+    smu : str
+        The stand file's name of the source-measure unit.
+    stage : str
+        The ITk test stage recorded with the run, e.g. "TEST", "INITIAL_WARM".
+    operator : str, optional
+        Who runs the test (default: $TESTSTAND_OPERATOR or the login name).
+    md : dict, optional
+        Extra start-document metadata.
+    """
     (chosen,) = module_slots(stand, [slot])
-    device = stand.instruments.get(smu)
-    if not isinstance(device, Keithley2410):
-        raise PlanArgumentError(f"{smu!r} is not a Keithley SMU of this stand")
+    smus = stand.role(SMU)
+    if smu not in smus:
+        raise PlanArgumentError(
+            f"{smu!r} is not a source-measure unit of this stand; its SMUs: "
+            f"{', '.join(smus) or 'none'}"
+        )
+    device = smus[smu]
     voltages = iv_voltages(start, stop, step)
     check_bias(stand, [chosen], max(voltages))
     compliance = check_compliance(stand, compliance)

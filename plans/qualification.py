@@ -18,9 +18,6 @@ from bluesky import preprocessors as bpp
 from bluesky.utils import MsgGenerator
 
 from teststand.config import SensorType
-from teststand.devices.coldbox import ColdBox
-from teststand.devices.hmp4040 import HMP4040
-from teststand.devices.slot import ModuleSlot
 from teststand.errors import TeststandError
 from teststand.plans.common import (
     PlanArgumentError,
@@ -32,13 +29,10 @@ from teststand.plans.common import (
 )
 from teststand.plans.hv import hv_off
 from teststand.plans.iv import iv_scan
-from teststand.plans.temperature import (
-    check_temperature,
-    set_temperature,
-    thermal_cycle,
-    thermal_devices,
-)
-from teststand.stand import TestStand
+from teststand.plans.temperature import check_temperature, set_temperature, thermal_devices
+from teststand.plans.thermal import thermal_cycle
+from teststand.roles import LV_SUPPLY, Coldbox, LVOutput, LVSupply
+from teststand.stand import ModuleSlot, TestStand
 
 #: The cold stage that follows each warm stage of the ITk flow.
 COLD_STAGE = {
@@ -54,41 +48,42 @@ class StandNotReady(TeststandError):
     """The stand is not safe to start a qualification (lid, interlock); nothing was changed."""
 
 
-async def check_box_closed(box: ColdBox) -> None:
+async def check_box_closed(box: Coldbox) -> None:
     if not await box.lid_closed.get_value():
         raise StandNotReady(f"{box.name}: the lid is open; close it before the qualification")
     if not await box.interlock_ok.get_value():
         raise StandNotReady(f"{box.name}: the interlock is tripped; clear it first")
 
 
-def _lv_channels(stand: TestStand, slots: Sequence[ModuleSlot]) -> list[Any]:
-    channels = []
+def _lv_outputs(stand: TestStand, slots: Sequence[ModuleSlot]) -> list[tuple[LVSupply, LVOutput]]:
+    """The slots' LV outputs, each with its supply."""
+    supplies = stand.role(LV_SUPPLY)
+    outputs = []
     for slot in slots:
         ref = stand.config.slots[slot.number].lv
         if ref is not None:
-            supply = stand.instruments[ref.instrument]
-            assert isinstance(supply, HMP4040)
-            channels.append(supply.channels[ref.channel])
-    return channels
+            supply = supplies[ref.instrument]
+            outputs.append((supply, supply.channels[ref.channel]))
+    return outputs
 
 
 def lv_on(
     stand: TestStand, slots: Sequence[ModuleSlot], voltage: float, current_limit: float
 ) -> MsgGenerator[None]:
-    """Set, arm and switch on the slots' LV channels (and their supplies' master outputs)."""
-    channels = _lv_channels(stand, slots)
-    for channel in channels:
-        yield Msg("set", channel.current_limit, current_limit, group="lv")
-        yield Msg("set", channel.voltage, voltage, group="lv")
+    """Set, arm and switch on the slots' LV outputs (and switch their supplies on)."""
+    outputs = _lv_outputs(stand, slots)
+    for _, output in outputs:
+        yield Msg("set", output.current_limit, current_limit, group="lv")
+        yield Msg("set", output.voltage, voltage, group="lv")
     yield Msg("wait", None, group="lv")
-    yield from await_all(*(channel.on for channel in channels))
-    supplies = {id(c.client): c.client for c in channels}
-    yield from await_all(*(partial(client.set_master, True) for client in supplies.values()))
+    yield from await_all(*(output.on for _, output in outputs))
+    supplies = {supply.name: supply for supply, _ in outputs}
+    yield from await_all(*(supply.on for supply in supplies.values()))
 
 
 def lv_off(stand: TestStand, slots: Sequence[ModuleSlot]) -> MsgGenerator[None]:
-    """Disarm the slots' LV channels (the master outputs stay as they are for other slots)."""
-    yield from await_all(*(channel.off for channel in _lv_channels(stand, slots)))
+    """Disarm the slots' LV outputs (the supplies stay on for other slots)."""
+    yield from await_all(*(output.off for _, output in _lv_outputs(stand, slots)))
 
 
 def iv_by_sensor(
@@ -133,7 +128,40 @@ def module_qualification(
 ) -> MsgGenerator[dict[str, Any]]:
     """Qualify the modules of `slots`: warm IV (`stage`), cold IV (its cold stage), `cycles`
     thermal cycles between `cold` and `warm`, and a final warm IV (FINAL_WARM; skipped with
-    `cycles=0`). Returns the qualification uid and the run uids of each step."""
+    `cycles=0`). Returns the qualification uid and the run uids of each step.
+
+    Parameters
+    ----------
+    slots : int, str or list of int, optional
+        Slot numbers: 3, [1, 2] or "1-4,7" (default: every slot holding a module).
+    stage : str
+        The warm stage the qualification starts at: INITIAL_WARM, POST_PARYLENE_WARM or
+        FINAL_WARM (the cold IV takes its cold stage).
+    warm : float
+        Warm temperature, °C.
+    cold : float
+        Cold temperature, °C (below `warm`).
+    cycles : int
+        Thermal cycles between `cold` and `warm` (>= 0; 0 skips them and the final IV).
+    dwell : float
+        Time held at each temperature of a cycle, s.
+    settle : float
+        Wait after each IV step before reading, s.
+    temperature_settle : float
+        Time a temperature must hold within `tolerance` to count as reached, s.
+    tolerance : float
+        Temperature tolerance, K.
+    interval : float
+        Time between readings while the temperature moves, s.
+    lv_voltage : float
+        Module LV supply voltage, V, in (0, 32].
+    lv_current_limit : float
+        Module LV current limit, A, in (0, 10].
+    operator : str, optional
+        Who runs the test (default: $TESTSTAND_OPERATOR or the login name).
+    md : dict, optional
+        Extra start-document metadata of every run.
+    """
     chosen = module_slots(stand, slots)
     if stage not in COLD_STAGE:
         raise PlanArgumentError(

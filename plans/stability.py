@@ -26,12 +26,11 @@ from bluesky.utils import MsgGenerator
 from ophyd_async.core import AsyncStatus
 
 from teststand.callbacks.iv_analysis import COMPLIANCE_FRACTION, criteria_for
-from teststand.devices.coldbox import ColdBox
-from teststand.devices.slot import ModuleSlot
 from teststand.plans.common import (
     PlanArgumentError,
     SlotSelection,
     await_all,
+    call,
     check_bias,
     check_compliance,
     hv_safe,
@@ -45,7 +44,8 @@ from teststand.plans.common import (
     zero_setpoint,
 )
 from teststand.plans.iv import IVReadout
-from teststand.stand import TestStand
+from teststand.roles import COLDBOX
+from teststand.stand import ModuleSlot, TestStand
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,25 @@ def long_term_stability(
     A slot whose current reaches `compliance` (default: the stand's) is ramped down and stopped.
     `duration` counts readings (duration / interval + 1 of them), so time spent paused or
     suspended is not counted as time at bias. Returns the run uid.
+
+    Parameters
+    ----------
+    slots : int, str or list of int, optional
+        Slot numbers: 3, [1, 2] or "1-4,7" (default: every slot holding a module).
+    voltage : float, optional
+        Bias, V (a magnitude; default: each sensor type's operating voltage).
+    duration : float
+        Time at bias, s (> 0).
+    interval : float
+        Time between readings, s (> 0).
+    compliance : float, optional
+        Current at which a slot stops, A (default and maximum: the stand's limits.compliance).
+    stage : str
+        The ITk test stage recorded with the run, e.g. "TEST", "INITIAL_WARM".
+    operator : str, optional
+        Who runs the test (default: $TESTSTAND_OPERATOR or the login name).
+    md : dict, optional
+        Extra start-document metadata.
     """
     chosen = module_slots(stand, slots)
     voltages: dict[int, float] = {}
@@ -135,7 +154,7 @@ def long_term_stability(
     compliance = check_compliance(stand, compliance)
     points = math.floor(duration / interval + 1e-9) + 1
     readout = IVReadout(chosen, name="lts")
-    environment = [d for d in stand.instruments.values() if isinstance(d, ColdBox)][:1]
+    environment = list(stand.role(COLDBOX).values())[:1]
     metadata = run_metadata(
         stand,
         chosen,
@@ -178,9 +197,8 @@ def long_term_stability(
                 if current >= COMPLIANCE_FRACTION * compliance:
                     readout.states[slot.number]("compliance")
                 elif slot.number in problems:
-                    status = yield from read_now(slot.hv_channel.status)
-                    flags = str(status[slot.hv_channel.status.name]["value"]).split("|")
-                    readout.states[slot.number](stop_state(flags))
+                    status = yield from call(slot.hv_channel.read_status)
+                    readout.states[slot.number](stop_state(status))
                     log.warning("slot %d stopped: %s", slot.number, problems[slot.number])
                 else:
                     continue

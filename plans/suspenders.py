@@ -48,9 +48,9 @@ from bluesky import RunEngine
 from bluesky.run_engine import get_bluesky_event_loop
 from bluesky.suspenders import SuspendBoolHigh, SuspendBoolLow, SuspenderBase, SuspendFloor
 
-from teststand.devices.coldbox import ColdBox
 from teststand.plans.common import PlanArgumentError, SlotSelection, hv_zero, module_slots
 from teststand.plans.temperature import occupied_slots
+from teststand.roles import COLDBOX
 from teststand.stand import TestStand
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def stand_suspenders(
 ) -> list[SuspenderBase]:
     """The dew-point, lid, interlock and dry-air suspenders of the stand's coldbox; their
     pre-plan ramps HV to 0 V on `slots` (default: every slot holding a module)."""
-    boxes = [d for d in stand.instruments.values() if isinstance(d, ColdBox)]
+    boxes = list(stand.role(COLDBOX).values())
     if not boxes:
         raise PlanArgumentError("this stand has no coldbox: there is nothing to watch")
     if sleep < 0 or hysteresis < 0 or min_flow < 0:

@@ -1,7 +1,14 @@
-"""The simulator kinds, by the name used in `sim://KIND` URLs and `teststand sim serve KIND`."""
+"""The simulator kinds, by the name used in `sim://KIND` URLs and `teststand sim serve KIND`.
+
+A simulator is a `SimInstrument` subclass with a `kind`; defining it registers it. `kinds()`
+imports every module of this package first, so a new simulator module needs no entry here
+(the instrument registry, `teststand.kinds`, names it beside its driver).
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 from teststand.sim.clock import SimClock
@@ -13,21 +20,19 @@ class UnknownSimulator(ValueError):
 
 
 def kinds() -> dict[str, type[SimInstrument]]:
-    from teststand.sim.caen import CaenDT8033, CaenN1470
-    from teststand.sim.coldbox import ColdBox
-    from teststand.sim.hmp4040 import HMP4040
-    from teststand.sim.keithley import Keithley2410
-    from teststand.sim.lauda import Lauda
-
-    classes: list[type[SimInstrument]] = [
-        CaenDT8033,
-        CaenN1470,
-        Lauda,
-        Keithley2410,
-        HMP4040,
-        ColdBox,
-    ]
-    return {cls.kind: cls for cls in classes}
+    """Every simulator class with a `kind`, by kind (a later definition of a kind wins)."""
+    package = __name__.rpartition(".")[0]
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        importlib.import_module(f"{package}.{module.name}")
+    found: dict[str, type[SimInstrument]] = {}
+    pending = list(SimInstrument.__subclasses__())
+    while pending:
+        cls = pending.pop(0)
+        pending.extend(cls.__subclasses__())
+        kind = vars(cls).get("kind")
+        if isinstance(kind, str) and kind:
+            found[kind] = cls
+    return dict(sorted(found.items()))
 
 
 def create(kind: str, clock: SimClock, **options: Any) -> SimInstrument:

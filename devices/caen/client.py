@@ -11,6 +11,7 @@ from teststand.devices._client import ProtocolClient
 from teststand.devices._numbers import parse_number
 from teststand.devices.caen import protocol
 from teststand.errors import InstrumentRefused, ReplyFormatError, TeststandError
+from teststand.roles import RampFailed
 
 Dialect = Literal["803x", "14xx"]
 
@@ -58,6 +59,10 @@ class CaenError(TeststandError):
     """A CAEN channel did something the caller must know about (trip, switched off, …)."""
 
 
+class CaenRampError(CaenError, RampFailed):
+    """A ramp that failed: the channel tripped, was switched off, or did not arrive in time."""
+
+
 @dataclass(frozen=True)
 class ChannelStatus:
     word: int
@@ -74,6 +79,11 @@ class ChannelStatus:
     @property
     def faults(self) -> frozenset[str]:
         return self.flags & FAULT_FLAGS
+
+    @property
+    def in_compliance(self) -> bool:
+        """At the current limit (OVC) or tripped on it (TRIP)."""
+        return bool({"OVC", "TRIP"} & self.flags)
 
     def __str__(self) -> str:
         return "|".join(sorted(self.flags)) or "OFF"

@@ -25,14 +25,17 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from teststand.devices._backend import ClientConnector, client_signal_r, client_signal_rw
+from teststand.devices._backend import client_signal_r, client_signal_rw
+from teststand.devices._base import InstrumentDevice
 from teststand.devices.caen.client import (
     CaenClient,
     CaenError,
+    CaenRampError,
     ChannelStatus,
     Dialect,
     decode_status,
 )
+from teststand.roles import HVChannel, HVSupply
 
 MICRO = 1e-6
 
@@ -65,17 +68,18 @@ class CaenMoveLogic(MovableLogic[float]):
         return abs(new_position - old_position) / max(float(rate), 1e-3) * 1.2 + self.margin
 
     async def move(self, new_position: float, timeout: TimeoutCalculator) -> None:
-        self.channel.ramp = asyncio.current_task()
+        channel = self.channel
+        channel._ramp = asyncio.current_task()
         try:
             await self._ramp(new_position, timeout)
         finally:
-            if self.channel.ramp is asyncio.current_task():
-                self.channel.ramp = None
+            if channel._ramp is asyncio.current_task():
+                channel._ramp = None
 
     async def _ramp(self, new_position: float, timeout: TimeoutCalculator) -> None:
         channel = self.channel
         if not (await channel.read_status()).on:
-            raise CaenError(f"{channel.name} is OFF: switch it on before setting a voltage")
+            raise CaenRampError(f"{channel.name} is OFF: switch it on before setting a voltage")
         await self.setpoint.set(new_position)
         deadline = time.monotonic() + (timeout() or float("inf"))
         wait = self.poll / 16  # short steps arrive within a few checks
@@ -83,12 +87,12 @@ class CaenMoveLogic(MovableLogic[float]):
             status = await channel.read_status()
             if status.faults or not status.on:
                 problem = ", ".join(sorted(status.faults)) or "switched off"
-                raise CaenError(f"{channel.name}: ramp to {new_position} V failed: {problem}")
+                raise CaenRampError(f"{channel.name}: ramp to {new_position} V failed: {problem}")
             voltage = await self.readback.get_value()
             if abs(voltage - new_position) < self.tolerance and not status.ramping:
                 return
             if time.monotonic() > deadline:
-                raise CaenError(
+                raise CaenRampError(
                     f"{channel.name}: ramp to {new_position} V timed out at {voltage} V; check "
                     "the ramp rate, the current limit and the load"
                 )
@@ -117,8 +121,8 @@ class CaenChannel(StandardReadable, StandardMovable[float]):
     def __init__(self, client: CaenClient, channel: int, name: str = "") -> None:
         self.client = client
         self.channel = channel
-        #: The ramp in progress, if any: a safe-state action cancels it before writing 0 V.
-        self.ramp: asyncio.Task[Any] | None = None
+        #: The ramp in progress, if any: `zero()` cancels it before writing 0 V.
+        self._ramp: asyncio.Task[Any] | None = None
         source = f"{client.url}#CH{channel}"
 
         def group(par: str, scale: float = 1.0) -> Callable[[], Awaitable[float]]:
@@ -209,6 +213,32 @@ class CaenChannel(StandardReadable, StandardMovable[float]):
     async def read_status(self) -> ChannelStatus:
         return decode_status(await self.status_word.get_value(), self.client.dialect)
 
+    async def check_voltage(self, voltage: float) -> None:
+        """Raise `CaenError` if `voltage` V is outside 0..MAXV."""
+        await self.movable_logic.check_move(voltage)
+
+    async def ramp_timeout(self, old: float, new: float) -> float:
+        """Seconds a ramp from `old` to `new` V may take at the channel's rates, with margin."""
+        return await self.movable_logic.calculate_timeout(old, new)
+
+    async def ramp_to(self, voltage: float, timeout: float | None) -> None:
+        """Ramp to `voltage` V without the per-move checks of `set` and wait until it is within
+        tolerance; `CaenRampError` on a trip, a switch-off or after `timeout` s."""
+        await self.movable_logic.move(voltage, lambda: timeout)
+
+    async def set_low_current_range(self, low: bool) -> None:
+        """IMRANGE LOW (1 nA resolution, a tenth of the full scale) or HIGH."""
+        await self.client.set("IMRANGE", self.channel, "LOW" if low else "HIGH")
+
+    async def zero(self) -> None:
+        """Cancel the ramp in progress (a suspended plan's step would write its voltage again)
+        and write VSET 0; the supply ramps down at its RDW rate. Works on a channel that is off."""
+        ramp = self._ramp
+        if ramp is not None and ramp is not asyncio.current_task():
+            ramp.cancel()
+            await asyncio.gather(ramp, return_exceptions=True)
+        await self.setpoint.set(0.0)
+
     @AsyncStatus.wrap
     async def on(self) -> None:
         await self.switched_on.set(True)
@@ -218,7 +248,7 @@ class CaenChannel(StandardReadable, StandardMovable[float]):
         await self.switched_on.set(False)
 
 
-class CaenHV(StandardReadable):
+class CaenHV(InstrumentDevice[CaenClient]):
     """A CAEN HV supply: `channels[i]` are its channels; reads use the group command."""
 
     def __init__(
@@ -228,20 +258,20 @@ class CaenHV(StandardReadable):
         board: int = 0,
         name: str = "",
     ) -> None:
-        self.client = (
-            url_or_client
-            if isinstance(url_or_client, CaenClient)
-            else CaenClient(url_or_client, dialect=dialect, board=board, name=name or "caen")
+        client = self.adopt(
+            url_or_client,
+            lambda url: CaenClient(url, dialect=dialect, board=board, name=name or "caen"),
         )
         with self.add_children_as_readables():
             self.channels = DeviceVector(
-                {i: CaenChannel(self.client, i) for i in range(self.client.channels)}
+                {i: CaenChannel(client, i) for i in range(client.channels)}
             )
-        super().__init__(name=name, connector=ClientConnector(self.client))
+        super().__init__(name=name)
 
-    async def close(self) -> None:
-        """Release the instrument (its transport and lock)."""
-        await self.client.close()
+
+def _roles(supply: CaenHV, channel: CaenChannel) -> tuple[HVSupply, HVChannel]:
+    """The roles this module's devices play (checked by the type checker)."""
+    return supply, channel
 
 
 __all__ = ["CaenChannel", "CaenHV", "PowerDown"]

@@ -19,17 +19,18 @@ from ophyd_async.core import (
     DeviceMock,
     SignalRW,
     StandardMovable,
-    StandardReadable,
     callback_on_mock_put,
     default_mock_class,
     set_mock_value,
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from teststand.devices._backend import ClientConnector, client_signal_r, client_signal_rw
+from teststand.devices._backend import client_signal_r, client_signal_rw
+from teststand.devices._base import InstrumentDevice
 from teststand.devices._settle import SettleLogic, settle_signals
 from teststand.devices.coldbox.client import SETPOINT_RANGE, ColdBoxClient, ColdBoxError, dew_point
 from teststand.devices.coldbox.protocol import Status
+from teststand.roles import Coldbox
 
 T = TypeVar("T")
 
@@ -91,7 +92,7 @@ class ColdBoxMock(DeviceMock["ColdBox"]):
 
 
 @default_mock_class(ColdBoxMock)
-class ColdBox(StandardReadable, StandardMovable[float]):
+class ColdBox(InstrumentDevice[ColdBoxClient], StandardMovable[float]):
     """A coldbox. `temperature` is the mean plate temperature; `set(t)` moves every TEC's set
     point and is done once the mean plate has stayed within `tolerance` (K) for `settle` s.
     The timeout is the distance over `rate` (K/min) plus `settle` and `margin` seconds.
@@ -107,13 +108,7 @@ class ColdBox(StandardReadable, StandardMovable[float]):
         rate: float = 10.0,
         margin: float = 300.0,
     ) -> None:
-        owned = not isinstance(url_or_client, ColdBoxClient)
-        self.client = (
-            url_or_client
-            if isinstance(url_or_client, ColdBoxClient)
-            else ColdBoxClient(url_or_client, name=name or "coldbox")
-        )
-        client = self.client
+        client = self.adopt(url_or_client, lambda url: ColdBoxClient(url, name=name or "coldbox"))
         src = f"{client.url}#Status"
 
         def field(pick: Callable[[Status], T]) -> Callable[[], Awaitable[T]]:
@@ -175,15 +170,20 @@ class ColdBox(StandardReadable, StandardMovable[float]):
             self.tolerance, self.settle_time, self.rate, self.timeout_margin = settle_signals(
                 tolerance, settle, rate, margin
             )
-        super().__init__(name=name, connector=ClientConnector(client, adopt_name=owned))
+        super().__init__(name=name)
 
     @cached_property
     def movable_logic(self) -> TecSetpointLogic:
         return TecSetpointLogic.of(self)
 
-    async def close(self) -> None:
-        """Release the instrument (its transport and lock)."""
-        await self.client.close()
+    async def plate_temperature(self, plate: int) -> float:
+        """Plate `plate`'s temperature (1..8), °C."""
+        return await self.client.plate_temperature(plate)
+
+
+def _roles(box: ColdBox) -> Coldbox:
+    """The role this module's device plays (checked by the type checker)."""
+    return box
 
 
 __all__ = ["ColdBox"]

@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ophyd_async.core import (
-    AsyncStatus,
     DeviceMock,
     DeviceVector,
     StandardReadable,
@@ -16,8 +15,10 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from teststand.devices._backend import ClientConnector, client_signal_r, client_signal_rw
+from teststand.devices._backend import client_signal_r, client_signal_rw
+from teststand.devices._base import InstrumentDevice, SwitchedOutput
 from teststand.devices.hmp4040.client import ChannelSettings, HMPClient, Measurement
+from teststand.roles import LVOutput, LVSupply
 
 T = TypeVar("T")
 
@@ -30,9 +31,9 @@ class HMP4040ChannelMock(DeviceMock["HMP4040Channel"]):
 
 
 @default_mock_class(HMP4040ChannelMock)
-class HMP4040Channel(StandardReadable):
+class HMP4040Channel(SwitchedOutput, StandardReadable):
     """One output: set voltage and current limit (configuration), measured voltage and current,
-    and `output` (armed with `OUTP:SEL`; it delivers while the supply's master output is on)."""
+    and `output` (armed with `OUTP:SEL`, or `on()`; it delivers while the supply is on)."""
 
     def __init__(self, client: HMPClient, channel: int, name: str = "") -> None:
         self.client = client
@@ -85,48 +86,27 @@ class HMP4040Channel(StandardReadable):
             )
         super().__init__(name=name)
 
-    @AsyncStatus.wrap
-    async def on(self) -> None:
-        """Arm the channel (the master output must be on for it to deliver)."""
-        await self.output.set(True)
 
-    @AsyncStatus.wrap
-    async def off(self) -> None:
-        await self.output.set(False)
-
-
-class HMP4040(StandardReadable):
+class HMP4040(SwitchedOutput, InstrumentDevice[HMPClient]):
     """An R&S HMP4040 (or, with `channels=3`, an HMP2030): `channels[1..n]` and the master
-    `output` (`OUTP:GEN`)."""
+    `output` (`OUTP:GEN`): `on()` makes the armed channels deliver."""
 
     def __init__(self, url_or_client: str | HMPClient, channels: int = 4, name: str = "") -> None:
-        given = isinstance(url_or_client, HMPClient)
-        self.client = (
-            url_or_client
-            if isinstance(url_or_client, HMPClient)
-            else HMPClient(url_or_client, channels=channels, name=name or "hmp4040")
+        client = self.adopt(
+            url_or_client, lambda url: HMPClient(url, channels=channels, name=name or "hmp4040")
         )
-        client = self.client
         with self.add_children_as_readables():
             self.channels = DeviceVector({n: HMP4040Channel(client, n) for n in client.numbers})
         with self.add_children_as_readables(Format.CONFIG_SIGNAL):
             self.output = client_signal_rw(
                 bool, client.master, client.set_master, source=f"{client.url}#OUTP:GEN"
             )
-        super().__init__(name=name, connector=ClientConnector(client, adopt_name=not given))
+        super().__init__(name=name)
 
-    @AsyncStatus.wrap
-    async def on(self) -> None:
-        """Switch the master output on: armed channels deliver."""
-        await self.output.set(True)
 
-    @AsyncStatus.wrap
-    async def off(self) -> None:
-        await self.output.set(False)
-
-    async def close(self) -> None:
-        """Release the instrument (its transport and lock)."""
-        await self.client.close()
+def _roles(supply: HMP4040, channel: HMP4040Channel) -> tuple[LVSupply, LVOutput]:
+    """The roles this module's devices play (checked by the type checker)."""
+    return supply, channel
 
 
 __all__ = ["HMP4040", "HMP4040Channel"]

@@ -16,7 +16,6 @@ from ophyd_async.core import (
     MovableLogic,
     SignalRW,
     StandardMovable,
-    StandardReadable,
     TimeoutCalculator,
     callback_on_mock_put,
     default_mock_class,
@@ -25,7 +24,8 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from teststand.devices._backend import ClientConnector, client_signal_r, client_signal_rw
+from teststand.devices._backend import client_signal_r, client_signal_rw
+from teststand.devices._base import InstrumentDevice, SwitchedOutput
 from teststand.devices.keithley.client import (
     Dialect,
     KeithleyClient,
@@ -34,6 +34,7 @@ from teststand.devices.keithley.client import (
     Terminals,
 )
 from teststand.devices.keithley.protocol import Reading
+from teststand.roles import SourceMeter
 
 log = logging.getLogger("teststand.devices")
 T = TypeVar("T")
@@ -124,7 +125,7 @@ class KeithleyMock(DeviceMock["Keithley2410"]):
 
 
 @default_mock_class(KeithleyMock)
-class Keithley2410(StandardReadable, StandardMovable[float]):
+class Keithley2410(SwitchedOutput, InstrumentDevice[KeithleyClient], StandardMovable[float]):
     """A Keithley 2400/2410/2450 SMU biasing a sensor: IV configuration, triggered readings.
 
     `trigger()` takes one reading (`:READ?`); `voltage` (the readback, named as the device),
@@ -145,11 +146,9 @@ class Keithley2410(StandardReadable, StandardMovable[float]):
         tolerance: float = 0.05,
         fresh_for: float = 0.5,
     ) -> None:
-        given = isinstance(url_or_client, KeithleyClient)
-        self.client = (
-            url_or_client
-            if isinstance(url_or_client, KeithleyClient)
-            else KeithleyClient(url_or_client, dialect=dialect, name=name or "keithley")
+        self.adopt(
+            url_or_client,
+            lambda url: KeithleyClient(url, dialect=dialect, name=name or "keithley"),
         )
         self.tolerance = tolerance
         self.fresh_for = fresh_for
@@ -223,7 +222,7 @@ class Keithley2410(StandardReadable, StandardMovable[float]):
         self.setpoint: SignalRW[float] = client_signal_rw(
             float, client.level, client.set_level, source=f"{source}SOUR:VOLT", units="V"
         )
-        super().__init__(name=name, connector=ClientConnector(self.client, adopt_name=not given))
+        super().__init__(name=name)
 
     @cached_property
     def movable_logic(self) -> KeithleyMoveLogic:
@@ -268,17 +267,10 @@ class Keithley2410(StandardReadable, StandardMovable[float]):
             return
         await self.client.configure_iv(compliance, nplc, voltage_range, terminals)
 
-    @AsyncStatus.wrap
-    async def on(self) -> None:
-        await self.output.set(True)
 
-    @AsyncStatus.wrap
-    async def off(self) -> None:
-        await self.output.set(False)
-
-    async def close(self) -> None:
-        """Release the instrument (its transport and lock)."""
-        await self.client.close()
+def _roles(smu: Keithley2410) -> SourceMeter:
+    """The role this module's device plays (checked by the type checker)."""
+    return smu
 
 
 __all__ = ["Keithley2410", "KeithleyMoveLogic"]

@@ -11,7 +11,6 @@ from ophyd_async.core import (
     DeviceMock,
     SignalRW,
     StandardMovable,
-    StandardReadable,
     StrictEnum,
     callback_on_mock_put,
     default_mock_class,
@@ -19,9 +18,11 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from teststand.devices._backend import ClientConnector, client_signal_r, client_signal_rw
+from teststand.devices._backend import client_signal_r, client_signal_rw
+from teststand.devices._base import InstrumentDevice
 from teststand.devices._settle import SettleLogic, settle_signals
 from teststand.devices.lauda.client import FAULT_FLAGS, LaudaClient, LaudaError
+from teststand.roles import Chiller
 
 
 class CoolingMode(StrictEnum):
@@ -87,7 +88,7 @@ class LaudaChillerMock(DeviceMock["LaudaChiller"]):
 
 
 @default_mock_class(LaudaChillerMock)
-class LaudaChiller(StandardReadable, StandardMovable[float]):
+class LaudaChiller(InstrumentDevice[LaudaClient], StandardMovable[float]):
     """A Lauda chiller. `set(t)` writes the set point and is done once the bath has stayed within
     `tolerance` (K) of it for `settle` seconds; the timeout is the distance over `rate` (K/min)
     plus `settle` and `margin` seconds. `stop()` holds the present bath temperature.
@@ -104,13 +105,9 @@ class LaudaChiller(StandardReadable, StandardMovable[float]):
         rate: float = 1.0,
         margin: float = 600.0,
     ) -> None:
-        owned = not isinstance(url_or_client, LaudaClient)
-        self.client = (
-            url_or_client
-            if isinstance(url_or_client, LaudaClient)
-            else LaudaClient(url_or_client, address=address, name=name or "lauda")
+        client = self.adopt(
+            url_or_client, lambda url: LaudaClient(url, address=address, name=name or "lauda")
         )
-        client = self.client
         src = client.url
 
         async def cooling_read() -> CoolingMode:
@@ -171,7 +168,7 @@ class LaudaChiller(StandardReadable, StandardMovable[float]):
             self.tolerance, self.settle_time, self.rate, self.timeout_margin = settle_signals(
                 tolerance, settle, rate, margin
             )
-        super().__init__(name=name, connector=ClientConnector(client, adopt_name=owned))
+        super().__init__(name=name)
 
     @cached_property
     def movable_logic(self) -> LaudaSetpointLogic:
@@ -187,9 +184,10 @@ class LaudaChiller(StandardReadable, StandardMovable[float]):
         """Stop the pump and the control (the chiller's STOP)."""
         await self.client.stop()
 
-    async def close(self) -> None:
-        """Release the instrument (its transport and lock)."""
-        await self.client.close()
+
+def _roles(chiller: LaudaChiller) -> Chiller:
+    """The role this module's device plays (checked by the type checker)."""
+    return chiller
 
 
 __all__ = ["CoolingMode", "LaudaChiller"]

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from ophyd_async.core import StrictEnum
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from teststand import kinds
 from teststand.errors import InvalidURL, TeststandError
 from teststand.storage.config import StorageConfig
 from teststand.transport.url import parse_url
-
-InstrumentKind = Literal["caen-dt8033", "caen-n1470", "lauda", "keithley2410", "hmp4040", "coldbox"]
 
 
 class ConfigError(TeststandError, ValueError):
@@ -36,7 +41,8 @@ class SimulatorConfig(_Strict):
 
 
 class InstrumentConfig(_Strict):
-    kind: InstrumentKind
+    #: A kind of the instrument registry (`teststand.kinds`).
+    kind: str
     url: str | None = None
     #: Transport options (terminator, baudrate, timeout, …); they override the driver's defaults.
     options: dict[str, Any] = Field(default_factory=dict)
@@ -44,32 +50,18 @@ class InstrumentConfig(_Strict):
     settings: dict[str, Any] = Field(default_factory=dict)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
 
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, kind: str) -> str:
+        if kind not in kinds.KINDS:
+            raise ValueError(
+                f"unknown instrument kind {kind!r}; known kinds: {', '.join(kinds.known())}"
+            )
+        return kind
 
-@dataclass(frozen=True)
-class Hardware:
-    """What a kind of instrument offers: its channel numbers and, for HV, its ranges."""
 
-    channels: range
-    max_voltage: float | None = None  # V
-    max_current: float | None = None  # A
-
-
-HARDWARE: dict[str, Hardware] = {
-    "caen-dt8033": Hardware(range(0, 8), max_voltage=4000.0, max_current=3e-3),
-    "caen-n1470": Hardware(range(0, 4), max_voltage=8000.0, max_current=3e-3),
-    "hmp4040": Hardware(range(1, 5)),
-    "coldbox": Hardware(range(1, 9)),
-    "keithley2410": Hardware(range(0, 1), max_voltage=1100.0, max_current=1.05),
-    "lauda": Hardware(range(0, 0)),
-}
 #: Attribute names of the built stand that an instrument may not take.
 RESERVED_NAMES = frozenset({"slots", "config", "instruments", "simulators", "name", "parent"})
-#: Which kinds a slot's channel of each role may point at.
-ROLE_KINDS = {
-    "hv": ("caen-dt8033", "caen-n1470"),
-    "lv": ("hmp4040",),
-    "temperature": ("coldbox",),
-}
 
 
 class SensorType(StrictEnum):
@@ -171,7 +163,7 @@ class StandConfig(_Strict):
     def _slots(self) -> StandConfig:
         used: dict[str, int] = {}
         for number, slot in self.slots.items():
-            for role in ROLE_KINDS:
+            for role in kinds.SLOT_ROLES:
                 ref: ChannelRef | None = getattr(slot, role)
                 if ref is None:
                     continue
@@ -192,12 +184,13 @@ class StandConfig(_Strict):
                 f"{where}: no instrument named {ref.instrument!r}; "
                 f"instruments: {', '.join(self.instruments)}"
             )
-        if instrument.kind not in ROLE_KINDS[role]:
+        kind = kinds.get(instrument.kind)
+        if role not in kind.roles:
             raise ValueError(
                 f"{where}: {ref.instrument} is a {instrument.kind}, not one of "
-                f"{', '.join(ROLE_KINDS[role])}"
+                f"{', '.join(kinds.with_role(role))}"
             )
-        channels = HARDWARE[instrument.kind].channels
+        channels = kind.channels
         if ref.channel not in channels:
             raise ValueError(
                 f"{where}: {instrument.kind} {ref.instrument!r} has no channel {ref.channel}; "
@@ -207,8 +200,8 @@ class StandConfig(_Strict):
     @model_validator(mode="after")
     def _limits_within_hardware(self) -> StandConfig:
         for name, instrument in self.instruments.items():
-            hardware = HARDWARE[instrument.kind]
-            if instrument.kind not in ROLE_KINDS["hv"]:
+            hardware = kinds.get(instrument.kind)
+            if "hv" not in hardware.roles:
                 continue
             assert hardware.max_voltage is not None and hardware.max_current is not None
             for sensor in SensorType:

@@ -14,8 +14,7 @@ from bluesky import RunEngine
 from helpers import run
 
 from teststand.config import load_stand
-from teststand.devices.slot import BiasLimitError
-from teststand.stand import TestStand, build
+from teststand.stand import BiasLimitError, TestStand, build
 
 ROOT = Path(__file__).resolve().parents[2]
 STAND_FILE = ROOT / "profile_collection" / "stand.yaml"

@@ -13,7 +13,8 @@ from helpers import stand_dict
 
 from teststand.plans.common import PlanArgumentError, read_now
 from teststand.plans.hv import hv_ramp
-from teststand.plans.temperature import DewPointError, set_temperature, thermal_cycle
+from teststand.plans.temperature import DewPointError, set_temperature
+from teststand.plans.thermal import thermal_cycle
 from teststand.sim.coldbox import ColdBox as SimColdBox
 from teststand.stand import TestStand
 

@@ -3,39 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bluesky.run_engine import call_in_bluesky_event_loop
 from ophyd_async.core import DeviceVector, StandardReadable
 
-from teststand.config import HARDWARE, InstrumentConfig, StandConfig, load_stand
-from teststand.devices.caen import CaenHV
-from teststand.devices.caen.client import Dialect
-from teststand.devices.coldbox import ColdBox
-from teststand.devices.hmp4040 import HMP4040
-from teststand.devices.keithley import Keithley2410
-from teststand.devices.lauda import LaudaChiller
-from teststand.devices.slot import ModuleSlot
+from teststand import kinds
+from teststand.config import StandConfig, load_stand
+from teststand.roles import COLDBOX, HV_SUPPLY, LV_SUPPLY, SLOT_TEMPERATURE, Role
 from teststand.sim.stand import SimStand
 from teststand.stand.simulation import start_simulated_stand
+from teststand.stand.slot import BiasLimitError, ModuleSlot
 
-
-def _caen(url: str, settings: dict[str, Any], name: str, kind: str) -> StandardReadable:
-    dialect: Dialect = "803x" if kind == "caen-dt8033" else "14xx"
-    return CaenHV(url, dialect=dialect, board=int(settings.get("board", 0)), name=name)
-
-
-DEVICE_FACTORIES: dict[str, Callable[[str, dict[str, Any], str, str], StandardReadable]] = {
-    "caen-dt8033": _caen,
-    "caen-n1470": _caen,
-    "lauda": lambda url, settings, name, kind: LaudaChiller(url, name=name, **settings),
-    "coldbox": lambda url, settings, name, kind: ColdBox(url, name=name, **settings),
-    "keithley2410": lambda url, settings, name, kind: Keithley2410(url, name=name, **settings),
-    "hmp4040": lambda url, settings, name, kind: HMP4040(url, name=name, **settings),
-}
+T = TypeVar("T")
 
 #: The CAEN low current range's full scale, as a fraction of the supply's maximum current.
 LOW_RANGE_FRACTION = 0.1
@@ -53,7 +36,8 @@ class TestStand(StandardReadable):
         self.simulators = simulators
         self.instruments: dict[str, StandardReadable] = {}
         for name, instrument in config.instruments.items():
-            device = _make_device(name, instrument, urls[name])
+            kind = kinds.get(instrument.kind)
+            device: StandardReadable = kind.make_device(urls[name], name, instrument.settings)
             self.instruments[name] = device
             setattr(self, name, device)
         slots = {n: self._make_slot(n) for n in sorted(config.slots)}
@@ -70,24 +54,30 @@ class TestStand(StandardReadable):
         for number, slot in getattr(self, "slots", {}).items():
             slot.set_name(f"slot{number}")
 
+    def role(self, role: Role[T]) -> dict[str, T]:
+        """The instruments playing `role` (by the registry), by name; `RoleMismatch` if one
+        lacks a member of the role's protocol."""
+        return {
+            name: role.check(self.instruments[name])
+            for name, instrument in self.config.instruments.items()
+            if role.name in kinds.get(instrument.kind).roles
+        }
+
     def _make_slot(self, number: int) -> ModuleSlot:
         slot = self.config.slots[number]
-        hv = self.instruments[slot.hv.instrument]
-        assert isinstance(hv, CaenHV)
+        hv = HV_SUPPLY.check(self.instruments[slot.hv.instrument])
         max_bias = (
             self.config.limits.max_bias.for_sensor(slot.module.sensor) if slot.module else 0.0
         )
         lv_voltage = lv_current = temperature = None
         if slot.lv is not None:
-            supply = self.instruments[slot.lv.instrument]
-            assert isinstance(supply, HMP4040)
+            supply = LV_SUPPLY.check(self.instruments[slot.lv.instrument])
             lv_channel = supply.channels[slot.lv.channel]
             lv_voltage = lv_channel.measured_voltage.get_value
             lv_current = lv_channel.measured_current.get_value
         if slot.temperature is not None:
-            box = self.instruments[slot.temperature.instrument]
-            assert isinstance(box, ColdBox)
-            temperature = partial(box.client.plate_temperature, slot.temperature.channel)
+            box = SLOT_TEMPERATURE.check(self.instruments[slot.temperature.instrument])
+            temperature = partial(box.plate_temperature, slot.temperature.channel)
         return ModuleSlot(
             number,
             hv.channels[slot.hv.channel],
@@ -104,38 +94,34 @@ class TestStand(StandardReadable):
         channels read their current in the low range (1 nA resolution) when the compliance fits
         in it (a tenth of the supply's maximum): a cold module draws only tens of nA."""
         limits = self.config.limits
-        biased: set[tuple[str, int]] = set()
+        biased = {
+            (ref.instrument, ref.channel) for ref in (s.hv for s in self.config.slots.values())
+        }
         writes: list[Awaitable[Any]] = []
         for slot in self.slots.values():
             channel = slot.hv_channel
-            biased.add((channel.client.name, channel.channel))
             writes.append(channel.max_voltage.set(await slot.max_bias.get_value()))
             writes.append(channel.current_limit.set(limits.compliance))
             kind = self.config.instruments[self.config.slots[slot.number].hv.instrument].kind
-            if limits.compliance <= LOW_RANGE_FRACTION * (HARDWARE[kind].max_current or 0.0):
-                low = channel.client.set("IMRANGE", channel.channel, "LOW")
-                writes.append(asyncio.ensure_future(low))
-        for device in self.instruments.values():
-            if isinstance(device, CaenHV):
-                for channel in device.channels.values():
-                    if (channel.client.name, channel.channel) not in biased:
-                        writes.append(channel.max_voltage.set(0.0))
+            max_current = kinds.get(kind).max_current or 0.0
+            if limits.compliance <= LOW_RANGE_FRACTION * max_current:
+                writes.append(asyncio.ensure_future(channel.set_low_current_range(True)))
+        for name, supply in self.role(HV_SUPPLY).items():
+            for number, channel in supply.channels.items():
+                if (name, number) not in biased:
+                    writes.append(channel.max_voltage.set(0.0))
         for status in writes:
             await status
 
     async def close(self) -> None:
         """Release every instrument and stop the simulators of a simulated stand."""
         for device in self.instruments.values():
-            client = getattr(device, "client", None)
-            if client is not None:
-                await client.close()
+            close = getattr(device, "close", None)
+            if close is not None:
+                await close()
         if self.simulators is not None:
             simulators, self.simulators = self.simulators, None
             await asyncio.to_thread(simulators.stop)
-
-
-def _make_device(name: str, instrument: InstrumentConfig, url: str) -> StandardReadable:
-    return DEVICE_FACTORIES[instrument.kind](url, dict(instrument.settings), name, instrument.kind)
 
 
 async def open_stand(
@@ -161,7 +147,13 @@ async def open_stand(
     return stand
 
 
+__all__ = ["COLDBOX", "BiasLimitError", "ModuleSlot", "TestStand", "build", "open_stand"]
+
+
 def build(source: str | Path | dict[str, Any] | StandConfig, *, mock: bool = False) -> TestStand:
     """`open_stand` on the bluesky event loop: make the RunEngine first, then call this."""
     stand: TestStand = call_in_bluesky_event_loop(open_stand(source, mock=mock))
     return stand
+
+
+__all__ = ["COLDBOX", "BiasLimitError", "ModuleSlot", "TestStand", "build", "open_stand"]

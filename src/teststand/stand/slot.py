@@ -1,4 +1,8 @@
-"""`ModuleSlot`: one module position. Plans address "slot 3", not "CAEN channel 2"."""
+"""`ModuleSlot`: one module position. Plans address "slot 3", not "CAEN channel 2".
+
+Built over the role protocols (an HV channel, readings of LV and temperature), so it works the
+same over the direct devices and the Channel Access ones.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +24,8 @@ from ophyd_async.core import StandardReadableFormat as Format
 
 from teststand.config import ModuleConfig, SensorType
 from teststand.devices._backend import client_signal_r
-from teststand.devices.caen import CaenChannel
 from teststand.errors import TeststandError
+from teststand.roles import HVChannel
 
 ReadFloat = Callable[[], Awaitable[float]]
 
@@ -49,15 +53,14 @@ class SlotBiasLogic(MovableLogic[float]):
             )
 
     async def calculate_timeout(self, old_position: float, new_position: float) -> float:
-        logic = self.slot.hv_channel.movable_logic
-        return await logic.calculate_timeout(old_position, new_position)
+        return await self.slot.hv_channel.ramp_timeout(old_position, new_position)
 
     async def move(self, new_position: float, timeout: TimeoutCalculator) -> None:
         await self.setpoint.set(new_position)
-        await self.slot.hv_channel.movable_logic.move(new_position, timeout)
+        await self.slot.hv_channel.ramp_to(new_position, timeout())
 
     async def stop(self) -> None:
-        await self.slot.hv_channel.stop()  # type: ignore[no-untyped-call]  # untyped upstream
+        await self.slot.hv_channel.stop(success=True)
 
 
 class ModuleSlot(StandardReadable, StandardMovable[float]):
@@ -70,7 +73,7 @@ class ModuleSlot(StandardReadable, StandardMovable[float]):
     def __init__(
         self,
         number: int,
-        hv: CaenChannel,
+        hv: HVChannel,
         module: ModuleConfig | None,
         max_bias: float,
         *,
@@ -112,8 +115,13 @@ class ModuleSlot(StandardReadable, StandardMovable[float]):
         self.bias_setpoint = soft_signal_rw(float, 0.0, units="V")
         super().__init__(name=name)
 
+    async def check_bias(self, voltage: float) -> None:
+        """Raise `BiasLimitError` if the slot holds no module or `voltage` V is outside its
+        limit; nothing is written."""
+        await self.movable_logic.check_move(voltage)
+
     @property
-    def hv_channel(self) -> CaenChannel:
+    def hv_channel(self) -> HVChannel:
         return self._hv()
 
     @cached_property

@@ -13,8 +13,8 @@ from ophyd_async.core import init_devices
 
 from teststand.config import ModuleConfig, SensorType
 from teststand.devices.caen import CaenHV
-from teststand.devices.slot import BiasLimitError, ModuleSlot
 from teststand.sim.runner import RunningSim, start_simulator
+from teststand.stand.slot import BiasLimitError, ModuleSlot
 
 
 @pytest.fixture
