@@ -19,7 +19,8 @@ User's Manual, sections 17-18; 2450 Reference Manual, SCPI command reference):
   `:SOUR:VOLT:PROT <V>`, source modes `:SOUR:VOLT|CURR:MODE FIX|SWE|LIST` with `:STAR`, `:STOP`,
   `:STEP`, `:SPAN`, `:CENT`, `:SOUR:SWE:POIN|SPAC|DIR`, `:SOUR:LIST:VOLT|CURR`,
   `:SOUR:CLE[:IMM]`, `:SOUR:CLE:AUTO`, `:OUTP:SMOD`, `:SENS:FUNC:CONC|OFF|OFF:ALL`,
-  `:SENS:RES:MODE`, `:SYST:RSEN`, `:SYST:AZER`, `:SYST:TIME?`, `:SYST:TIME:RES`, `:SYST:PRES`.
+  `:SENS:RES:MODE`, `:SOUR:DEL[:AUTO]`, `:SENS:AVER[:STAT]|:TCON|:COUN`, `:DISP:ENAB`,
+  `:SYST:RSEN`, `:SYST:AZER`, `:SYST:TIME?`, `:SYST:TIME:RES`, `:SYST:PRES`.
 - 2450 only: limits `:SOUR:VOLT:ILIM` / `:SOUR:CURR:VLIM` (`:TRIP?`), `:SOUR:VOLT:PROT
   PROT<n>|NONE`, `[:SENS]:COUN`, buffer arguments `"defbuffer1"[,READ|SOUR|REL ...]` on
   `:READ?`/`:FETC?`/`:MEAS?`, `:TRAC:ACT?`, `:TRAC:CLE`, `:TRAC:DATA? <start>,<end>[,...]`,
@@ -50,8 +51,8 @@ Choices:
 - STAT word bits: 2 front terminals, 3 compliance, 4 over-voltage protection reached,
   11/12/13 voltage/current/resistance sense function on, 14 voltage source, 15 current source.
 - Setting queries answer like `1.050000E-04` (no sign), booleans 1/0, enumerations short form.
-- Integration time (NPLC × 20 ms), delays and measure ranges are stored but not simulated:
-  replies come at once (plus server pacing) and readings are exact.
+- Integration time (NPLC × 20 ms), delays, filters and measure ranges are stored but not
+  simulated: replies come at once (plus server pacing) and readings are exact.
 """
 
 from __future__ import annotations
@@ -214,9 +215,6 @@ class Keithley2410(ScpiInstrument):
             output_off_mode=d.output_off_mode,
             concurrent=not d.is_2450,
         )
-
-    def _voltage_ranges(self) -> tuple[float, ...]:
-        return tuple(r for r, _ in self.dialect.ranges)
 
     def _fit_range(self, level: float) -> float:
         """The smallest source voltage range whose largest level holds `level`."""

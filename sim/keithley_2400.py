@@ -14,6 +14,7 @@ from teststand.sim.keithley_model import (
     COUNT_LIMITS,
     CURRENT_LEVEL_LIMITS,
     DELAY_LIMITS,
+    FILTER_COUNT_LIMITS,
     FUNCTIONS,
     MAX_READINGS,
     NOT_A_NUMBER,
@@ -300,4 +301,20 @@ def _system(smu: Keithley2410) -> list[Command]:
         smu.choice(
             ":OUTPut[1]:SMODe", "output_off_mode", ("HIMPedance", "NORMal", "ZERO", "GUARd")
         ),
+        smu.number("[:SOURce[1]]:DELay", "source_delay", DELAY_LIMITS, _manual_delay(smu)),
+        smu.flag("[:SOURce[1]]:DELay:AUTO", "source_delay_auto"),
+        smu.flag("[:SENSe[1]]:AVERage[:STATe]", "filter"),
+        smu.choice("[:SENSe[1]]:AVERage:TCONtrol", "filter_type", ("REPeat", "MOVing")),
+        smu.integer("[:SENSe[1]]:AVERage:COUNt", "filter_count", FILTER_COUNT_LIMITS),
+        smu.flag(":DISPlay:ENABle", "display"),
     ]
+
+
+def _manual_delay(smu: Keithley2410) -> Callable[[float], None]:
+    """`:SOUR:DEL <n>`: a manual source delay turns auto delay off."""
+
+    def put(seconds: float) -> None:
+        smu.settings.source_delay = seconds
+        smu.settings.source_delay_auto = False
+
+    return put

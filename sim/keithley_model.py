@@ -27,6 +27,7 @@ NPLC_LIMITS = Limits(0.01, 10.0, 1.0)
 COUNT_LIMITS = Limits(1, 2500, 1)
 DELAY_LIMITS = Limits(0.0, 999.9999, 0.0)
 SWEEP_POINT_LIMITS = Limits(2, 2500, 2500)
+FILTER_COUNT_LIMITS = Limits(1, 100, 10)
 RESISTANCE_RANGE_LIMITS = Limits(0.0, 2.1e8, 2.1e5)
 #: Current ranges, A (both families; the 2450 adds 10 nA and 100 nA below these).
 CURRENT_RANGES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -125,6 +126,12 @@ class SmuSettings:
     arm_count: int = 1
     trigger_delay: float = 0.0
     measure_count: int = 1  # 2450 `:COUNt`
+    source_delay: float = 0.0
+    source_delay_auto: bool = True
+    filter: bool = False
+    filter_type: str = "REPeat"
+    filter_count: int = 10
+    display: bool = True
 
     @property
     def sources_voltage(self) -> bool:

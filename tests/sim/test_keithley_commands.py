@@ -155,8 +155,16 @@ def test_output_off_mode_auto_output_off_and_system(raw_sim: Callable[..., Any])
     smu.send(":SYST:RSEN ON;:SYST:AZER OFF;:SYST:TIME:RES")
     assert smu.ask(":SYST:RSEN?;:SYST:AZER?") == "1;0"
     assert 0 <= float(smu.ask(":SYST:TIME?")) < 5
+    smu.send(":SOUR:DEL 0.05;:SENS:AVER:TCON MOV;:SENS:AVER:COUN 20;:SENS:AVER ON;:DISP:ENAB OFF")
+    assert smu.ask(":SOUR:DEL?;:SOUR:DEL:AUTO?;:SENS:AVER?;:SENS:AVER:TCON?;:SENS:AVER:COUN?") == (
+        "5.000000E-02;0;1;MOV;20"
+    )
+    smu.send(":SENS:AVER:COUN 101")
+    assert smu.errors() == [OUT_OF_RANGE]
     smu.send(":SYST:PRES")
-    assert smu.ask(":SYST:RSEN?;:FORM:ELEM?;*OPC?") == "0;VOLT,CURR,RES,TIME,STAT;1"
+    assert smu.ask(":SYST:RSEN?;:FORM:ELEM?;:SOUR:DEL:AUTO?;:DISP:ENAB?;*OPC?") == (
+        "0;VOLT,CURR,RES,TIME,STAT;1;1;1"
+    )
     assert smu.errors() == []
 
 
