@@ -59,6 +59,8 @@ class InstrumentKind:
     #: Fixed device options of this kind (a CAEN dialect), before the stand file's settings.
     options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: `exercise(link, say)` of `teststand demo --transport` (or its import path), if any.
+    tour: str | Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         unknown = self.roles - INSTRUMENT_ROLES
@@ -75,19 +77,24 @@ class InstrumentKind:
             )
 
     def device_factory(self) -> Callable[..., Any]:
-        return _resolve(self.device, self.name)  # type: ignore[no-any-return]
+        return _resolve(self.device, self.name)
+
+    def tour_exerciser(self) -> Callable[..., Any] | None:
+        return None if self.tour is None else _resolve(self.tour, self.name)
 
     def make_device(self, url: str, name: str, settings: Mapping[str, Any]) -> Any:
         """The kind's device for the instrument `name` at `url`."""
         return self.device_factory()(url, name=name, **{**self.options, **settings})
 
 
-def _resolve(target: Any, kind: str) -> Any:
+def _resolve(target: str | Callable[..., Any], kind: str) -> Callable[..., Any]:
+    """`target`, or what its import path `module:attribute` names."""
     if not isinstance(target, str):
         return target
     module, _, attribute = target.partition(":")
     try:
-        return getattr(importlib.import_module(module), attribute)
+        found: Callable[..., Any] = getattr(importlib.import_module(module), attribute)
+        return found
     except (ImportError, AttributeError) as exc:
         raise RegistryError(f"instrument kind {kind!r}: cannot import {target}: {exc}") from exc
 
@@ -144,6 +151,7 @@ register(
         max_current=3e-3,
         options={"dialect": "803x"},
         description="CAEN DT8033 8-channel HV supply",
+        tour="teststand.devices.caen.tour:exercise",
     )
 )
 register(
@@ -165,6 +173,7 @@ register(
         roles=frozenset({"lv"}),
         channels=range(1, 5),
         description="R&S HMP4040 4-channel LV supply",
+        tour="teststand.devices.hmp4040.tour:exercise",
     )
 )
 register(
@@ -175,6 +184,7 @@ register(
         channels=range(1, 9),
         setpoint_range=(-40.0, 40.0),
         description="coldbox with 8 TEC plates",
+        tour="teststand.devices.coldbox.tour:exercise",
     )
 )
 register(
@@ -186,6 +196,7 @@ register(
         max_voltage=1100.0,
         max_current=1.05,
         description="Keithley 2400-series source-measure unit",
+        tour="teststand.devices.keithley.tour:exercise",
     )
 )
 register(
@@ -194,5 +205,6 @@ register(
         device="teststand.devices.lauda:LaudaChiller",
         roles=frozenset({"chiller"}),
         description="Lauda chiller",
+        tour="teststand.devices.lauda.tour:exercise",
     )
 )
