@@ -87,14 +87,10 @@ class HVChannel(Named, Protocol):
     per-move checks."""
 
     @property
-    def voltage(self) -> SignalR[float]:
-        """VMON, V."""
-        ...
+    def voltage(self) -> SignalR[float]: ...  # VMON, V
 
     @property
-    def current(self) -> SignalR[float]:
-        """IMON, A."""
-        ...
+    def current(self) -> SignalR[float]: ...  # IMON, A
 
     @property
     def setpoint(self) -> SignalRW[float]:
@@ -102,19 +98,13 @@ class HVChannel(Named, Protocol):
         ...
 
     @property
-    def rate_up(self) -> SignalRW[float]:
-        """V/s."""
-        ...
+    def rate_up(self) -> SignalRW[float]: ...  # V/s
 
     @property
-    def rate_down(self) -> SignalRW[float]:
-        """V/s."""
-        ...
+    def rate_down(self) -> SignalRW[float]: ...  # V/s
 
     @property
-    def current_limit(self) -> SignalRW[float]:
-        """The trip current (ISET), A."""
-        ...
+    def current_limit(self) -> SignalRW[float]: ...  # The trip current (ISET), A
 
     @property
     def max_voltage(self) -> SignalRW[float]:
@@ -134,9 +124,7 @@ class HVChannel(Named, Protocol):
         """Stop a ramp in progress and hold the present voltage."""
         ...
 
-    def on(self) -> Operation:
-        """Switch the channel on (it ramps to its set point)."""
-        ...
+    def on(self) -> Operation: ...  # Switch the channel on (it ramps to its set point)
 
     def off(self) -> Operation: ...
 
@@ -181,14 +169,10 @@ class TemperatureController(Named, Protocol):
     temperature has settled there; `stop()` holds the present temperature."""
 
     @property
-    def temperature(self) -> SignalR[float]:
-        """°C."""
-        ...
+    def temperature(self) -> SignalR[float]: ...  # °C
 
     @property
-    def setpoint(self) -> SignalRW[float]:
-        """°C; writing it starts no wait."""
-        ...
+    def setpoint(self) -> SignalRW[float]: ...  # °C; writing it starts no wait
 
     def set(self, value: float, /, timeout: Any = ...) -> Operation: ...
 
@@ -203,18 +187,12 @@ class Chiller(TemperatureController, Protocol):
     def running(self) -> SignalRW[bool]: ...
 
     @property
-    def lower_limit(self) -> SignalRW[float]:
-        """°C."""
-        ...
+    def lower_limit(self) -> SignalRW[float]: ...  # °C
 
     @property
-    def upper_limit(self) -> SignalRW[float]:
-        """°C."""
-        ...
+    def upper_limit(self) -> SignalRW[float]: ...  # °C
 
-    def start(self) -> Operation:
-        """Start the pump and the temperature control."""
-        ...
+    def start(self) -> Operation: ...  # Start the pump and the temperature control
 
     def standby(self) -> Operation: ...
 
@@ -225,9 +203,7 @@ class Coldbox(TemperatureController, Protocol):
     dew point, dry air, and the lid and interlock that cut TEC power."""
 
     @property
-    def tolerance(self) -> SignalRW[float]:
-        """A move is done within this of its target, K."""
-        ...
+    def tolerance(self) -> SignalRW[float]: ...  # A move is done within this of its target, K
 
     @property
     def settle_time(self) -> SignalRW[float]:
@@ -238,24 +214,16 @@ class Coldbox(TemperatureController, Protocol):
     def tec_power(self) -> SignalRW[bool]: ...
 
     @property
-    def dry_air(self) -> SignalRW[bool]:
-        """The dry-air valve."""
-        ...
+    def dry_air(self) -> SignalRW[bool]: ...  # The dry-air valve
 
     @property
-    def dry_air_flow(self) -> SignalR[float]:
-        """l/min."""
-        ...
+    def dry_air_flow(self) -> SignalR[float]: ...  # l/min
 
     @property
-    def relative_humidity(self) -> SignalR[float]:
-        """%."""
-        ...
+    def relative_humidity(self) -> SignalR[float]: ...  # %
 
     @property
-    def dew_point(self) -> SignalR[float]:
-        """°C, of the box air."""
-        ...
+    def dew_point(self) -> SignalR[float]: ...  # °C, of the box air
 
     @property
     def dew_point_margin(self) -> SignalR[float]:
@@ -278,24 +246,16 @@ class LVOutput(Named, Protocol):
     """One output of a low-voltage supply. `on()` arms it: it delivers while its supply is on."""
 
     @property
-    def voltage(self) -> SignalRW[float]:
-        """The set voltage, V."""
-        ...
+    def voltage(self) -> SignalRW[float]: ...  # The set voltage, V
 
     @property
-    def current_limit(self) -> SignalRW[float]:
-        """A."""
-        ...
+    def current_limit(self) -> SignalRW[float]: ...  # A
 
     @property
-    def measured_voltage(self) -> SignalR[float]:
-        """V."""
-        ...
+    def measured_voltage(self) -> SignalR[float]: ...  # V
 
     @property
-    def measured_current(self) -> SignalR[float]:
-        """A."""
-        ...
+    def measured_current(self) -> SignalR[float]: ...  # A
 
     def on(self) -> Operation: ...
 
@@ -309,9 +269,7 @@ class LVSupply(Named, Protocol):
     @property
     def channels(self) -> Mapping[int, LVOutput]: ...
 
-    def on(self) -> Operation:
-        """Switch the supply's output on: armed outputs deliver."""
-        ...
+    def on(self) -> Operation: ...  # Switch the supply's output on: armed outputs deliver
 
     def off(self) -> Operation: ...
 
@@ -322,14 +280,10 @@ class SourceMeter(Named, Protocol):
     (signed) and waits for it; `trigger()` takes a reading that `read()` then reports."""
 
     @property
-    def voltage(self) -> SignalR[float]:
-        """The last reading's voltage, V."""
-        ...
+    def voltage(self) -> SignalR[float]: ...  # The last reading's voltage, V
 
     @property
-    def current(self) -> SignalR[float]:
-        """The last reading's current, A."""
-        ...
+    def current(self) -> SignalR[float]: ...  # The last reading's current, A
 
     @property
     def in_compliance(self) -> SignalR[bool]: ...
