@@ -32,8 +32,8 @@ Choices (see also PROTOCOLS.md):
   the level, the channel is disarmed and `VOLT:PROT:TRIP?` answers 1 until `VOLT:PROT:CLE`.
 - Electronic fuse: a channel with its fuse on that stays in constant-current mode for the fuse
   delay (checked before and after every command, in simulated time) is disarmed, and so is
-  every channel it is linked to (`FUSE:LINK n` on the selected channel: channel n follows it);
-  `FUSE:TRIP?` answers 1 until the channel is armed again.
+  every channel it is linked to (`FUSE:LINK n` on the selected channel: channel n follows it;
+  a link to itself is ignored); `FUSE:TRIP?` answers 1 until the channel is armed again.
 - Arbitrary waveform: `ARB:DATA v1,i1,t1,...` (1–128 points; 0–32 V, 0–10 A, 0.06–10 s dwell)
   and `ARB:REP` (0–255, 0 = forever) fill the editor; `ARB:TRAN n` copies it to channel n (an
   empty editor is -221), `ARB:STAR n` plays channel n's waveform from now in simulated time

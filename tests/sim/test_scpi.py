@@ -234,3 +234,38 @@ def test_local_control_refuses_settings_but_answers_queries(raw_sim: Callable[..
     smu.sim.set_faults("local=0")
     smu.send(":SOUR:VOLT 10")
     assert smu.ask(":SOUR:VOLT?") == "1.000000E+01"
+
+
+SCPI_SIMULATORS = [
+    ("keithley2410", {"dialect": "2400"}, ":SOUR:VOLT 5000", ":SOUR:VOLT 100;:SOUR:VOLT:RANG 2"),
+    ("keithley2410", {"dialect": "2410"}, ":SOUR:VOLT 5000", ":SOUR:VOLT 100;:SOUR:VOLT:RANG 2"),
+    ("keithley2410", {"dialect": "2450"}, ":SOUR:VOLT 5000", ":SOUR:VOLT 100;:SOUR:VOLT:RANG 2"),
+    ("hmp4040", {}, "VOLT 40", "ARB:STAR 1"),
+]
+
+
+@pytest.mark.parametrize(("kind", "options", "out_of_range", "conflict"), SCPI_SIMULATORS)
+def test_every_scpi_simulator_answers_the_common_commands_and_errors(
+    raw_sim: Callable[..., Any],
+    kind: str,
+    options: dict[str, Any],
+    out_of_range: str,
+    conflict: str,
+) -> None:
+    """*IDN?, *RST, *CLS, *OPC?, *ESR?, :SYST:ERR? and the manual's -113, -221, -222."""
+    client = raw_sim(kind, terminator=b"\n", **options)
+    assert len(client.ask("*IDN?").split(",")) == 4
+    assert client.ask("*RST;*OPC?") == "1"
+    client.send(":NO:SUCH:HEADER")
+    client.send(out_of_range)
+    client.send(conflict)
+    assert client.ask("*ESR?") == str(32 + 16)  # command error, execution errors
+    assert client.errors() == [
+        '-113,"Undefined header"',
+        '-222,"Data out of range"',
+        '-221,"Settings conflict"',
+    ]
+    client.send("BOGUS;*CLS")  # the rest of the line is skipped
+    assert client.ask(":SYST:ERR:COUN?;:SYST:VERS?") == "1;1999.0"
+    client.send("*CLS")
+    assert client.ask("*ESR?;:SYST:ERR?") == '0;0,"No error"'
