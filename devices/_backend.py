@@ -64,6 +64,11 @@ class ClientBackend(SignalBackend[SignalDatatypeT]):
     def source(self, name: str, read: bool) -> str:
         return self._source
 
+    @property
+    def metadata(self) -> SignalMetadata:
+        """Units and precision, as given (the data key adds the rest)."""
+        return self._metadata
+
     async def connect(self, timeout: float) -> None:
         """The owning device's connector opens the client; nothing to do per signal."""
 

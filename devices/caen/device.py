@@ -79,6 +79,9 @@ class CaenMoveLogic(MovableLogic[float]):
     async def _ramp(self, new_position: float, timeout: TimeoutCalculator) -> None:
         channel = self.channel
         if not (await channel.read_status()).on:
+            if new_position == 0:  # the safe state: an OFF channel at VSET 0 has arrived
+                await self.setpoint.set(0.0)
+                return
             raise CaenRampError(f"{channel.name} is OFF: switch it on before setting a voltage")
         await self.setpoint.set(new_position)
         deadline = time.monotonic() + (timeout() or float("inf"))

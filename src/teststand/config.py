@@ -139,6 +139,18 @@ class Limits(_Strict):
     dew_point_margin: float = Field(default=5.0, ge=0)
 
 
+#: A Channel Access prefix: upper-case words joined by `:`, ending in `:` (`TS1:`).
+PV_PREFIX_PATTERN = r"[A-Z][A-Z0-9_]*(:[A-Z0-9_]+)*:"
+
+
+class ServerConfig(_Strict):
+    """The stand is served by `teststand ioc` under `prefix`; `build()` then talks CA to it."""
+
+    prefix: str = Field(pattern=f"^{PV_PREFIX_PATTERN}$", examples=["TS1:"])
+    #: Seconds to wait for the IOC's PVs when connecting.
+    connect_timeout: float = Field(default=5.0, gt=0)
+
+
 class StandConfig(_Strict):
     name: str = Field(min_length=1)
     sim: bool = False
@@ -148,6 +160,8 @@ class StandConfig(_Strict):
     limits: Limits = Field(default_factory=Limits)
     #: Where runs are stored: a Tiled server, or the embedded one under a data directory.
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    #: Served over Channel Access by `teststand ioc` (None: the devices talk to the instruments).
+    server: ServerConfig | None = None
 
     @model_validator(mode="after")
     def _names(self) -> StandConfig:

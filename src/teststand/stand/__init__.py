@@ -15,6 +15,12 @@ from teststand import kinds
 from teststand.config import StandConfig, load_stand
 from teststand.roles import COLDBOX, HV_SUPPLY, LV_SUPPLY, SLOT_TEMPERATURE, Role
 from teststand.sim.stand import SimStand
+from teststand.stand.served import (
+    UNUSED_URL,
+    connect_served,
+    release_control,
+    serve_over_ca,
+)
 from teststand.stand.simulation import start_simulated_stand
 from teststand.stand.slot import BiasLimitError, ModuleSlot
 
@@ -34,6 +40,8 @@ class TestStand(StandardReadable):
     ) -> None:
         self.config = config
         self.simulators = simulators
+        #: Connected over Channel Access to `teststand ioc` (holding control until closed).
+        self.served = False
         self.instruments: dict[str, StandardReadable] = {}
         for name, instrument in config.instruments.items():
             kind = kinds.get(instrument.kind)
@@ -114,7 +122,10 @@ class TestStand(StandardReadable):
             await status
 
     async def close(self) -> None:
-        """Release every instrument and stop the simulators of a simulated stand."""
+        """Release every instrument (or control of a served stand) and stop the simulators."""
+        if self.served and self.config.server is not None:
+            self.served = False
+            await release_control(self.config.server.prefix)
         for device in self.instruments.values():
             close = getattr(device, "close", None)
             if close is not None:
@@ -132,6 +143,8 @@ async def open_stand(
     With `sim: true` (and not mock) the simulators are started first and every URL points at them.
     """
     config = source if isinstance(source, StandConfig) else load_stand(source)
+    if config.server is not None and not mock:
+        return await _open_served(config)
     simulators = None
     urls = {name: instrument.url or "" for name, instrument in config.instruments.items()}
     if config.sim and not mock:
@@ -147,7 +160,14 @@ async def open_stand(
     return stand
 
 
-__all__ = ["COLDBOX", "BiasLimitError", "ModuleSlot", "TestStand", "build", "open_stand"]
+async def _open_served(config: StandConfig) -> TestStand:
+    """The stand over Channel Access to the IOC serving `config.server.prefix`."""
+    urls = {name: instrument.url or UNUSED_URL for name, instrument in config.instruments.items()}
+    stand = TestStand(config, urls)
+    serve_over_ca(stand, config.server.prefix if config.server else "")
+    await connect_served(stand, config)
+    stand.served = True
+    return stand
 
 
 def build(source: str | Path | dict[str, Any] | StandConfig, *, mock: bool = False) -> TestStand:

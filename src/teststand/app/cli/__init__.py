@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     from teststand.app.cli.queue import register as register_queue
 
     register_queue(commands)
+    from teststand.app.cli.ioc import register as register_ioc
+
+    register_ioc(commands)
     return parser
 
 

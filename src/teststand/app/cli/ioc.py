@@ -1,0 +1,63 @@
+"""Command `teststand ioc STAND.yaml [--prefix TS1:] [--interfaces ADDR…] [--list]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+
+def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `ioc` command to the top-level parser."""
+    ioc = subcommands.add_parser(
+        "ioc",
+        help="serve the stand's instruments as EPICS Channel Access PVs",
+        description="Open every instrument of the stand file (its simulators with sim: true), "
+        "serve every device signal as a PV under the prefix and poll each instrument. Runs "
+        "until Ctrl-C or SIGTERM; then HV goes to 0 V and the instruments are released.",
+    )
+    ioc.add_argument("stand", type=Path, help="stand file")
+    ioc.add_argument("--prefix", help="PV prefix (default: server.prefix of the stand, or TS1:)")
+    ioc.add_argument(
+        "--interfaces",
+        nargs="+",
+        default=["0.0.0.0"],
+        metavar="ADDR",
+        help="addresses to serve on (default: all)",
+    )
+    ioc.add_argument("--poll", type=float, default=0.2, help="poll period in s (default 0.2)")
+    ioc.add_argument("--list", action="store_true", help="print the PVs and exit")
+    ioc.set_defaults(handler=_ioc)
+
+
+def _ioc(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(args))
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from teststand.app.ioc import open_ioc, serve
+
+    ioc = await open_ioc(args.stand, args.prefix, poll_period=args.poll, check_prefix=not args.list)
+    if args.list:
+        try:
+            for pv in sorted(ioc.info, key=lambda info: info.name):
+                access = "rw" if pv.writable else "r"
+                print(f"{pv.name}\t{pv.type}\t{pv.units}\t{access}\t{pv.description}")
+        finally:
+            await ioc.stand.close()
+        return 0
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    print(
+        f"serving {ioc.prefix} ({len(ioc.pvdb)} PVs); watch: caproto-monitor {ioc.prefix}SLOT1:BIAS"
+    )
+    sys.stdout.flush()
+    with contextlib.suppress(asyncio.CancelledError):
+        await serve(ioc, args.interfaces)
+    return 0

@@ -1,0 +1,146 @@
+"""Client puts: checked, then a move, a signal write or a verb on the device.
+
+Every put needs control (`Control.check`). A put to a move PV (a device's set point) is the
+device's `set()`: refused by `checks.check_move` before anything is written, and complete when
+the move is (a ramp settled, a bath settled); a trip or switch-off during the ramp fails it. A
+new move of the same HV channel (directly or through its slot) cancels the one in progress. A
+refusal or failure is written to the device's `…:MSG` PV and the stand's `MSG` PV as
+`ErrorType: message`, then the put fails (a CA put error), so the client can say why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from caproto import ChannelData
+from ophyd_async.core import Device, SignalW, StandardMovable
+
+from teststand.app.ioc.channels import TEXT_LENGTH, WRITER, PutHandler, to_channel, to_signal
+from teststand.app.ioc.checks import PutRefused, check_move
+from teststand.app.ioc.control import Control
+from teststand.stand import TestStand
+from teststand.stand.pvnames import SignalPV, VerbPV
+
+log = logging.getLogger("teststand.ioc")
+Refresh = Callable[[set[int]], Awaitable[None]]
+
+
+class Messages:
+    """The `MSG` PVs: the stand's and each device's last refusal or failure."""
+
+    def __init__(self, stand_channel: ChannelData, devices: dict[str, ChannelData]) -> None:
+        self.stand = stand_channel
+        self.devices = devices
+
+    async def post(self, device_suffix: str, text: str) -> None:
+        for channel in (self.devices.get(device_suffix), self.stand):
+            if channel is not None:
+                await channel.write(text[: TEXT_LENGTH - 1], verify_value=False)
+
+
+def _move_key(device: Device) -> int:
+    """Moves of a slot and of its HV channel exclude each other: both key on the channel."""
+    return id(getattr(device, "hv_channel", device))
+
+
+def _affected(device: Device) -> set[int]:
+    channel = getattr(device, "hv_channel", None)
+    return {id(device)} | ({id(channel)} if channel is not None else set())
+
+
+class Puts:
+    def __init__(
+        self, stand: TestStand, control: Control, messages: Messages, refresh: Refresh
+    ) -> None:
+        self.stand = stand
+        self.control = control
+        self.messages = messages
+        self.refresh = refresh
+        self._moves: dict[int, asyncio.Task[Any]] = {}
+
+    async def _guarded(self, device_suffix: str, what: str, action: Awaitable[Any]) -> None:
+        try:
+            await action
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc}"
+            log.warning("put refused or failed (%s by %s): %s", what, WRITER.get(), text)
+            await self.messages.post(device_suffix, text)
+            raise
+        await self.messages.post(device_suffix, "")
+
+    def for_signal(self, spec: SignalPV, datatype: type) -> PutHandler:
+        async def put(raw: Any) -> Any:
+            value = to_signal(datatype, raw)
+            what = f"{spec.suffix} = {value!r}"
+            await self._guarded(spec.device_suffix, what, self._write(spec, value))
+            return to_channel(datatype, value)
+
+        return put
+
+    async def _write(self, spec: SignalPV, value: Any) -> None:
+        self.control.check()
+        device = spec.device
+        if spec.move:
+            await check_move(self.stand, device, float(value))
+            await self._move(device, float(value))
+        elif isinstance(spec.signal, SignalW):
+            await spec.signal.set(value)
+        await self.refresh(_affected(device))
+
+    async def _move(self, device: Device, target: float) -> None:
+        assert isinstance(device, StandardMovable)
+        key = _move_key(device)
+        previous = self._moves.get(key)
+        if previous is not None and not previous.done():
+            previous.cancel()
+            await asyncio.gather(previous, return_exceptions=True)
+        channel = getattr(device, "hv_channel", device)
+        ramp = getattr(channel, "ramp", None)
+        if isinstance(ramp, asyncio.Task) and not ramp.done():
+            ramp.cancel()  # a slot's move in progress holds the channel's ramp
+            await asyncio.gather(ramp, return_exceptions=True)
+        task = asyncio.ensure_future(self._set(device, target))
+        self._moves[key] = task
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise PutRefused(
+                    f"{device.name}: the move to {target} was superseded by a newer set point"
+                ) from None
+            raise
+
+    @staticmethod
+    async def _set(device: StandardMovable[float], target: float) -> None:
+        await device.set(target)
+
+    def for_verb(self, spec: VerbPV) -> PutHandler:
+        async def put(raw: Any) -> Any:
+            await self._guarded(spec.device_suffix, spec.suffix, self._run_verb(spec, raw))
+            return raw
+
+        return put
+
+    async def _run_verb(self, spec: VerbPV, raw: Any) -> None:
+        self.control.check()
+        method = getattr(spec.device, spec.verb)
+        if spec.arguments:
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            try:
+                arguments = json.loads(text or "{}")
+            except json.JSONDecodeError as exc:
+                raise PutRefused(
+                    f"{spec.suffix}: {text!r} is not a JSON object of arguments ({exc})"
+                ) from None
+            if not isinstance(arguments, dict):
+                raise PutRefused(f"{spec.suffix}: give a JSON object of keyword arguments")
+            await method(**arguments)
+        else:
+            await method()
+        await self.refresh({id(spec.device)})

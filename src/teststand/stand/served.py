@@ -1,0 +1,177 @@
+"""The stand over Channel Access (`server: {prefix: TS1:}` in the stand file).
+
+The same `TestStand` as the direct one (the same device classes, so the same names, data keys,
+hints and roles), with every signal connected by ophyd-async's CA backend (`StrictCaBackend`)
+to the PV the IOC serves it under (`pvnames.walk`, used by both ends). A device's move is one
+put with completion to its set point PV: the IOC checks it, moves and completes the put when the
+move is done (the device's own checks also run here first, for an early message). Verbs
+(`trigger`, `configure_iv`, the chiller's `start`) are puts to their command PVs.
+
+On connect the client claims control of the stand (`CONTROL:CLAIM`, see the IOC); a second
+client fails naming the owner. `close()` releases it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from aioca import CANothing
+from ophyd_async.core import (
+    AsyncStatus,
+    Device,
+    DeviceConnector,
+    MovableLogic,
+    NotConnectedError,
+    SignalConnector,
+    StandardMovable,
+    TimeoutCalculator,
+)
+
+from teststand.config import StandConfig
+from teststand.errors import TeststandError
+from teststand.stand.ca import (
+    ServerUnavailable,
+    StrictCaBackend,
+    put_checked,
+    read_text,
+)
+from teststand.stand.pvnames import walk
+
+#: A URL for the instruments' protocol clients, which a served stand never opens.
+UNUSED_URL = "tcp://127.0.0.1:9"
+
+
+class ControlHeld(TeststandError, PermissionError):
+    """Another client holds control of the served stand."""
+
+
+@dataclass
+class RemoteMove(MovableLogic[float]):
+    """A move done by the IOC: the device's checks here, then a put that completes with it."""
+
+    inner: MovableLogic[float]
+    #: The object whose `ramp` holds the move in progress (an HV channel), so that the HV safe
+    #: state cancels it as it does for a direct move.
+    tracker: Any = None
+
+    async def check_move(self, new_position: float) -> None:
+        await self.inner.check_move(new_position)
+
+    async def calculate_timeout(self, old_position: float, new_position: float) -> float | None:
+        return await self.inner.calculate_timeout(old_position, new_position)
+
+    async def move(self, new_position: float, timeout: TimeoutCalculator) -> None:
+        task = asyncio.current_task()
+        if self.tracker is not None:
+            self.tracker.ramp = task
+        try:
+            await self.setpoint.set(new_position, timeout=timeout())
+        finally:
+            if self.tracker is not None and self.tracker.ramp is task:
+                self.tracker.ramp = None
+
+    async def stop(self) -> None:
+        """Hold the present value (a new set point cancels the IOC's move)."""
+        backend = self.setpoint._connector.backend
+        assert isinstance(backend, StrictCaBackend)
+        await backend.put_nowait(await self.readback.get_value())
+
+
+def _verb(device: Device, name: str, pv: str, arguments: bool) -> Any:
+    signature = inspect.signature(getattr(type(device), name))
+
+    @AsyncStatus.wrap
+    async def call(*args: Any, **kwargs: Any) -> None:
+        if arguments:
+            bound = signature.bind(device, *args, **kwargs).arguments
+            bound.pop(next(iter(signature.parameters)))  # self
+            await put_checked(pv, json.dumps(bound))
+        else:
+            await put_checked(pv, 1)
+
+    return call
+
+
+def serve_over_ca(stand: Device, prefix: str) -> None:
+    """Point every signal of `stand` at its PV and every move and verb at the IOC."""
+    signals, verbs = walk(stand)
+    for spec in signals:
+        pv = prefix + spec.suffix
+        backend: StrictCaBackend[Any] = StrictCaBackend(spec.signal.datatype, pv, pv)
+        spec.signal._connector = SignalConnector(backend)
+    for verb in verbs:
+        pv = prefix + verb.suffix
+        # the verb's name is a bluesky protocol's, which Device.__setattr__ guards
+        object.__setattr__(
+            verb.device, verb.verb, _verb(verb.device, verb.verb, pv, verb.arguments)
+        )
+    for spec in signals:
+        device = spec.device
+        if spec.move and isinstance(device, StandardMovable):
+            inner = device.movable_logic
+            tracker = getattr(device, "hv_channel", device)
+            logic = RemoteMove(
+                setpoint=inner.setpoint,
+                readback=inner.readback,
+                inner=inner,
+                tracker=tracker if hasattr(tracker, "ramp") else None,
+            )
+            device.__dict__["movable_logic"] = logic  # the cached_property's slot
+    for _, child in stand.children():
+        if not isinstance(child._connector, SignalConnector):
+            child._connector = DeviceConnector()
+
+
+def _identity() -> str:
+    command = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    return f"pid={os.getpid()} host={socket.gethostname()} cmd={command}"
+
+
+async def claim_control(prefix: str, timeout: float) -> None:
+    """Check an IOC serves `prefix`, then claim control (raise `ControlHeld` naming the owner)."""
+    owner_pv = f"{prefix}CONTROL:OWNER"
+    try:
+        await read_text(owner_pv, timeout=timeout)
+    except CANothing:
+        raise ServerUnavailable(
+            f"no IOC answers for {prefix} ({owner_pv} not found within {timeout:g} s): start "
+            "`teststand ioc STAND.yaml` or correct server.prefix in the stand file; check "
+            "EPICS_CA_ADDR_LIST when the IOC runs on another host"
+        ) from None
+    try:
+        await put_checked(f"{prefix}CONTROL:CLAIM", _identity())
+    except TeststandError:
+        owner = await read_text(owner_pv)
+        raise ControlHeld(
+            f"the stand {prefix} is controlled by {owner}; close that session, or take control "
+            f"over explicitly (caproto-put {prefix}CONTROL:TAKEOVER 'why')"
+        ) from None
+
+
+async def release_control(prefix: str) -> None:
+    await put_checked(f"{prefix}CONTROL:RELEASE", _identity(), timeout=READ_RELEASE_TIMEOUT)
+
+
+READ_RELEASE_TIMEOUT = 2.0
+
+
+async def connect_served(stand: Device, config: StandConfig) -> None:
+    """Claim control, then connect every signal to its PV."""
+    assert config.server is not None
+    prefix, timeout = config.server.prefix, config.server.connect_timeout
+    await claim_control(prefix, timeout)
+    try:
+        await stand.connect(timeout=timeout)
+    except NotConnectedError as exc:
+        await release_control(prefix)
+        raise ServerUnavailable(
+            f"the IOC for {prefix} does not serve every PV of this stand file ({exc}); serve "
+            "the same stand file (teststand ioc)"
+        ) from None
