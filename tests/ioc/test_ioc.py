@@ -16,9 +16,8 @@ from caproto.threading.client import Context
 from conftest import PREFIX, TESTSTAND, Ioc, Sims, wait_for
 from helpers import run
 
-from teststand.devices.caen.client import CaenError
-from teststand.devices.slot import BiasLimitError
-from teststand.stand import TestStand, build
+from teststand.roles import RampFailed
+from teststand.stand import BiasLimitError, TestStand, build
 from teststand.stand.ca import ServedError, ServerUnavailable, StaleValue, put_checked, read_text
 from teststand.stand.served import claim_control
 
@@ -119,7 +118,7 @@ def test_a_trip_during_the_ramp_fails_the_put_and_alarms(
         await served.slots[3].set(200.0)  # slot 3's sensor breaks down near 120 V
 
     try:
-        with pytest.raises(CaenError, match="TRIP"):  # the IOC's CaenError, as in direct mode
+        with pytest.raises(RampFailed, match="TRIP"):  # the IOC's error type, as in direct mode
             run(RE, ramp_into_breakdown)
         wait_for(lambda: severity("HV:CH2:STATUS") == AlarmSeverity.MAJOR_ALARM, what="MAJOR")
         assert severity("SLOT3:BIAS") == AlarmSeverity.MAJOR_ALARM

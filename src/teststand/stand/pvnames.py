@@ -21,7 +21,13 @@ VECTOR_NAMES = {"channels": "CH", "slots": "SLOT"}
 PROTECTED = frozenset({"max_voltage"})
 #: Verbs served as command PVs: a put runs the verb and completes when it is done. Those with
 #: arguments take a JSON object of keyword arguments (a text PV); the others any value.
-VERBS = {"trigger": False, "start": False, "standby": False, "configure_iv": True}
+VERBS = {
+    "trigger": False,
+    "start": False,
+    "standby": False,
+    "zero": False,  # an HV channel's safe state: returns once VSET 0 is written
+    "configure_iv": True,
+}
 #: The PV of a device's last refusal or error, and the suffix of the stand-wide one.
 MESSAGE = "MSG"
 

@@ -57,8 +57,8 @@ class RemoteMove(MovableLogic[float]):
     """A move done by the IOC: the device's checks here, then a put that completes with it."""
 
     inner: MovableLogic[float]
-    #: The object whose `ramp` holds the move in progress (an HV channel), so that the HV safe
-    #: state cancels it as it does for a direct move.
+    #: The HV channel whose `_ramp` holds the move in progress, so that its `zero()` cancels it
+    #: as it does a direct move.
     tracker: Any = None
 
     async def check_move(self, new_position: float) -> None:
@@ -70,12 +70,12 @@ class RemoteMove(MovableLogic[float]):
     async def move(self, new_position: float, timeout: TimeoutCalculator) -> None:
         task = asyncio.current_task()
         if self.tracker is not None:
-            self.tracker.ramp = task
+            self.tracker._ramp = task
         try:
             await self.setpoint.set(new_position, timeout=timeout())
         finally:
-            if self.tracker is not None and self.tracker.ramp is task:
-                self.tracker.ramp = None
+            if self.tracker is not None and self.tracker._ramp is task:
+                self.tracker._ramp = None
 
     async def stop(self) -> None:
         """Hold the present value (a new set point cancels the IOC's move)."""
@@ -84,11 +84,21 @@ class RemoteMove(MovableLogic[float]):
         await backend.put_nowait(await self.readback.get_value())
 
 
+async def _cancel_local_ramp(device: Device) -> None:
+    """A served channel's move in progress here (its put waiting for the IOC)."""
+    ramp = getattr(device, "_ramp", None)
+    if isinstance(ramp, asyncio.Task) and ramp is not asyncio.current_task():
+        ramp.cancel()
+        await asyncio.gather(ramp, return_exceptions=True)
+
+
 def _verb(device: Device, name: str, pv: str, arguments: bool) -> Any:
     signature = inspect.signature(getattr(type(device), name))
 
     @AsyncStatus.wrap
     async def call(*args: Any, **kwargs: Any) -> None:
+        if name == "zero":
+            await _cancel_local_ramp(device)  # and the IOC cancels its side of the move
         if arguments:
             bound = signature.bind(device, *args, **kwargs).arguments
             bound.pop(next(iter(signature.parameters)))  # self
@@ -121,7 +131,7 @@ def serve_over_ca(stand: Device, prefix: str) -> None:
                 setpoint=inner.setpoint,
                 readback=inner.readback,
                 inner=inner,
-                tracker=tracker if hasattr(tracker, "ramp") else None,
+                tracker=tracker if hasattr(tracker, "_ramp") else None,
             )
             device.__dict__["movable_logic"] = logic  # the cached_property's slot
     for _, child in stand.children():

@@ -20,6 +20,7 @@ from teststand.app.ioc.control import ControlRefused
 from teststand.app.ioc.server import PVInfo, StandIOC
 from teststand.config import PV_PREFIX_PATTERN, StandConfig, load_stand
 from teststand.errors import TeststandError
+from teststand.roles import HV_SUPPLY
 from teststand.stand import TestStand, open_stand
 
 log = logging.getLogger("teststand.ioc")
@@ -90,15 +91,8 @@ async def open_ioc(
 
 async def zero_all_hv(stand: TestStand) -> None:
     """Write VSET 0 to every HV channel (the supplies ramp down): the IOC's safe state on exit."""
-    from teststand.devices.caen import CaenHV
-
-    writes = [
-        channel.setpoint.set(0.0)
-        for device in stand.instruments.values()
-        if isinstance(device, CaenHV)
-        for channel in device.channels.values()
-    ]
-    results = await asyncio.gather(*writes, return_exceptions=True)
+    channels = [c for supply in stand.role(HV_SUPPLY).values() for c in supply.channels.values()]
+    results = await asyncio.gather(*(c.zero() for c in channels), return_exceptions=True)
     failed = [r for r in results if isinstance(r, BaseException)]
     if failed:
         log.error(

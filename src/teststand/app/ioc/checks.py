@@ -16,9 +16,8 @@ from teststand.devices.caen import CaenChannel
 from teststand.devices.coldbox import ColdBox
 from teststand.devices.coldbox.client import SETPOINT_RANGE
 from teststand.devices.lauda import LaudaChiller
-from teststand.devices.slot import ModuleSlot
 from teststand.errors import TeststandError
-from teststand.stand import TestStand
+from teststand.stand import ModuleSlot, TestStand
 
 
 class PutRefused(TeststandError, ValueError):

@@ -101,7 +101,7 @@ class Puts:
             previous.cancel()
             await asyncio.gather(previous, return_exceptions=True)
         channel = getattr(device, "hv_channel", device)
-        ramp = getattr(channel, "ramp", None)
+        ramp = getattr(channel, "_ramp", None)
         if isinstance(ramp, asyncio.Task) and not ramp.done():
             ramp.cancel()  # a slot's move in progress holds the channel's ramp
             await asyncio.gather(ramp, return_exceptions=True)
