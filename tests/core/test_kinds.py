@@ -148,3 +148,17 @@ def test_the_coldbox_entry_has_the_drivers_set_point_range() -> None:
     from teststand.devices.coldbox.client import SETPOINT_RANGE
 
     assert kinds.get("coldbox").setpoint_range == SETPOINT_RANGE
+
+
+def test_a_kind_whose_device_lacks_a_member_of_its_role_is_refused_at_build(
+    RE: RunEngine, toy_kind: kinds.InstrumentKind
+) -> None:
+    kinds.register(
+        kinds.InstrumentKind("toy-smu", device=ToyDevice, roles=frozenset({"smu"})),
+    )
+    try:
+        stand = {"name": "toy", "instruments": {"smu": {"kind": "toy-smu", "url": "tcp://x:1"}}}
+        with pytest.raises(RoleMismatch, match="smu cannot serve as a source-measure unit"):
+            build(stand, mock=True)
+    finally:
+        kinds.unregister("toy-smu")

@@ -13,7 +13,7 @@ from ophyd_async.core import DeviceVector, StandardReadable
 
 from teststand import kinds
 from teststand.config import StandConfig, load_stand
-from teststand.roles import COLDBOX, HV_SUPPLY, LV_SUPPLY, SLOT_TEMPERATURE, Role
+from teststand.roles import COLDBOX, HV_SUPPLY, LV_SUPPLY, ROLES, SLOT_TEMPERATURE, Role
 from teststand.sim.stand import SimStand
 from teststand.stand.served import (
     UNUSED_URL,
@@ -46,6 +46,8 @@ class TestStand(StandardReadable):
         for name, instrument in config.instruments.items():
             kind = kinds.get(instrument.kind)
             device: StandardReadable = kind.make_device(urls[name], name, instrument.settings)
+            for role in kind.roles:  # a device lacking a member of its roles fails here
+                ROLES[role].check(device)
             self.instruments[name] = device
             setattr(self, name, device)
         slots = {n: self._make_slot(n) for n in sorted(config.slots)}
