@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import sysconfig
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,8 +12,17 @@ from typing import Any
 
 import pytest
 import yaml
+from queue_helpers import PROFILE, Manager
 
-from teststand.app.qserver import Component, free_port, start_redis, stop_component
+from teststand.app.qserver import (
+    Component,
+    QserverOptions,
+    free_port,
+    start,
+    start_redis,
+    stop,
+    stop_component,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,7 +64,7 @@ PERMISSIONS = {
             "allowed_functions": [None],
             "forbidden_functions": [":^_"],
         },
-        "operator": {
+        "primary": {
             "allowed_plans": [":^count$"],
             "forbidden_plans": [None],
             "allowed_devices": [":?.*:depth=3"],
@@ -118,3 +128,50 @@ def stand_copy() -> Callable[..., Path]:
 def fast_stand(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The profile's simulated stand, sped up, storing into a temporary directory."""
     return _stand_copy(tmp_path_factory.mktemp("fast-stand"))
+
+
+@pytest.fixture(scope="module")
+def served_stand(
+    tmp_path_factory: pytest.TempPathFactory, stand_copy: Callable[..., Path]
+) -> Iterator[Path]:
+    """A stand file whose instruments are simulators served over TCP by another process."""
+    directory = tmp_path_factory.mktemp("served")
+    simulated = stand_copy(directory, "simulated.yaml")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "teststand.app.cli", "sim", "serve-stand", str(simulated), "--tcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=directory,
+    )
+    assert server.stdout is not None
+    config = yaml.safe_load(simulated.read_text())
+    config["sim"] = False
+    for _ in config["instruments"]:
+        name, url = server.stdout.readline().split()
+        config["instruments"][name].update(url=url, options={})
+    served = directory / "stand.yaml"
+    served.write_text(yaml.safe_dump(config))
+    yield served
+    server.terminate()
+    server.wait(30)
+
+
+@pytest.fixture(scope="module")
+def manager(
+    served_stand: Path, redis_server: Component, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Manager]:
+    """The RE Manager with profile_collection/ (its startup, lists and permissions)."""
+    state_dir = tmp_path_factory.mktemp("manager")
+    options = QserverOptions(
+        profile=PROFILE,
+        stand=served_stand,
+        state_dir=state_dir,
+        redis=redis_server.address,
+        redis_prefix="qs_profile",  # its own queue on the session's Redis
+        control_port=free_port(),
+        info_port=free_port(),
+    )
+    start(options)
+    yield Manager(state_dir, served_stand)
+    stop(state_dir, force=True)

@@ -10,15 +10,14 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from bluesky import RunEngine
 from ophyd_async.core import NotConnectedError
+from queue_helpers import PROFILE, SHORT_IV, Manager
 
 from teststand.app.cli import main
 from teststand.app.operator import (
@@ -41,78 +40,8 @@ from teststand.app.qserver import (
     stop,
     stop_component,
 )
-from teststand.config import load_stand
 from teststand.errors import InstrumentBusy
 from teststand.stand import build
-
-REPO = Path(__file__).resolve().parents[2]
-PROFILE = REPO / "profile_collection"
-SHORT_IV: dict[str, Any] = {"slots": "1-2", "stop": 20, "step": 10, "settle": 0}
-
-
-@pytest.fixture(scope="module")
-def served_stand(
-    tmp_path_factory: pytest.TempPathFactory, stand_copy: Callable[..., Path]
-) -> Iterator[Path]:
-    """A stand file whose instruments are simulators served over TCP by another process."""
-    directory = tmp_path_factory.mktemp("served")
-    simulated = stand_copy(directory, "simulated.yaml")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "teststand.app.cli", "sim", "serve-stand", str(simulated), "--tcp"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=directory,
-    )
-    assert server.stdout is not None
-    config = yaml.safe_load(simulated.read_text())
-    config["sim"] = False
-    for _ in config["instruments"]:
-        name, url = server.stdout.readline().split()
-        config["instruments"][name].update(url=url, options={})
-    served = directory / "stand.yaml"
-    served.write_text(yaml.safe_dump(config))
-    yield served
-    server.terminate()
-    server.wait(30)
-
-
-@dataclass
-class Manager:
-    state_dir: Path
-    stand: Path
-
-    def operator(self, **options: object) -> Operator:
-        storage = load_stand(self.stand).storage
-        return Operator.from_state_dir(self.state_dir, storage=storage, **options)
-
-    def cli(self, *argv: str) -> tuple[int, str]:
-        """`teststand queue ARGV... --stand ... --state-dir ...`: exit status and output."""
-        where = ["--stand", str(self.stand), "--state-dir", str(self.state_dir)]
-        output = io.StringIO()
-        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            code = main(["queue", *argv, *where])
-        return code, output.getvalue()
-
-
-@pytest.fixture(scope="module")
-def manager(
-    served_stand: Path, redis_server: Component, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Manager]:
-    """The RE Manager with profile_collection/ (its startup, lists and permissions)."""
-    state_dir = tmp_path_factory.mktemp("manager")
-    options = QserverOptions(
-        profile=PROFILE,
-        stand=served_stand,
-        state_dir=state_dir,
-        redis=redis_server.address,
-        redis_prefix="qs_profile",  # its own queue on the session's Redis
-        control_port=free_port(),
-        info_port=free_port(),
-    )
-    start(options)
-    yield Manager(state_dir, served_stand)
-    stop(state_dir, force=True)
 
 
 @pytest.fixture

@@ -140,6 +140,6 @@ def test_the_committed_list_of_plans_and_devices_is_current(
 def test_the_operator_group_may_run_every_plan_of_the_profile() -> None:
     permissions = yaml.safe_load((PROFILE / "user_group_permissions.yaml").read_text())
     groups = permissions["user_groups"]
-    assert set(PLANS) <= set(groups["operator"]["allowed_plans"])
+    assert set(PLANS) <= set(groups["primary"]["allowed_plans"])
     assert groups["observer"]["allowed_plans"] == []
-    assert groups["operator"]["allowed_devices"] == []
+    assert groups["primary"]["allowed_devices"] == []

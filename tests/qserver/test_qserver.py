@@ -112,7 +112,6 @@ def test_start_prints_the_addresses(running: Running, redis_server: Component) -
 
 def test_queue_a_plan_over_0mq(running: Running, profile: Path) -> None:
     RM = running.client()
-    RM.user_group = "operator"
     try:
         assert RM.status()["manager_state"] == "idle"
         RM.queue_clear()
@@ -179,7 +178,7 @@ def test_http_server_wants_a_key_and_keeps_observers_read_only(running: Running)
 
     added = httpx.post(f"{url}/api/queue/item/add", json=item, headers=as_operator).json()
     assert added["success"], added
-    assert added["item"]["user"] == "operator" and added["item"]["user_group"] == "operator"
+    assert added["item"]["user"] == "operator" and added["item"]["user_group"] == "primary"
     removed = {"uid": added["item"]["item_uid"]}
     assert httpx.post(f"{url}/api/queue/item/remove", json=removed, headers=as_operator).is_success
 

@@ -7,26 +7,15 @@ left for the report to recompute. Module B's leakage current grows 2.5-fold from
 
 from __future__ import annotations
 
-import math
 import subprocess
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
-import bluesky.plan_stubs as bps
-import bluesky.preprocessors as bpp
 import pytest
 import yaml
-from bluesky import RunEngine
-from ophyd_async.core import (
-    SignalRW,
-    StandardReadable,
-    StandardReadableFormat,
-    init_devices,
-    soft_signal_rw,
-)
+from iv_runs import CONTAINER, STEP, STOP, A, B, C, Stored
 
 from teststand.app.cli import main
 from teststand.app.report import (
@@ -39,175 +28,9 @@ from teststand.app.report import (
     module_report,
     write_all,
 )
-from teststand.callbacks.iv_analysis import IVAnalysis, normalise_to_20c
-from teststand.callbacks.schema import IVKeys, IVSettings, SlotInfo, validate_metadata
-from teststand.callbacks.tiled_writer import LiveTiledWriter
-from teststand.storage.catalog import Catalog
-from teststand.storage.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[2]
-A, B = "20UPGM22110001", "20UPGM22110002"
-C = A + "9"  # A is a substring of C: SQLite's Contains would match both
-AREA, STEP, STOP = 15.76, 5.0, 200.0
 PNG = b"\x89PNG\r\n\x1a\n"
-CONTAINER = "report-test"
-
-
-class Slot(StandardReadable):
-    """A module slot's readings, named as the stand's slots are (slotN-bias, ...)."""
-
-    def __init__(self, name: str = "") -> None:
-        with self.add_children_as_readables(StandardReadableFormat.HINTED_SIGNAL):
-            self.bias = soft_signal_rw(float, 0.0, units="V")
-            self.leakage_current = soft_signal_rw(float, 0.0, units="A")
-            self.temperature = soft_signal_rw(float, 20.0, units="degC")
-        super().__init__(name=name)
-
-
-class States(StandardReadable):
-    """The IV plan's per-slot states: iv-slot1_state, iv-slot2_state."""
-
-    def __init__(self, name: str = "") -> None:
-        with self.add_children_as_readables(StandardReadableFormat.HINTED_SIGNAL):
-            self.slot1_state = soft_signal_rw(str, "measuring")
-            self.slot2_state = soft_signal_rw(str, "measuring")
-        super().__init__(name=name)
-
-
-@dataclass(frozen=True)
-class Module:
-    module_id: str
-    max_bias: float  # the slot stops ("done") above this
-    leakage: float  # A at 100 V, 20 degC
-
-
-@dataclass
-class Stored:
-    catalog: Catalog
-    server: EmbeddedServer
-    uids: dict[str, str]
-    live: dict[str, dict[str, Any]]  # IVAnalysis summaries by run uid
-    events: dict[str, int]
-
-
-def current(module: Module, volts: float, temperature: float) -> float:
-    """The module's current at `temperature` (its leakage scales with V, given at 20 degC)."""
-    at_20c = module.leakage * (0.4 + 0.6 * volts / 100.0)
-    return at_20c / normalise_to_20c(1.0, temperature)
-
-
-def metadata(test: str, stage: str, modules: dict[str, Module]) -> dict[str, Any]:
-    slots = {
-        n: SlotInfo(module_id=m.module_id, sensor="planar", area_cm2=AREA, max_bias=m.max_bias)
-        for n, m in modules.items()
-    }
-    keys = {
-        n: IVKeys(
-            bias=f"slot{n}-bias",
-            current=f"slot{n}-leakage_current",
-            temperature=f"slot{n}-temperature",
-            state=f"iv-slot{n}_state",
-        )
-        for n in modules
-    }
-    iv = IVSettings(start=0, stop=STOP, step=STEP, settle=0, compliance=1e-4, polarity="-")
-    fields: dict[str, Any] = {"iv": iv, "iv_keys": keys} if test == "iv" else {}
-    md = validate_metadata(
-        stand="test-stand", operator="tester", test=test, stage=stage, slots=slots, **fields
-    )
-    return md.start_metadata()
-
-
-def iv_plan(
-    slots: dict[str, Slot],
-    states: States,
-    voltage: SignalRW[float],
-    stage: str,
-    modules: dict[str, Module],
-    temperature: float,
-    fail_after: int | None = None,
-) -> Generator[Any, Any, str]:
-    """An IV scan by the contract: per step the nominal voltage and per slot bias, current,
-    temperature and state ("measuring" up to the module's max_bias, then "done")."""
-
-    @bpp.run_decorator(md=metadata("iv", stage, modules))
-    def scan() -> Generator[Any, Any, str]:
-        steps = int(STOP / STEP) + 1
-        for step in range(steps):
-            volts = step * STEP
-            moves: list[Any] = [voltage, volts]
-            for n, module in modules.items():
-                measuring = volts <= module.max_bias
-                t = temperature + 0.2 * math.sin(step)
-                amps = current(module, volts, t) if measuring else 0.0
-                moves += [slots[n].bias, -volts if measuring else 0.0]
-                moves += [slots[n].leakage_current, -amps, slots[n].temperature, t]
-                moves += [getattr(states, f"slot{n}_state"), "measuring" if measuring else "done"]
-            yield from bps.mv(*moves)
-            yield from bps.trigger_and_read([voltage, *(slots[n] for n in modules), states])
-            if fail_after is not None and step == fail_after:
-                raise RuntimeError("interrupted on purpose")
-        return ""
-
-    return (yield from scan())
-
-
-def temperature_plan(
-    slots: dict[str, Slot], modules: dict[str, Module], temperatures: list[float]
-) -> Generator[Any, Any, str]:
-    @bpp.run_decorator(md=metadata("temperature", "INITIAL_COLD", modules))
-    def ramp() -> Generator[Any, Any, str]:
-        for t in temperatures:
-            for n in modules:
-                yield from bps.mv(slots[n].temperature, t)
-            yield from bps.trigger_and_read([slots[n] for n in modules])
-        return ""
-
-    return (yield from ramp())
-
-
-@pytest.fixture(scope="module")
-def stored(tiled_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> Stored:
-    RE = RunEngine(call_returns_result=True)
-    with init_devices():
-        slot1, slot2, states = Slot(), Slot(), States(name="iv")
-        voltage = soft_signal_rw(float, 0.0, name="iv_voltage", units="V")
-    slots = {"1": slot1, "2": slot2}
-    analysis = IVAnalysis()
-    # The runs go into their own container: searches of other tests at the root never see them.
-    tiled_server.client().create_container(CONTAINER)
-    writer = LiveTiledWriter(
-        lambda: tiled_server.client()[CONTAINER],
-        tmp_path_factory.mktemp("journal"),
-        flush_interval=0.05,
-    )
-    starts: list[str] = []
-    events: dict[str, int] = {}
-    RE.subscribe(analysis)
-    RE.subscribe(writer)
-    RE.subscribe(lambda name, doc: starts.append(doc["uid"]) if name == "start" else None)
-    RE.subscribe(
-        lambda name, doc: (
-            events.__setitem__(starts[-1], events.get(starts[-1], 0) + 1)
-            if name == "event"
-            else None
-        )
-    )
-    a_warm, b_warm = Module(A, 200, 2e-6), Module(B, 150, 2e-6)
-    a_cold, b_cold = Module(A, 200, 2.4e-6), Module(B, 200, 5e-6)
-    RE(iv_plan(slots, states, voltage, "INITIAL_WARM", {"1": a_warm, "2": b_warm}, 20.0))
-    with pytest.raises(RuntimeError, match="on purpose"):  # newer, but not completed
-        RE(iv_plan(slots, states, voltage, "INITIAL_WARM", {"1": Module(A, 200, 50e-6)}, 20, 4))
-    RE(iv_plan(slots, states, voltage, "INITIAL_COLD", {"1": b_cold, "2": a_cold}, -25.0))
-    RE(temperature_plan(slots, {"1": a_cold}, [-25.0, -10.0, 5.0, 20.0]))
-    RE(temperature_plan(slots, {"2": Module(C, 200, 1e-6)}, [20.0, 21.0]))
-    assert writer.wait(30)
-    writer.close()
-    client = tiled_server.client()[CONTAINER]
-    uids = dict(zip(["warm", "aborted", "cold", "temperature", "c"], starts, strict=True))
-    for name in ("warm", "aborted"):  # the cold run's analysis is left for the report to redo
-        client[uids[name]].update_metadata(analysis.summaries[uids[name]])
-    return Stored(Catalog(client), tiled_server, uids, analysis.summaries, events)
 
 
 class Tables(HTMLParser):

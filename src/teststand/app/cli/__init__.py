@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from teststand import __version__
+from teststand.app.cli.pairs import parse_pairs
 from teststand.errors import TeststandError
 
 
@@ -134,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     from teststand.app.cli.ioc import register as register_ioc
 
     register_ioc(commands)
+    from teststand.app.cli.replay import register as register_replay
+
+    register_replay(commands)
     return parser
 
 
@@ -206,19 +210,6 @@ def _sim_kinds(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_options(items: list[str]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise TeststandError(f"option {item!r} must look like KEY=VALUE")
-        try:
-            options[key] = json.loads(raw)
-        except ValueError:
-            options[key] = raw
-    return options
-
-
 def _sim_serve(args: argparse.Namespace) -> int:
     from teststand.sim import FaultSpecError, UnknownSimulator, start_simulator
 
@@ -239,7 +230,7 @@ def _sim_serve(args: argparse.Namespace) -> int:
             baud=args.baud,
             latency=args.latency,
             faults=args.faults,
-            **_parse_options(args.option),
+            **parse_pairs(args.option, "-o", "dialect=2410"),
         )
     except (UnknownSimulator, FaultSpecError, ValueError) as exc:
         raise TeststandError(str(exc)) from None

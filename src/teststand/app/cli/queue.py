@@ -4,14 +4,14 @@ and `teststand shell` (IPython with the stand's profile)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from teststand.app.cli.pairs import parse_pairs
 from teststand.app.cli.qserver import _base, _where
-from teststand.app.qserver import STAND_ENV, QserverConfigError, default_state_dir
+from teststand.app.qserver import OPERATOR_GROUP, STAND_ENV, QserverConfigError, default_state_dir
 from teststand.config import load_stand
 from teststand.errors import TeststandError
 
@@ -22,7 +22,7 @@ LOCK_KEY_ENV = "TESTSTAND_LOCK_KEY"
 
 
 class ParameterError(TeststandError, ValueError):
-    """A `--param` that is not KEY=VALUE."""
+    """A plan parameter given twice."""
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -93,7 +93,9 @@ def _verb(verbs: Any, name: str, text: str, handler: Any) -> argparse.ArgumentPa
         help=f"the manager's lock key (default ${LOCK_KEY_ENV})",
     )
     parser.add_argument(
-        "--user-group", default="operator", help="queueserver user group (permissions)"
+        "--user-group",
+        default=OPERATOR_GROUP,
+        help=f"queueserver user group (permissions; default {OPERATOR_GROUP})",
     )
     parser.set_defaults(handler=handler)
     return parser
@@ -111,25 +113,9 @@ def _operator(args: argparse.Namespace) -> Operator:
     )
 
 
-def parse_params(items: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` pairs; a value is JSON when it parses (20, [1, 2], true), else text."""
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise ParameterError(
-                f"--param {item!r}: give KEY=VALUE with a parameter name, e.g. --param stop=150"
-            )
-        try:
-            params[key] = json.loads(raw)
-        except ValueError:
-            params[key] = raw
-    return params
-
-
 def _add(args: argparse.Namespace) -> int:
     named = {key: getattr(args, key) for key in ("slots", "stage") if getattr(args, key)}
-    params = parse_params(args.param)
+    params = parse_pairs(args.param, "--param", "stop=150")
     if twice := sorted(named.keys() & params.keys()):
         raise ParameterError(f"give {twice[0]} once: --{twice[0]} or --param {twice[0]}=...")
     params = {**named, **params}
