@@ -55,7 +55,7 @@ def test_the_profile_defines_the_stock_default_group() -> None:
 
 
 def test_the_stock_qserver_cli_runs_an_iv_scan(manager: Manager, stock_api: REManagerAPI) -> None:
-    assert "primary" in qserver(manager, "allowed", "plans")  # what the group may run
+    assert "'iv_scan'" in qserver(manager, "allowed", "plans")  # what `primary` may run
     qserver(manager, "environment", "open")
     stock_api.wait_for_idle(timeout=120)
     assert stock_api.status()["worker_environment_exists"]

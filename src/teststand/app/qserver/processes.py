@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sysconfig
@@ -97,19 +98,25 @@ def _alive(pid: int, marker: str) -> bool:
 
 
 def wait_exit(pid: int, timeout: float) -> bool:
-    """True once process `pid` has ended (at most `timeout` s)."""
+    """True once process `pid` has ended (at most `timeout` s). Our own children are reaped;
+    another process is waited for on a pidfd, never reaped (its parent may want its status)."""
     child = _CHILDREN.get(pid)
-    try:
-        if child is not None:
+    if child is not None:
+        try:
             child.wait(timeout)
-        else:
-            psutil.Process(pid).wait(timeout)
-    except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
-        return False
-    except psutil.NoSuchProcess:
-        pass
-    _reap(pid)
-    return True
+        except subprocess.TimeoutExpired:
+            return False
+        _reap(pid)
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return bool(ready)
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> None:
