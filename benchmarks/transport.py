@@ -11,6 +11,10 @@ compete with the client for the interpreter lock.
 - `paced_ratio`: 1,000 CAEN queries through the transport with the simulator pacing its replies as
   a 9600-baud 8N1 line (10 bits per byte, both directions), divided by the wire-time limit of those
   bytes. Goal: <= 1.10.
+- `soak_*`: `teststand.app.soak` (the soak test's run): 10,000 CAEN commands with every reply fault
+  class mixed; the fraction of faulty replies, the reads that succeeded after retries (goal
+  >= 0.97), wrong values accepted (goal 0). `lenient_wrong_values`: the same soak checking only
+  the lenient reply shapes (`strict_formats=0`), for contrast.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import serial
 
+from teststand.app.soak import soak
 from teststand.devices.caen.protocol import parse_numbers
 from teststand.transport import connect
 
@@ -142,6 +147,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--paced-queries", type=int, default=1000)
     parser.add_argument("--baud", type=int, default=9600)
+    parser.add_argument("--soak-commands", type=int, default=10_000)
     args = parser.parse_args()
     results = side_by_side(args.count, args.rounds)
     for key, value in results.items():
@@ -149,7 +155,12 @@ def main() -> None:
     pacing = paced(args.paced_queries, args.baud)
     for key, value in pacing.items():
         print(f"{key:>28}: {value}")
-    print(json.dumps(results | pacing))
+    soaked = asyncio.run(soak(args.soak_commands)).figures()
+    lenient = asyncio.run(soak(args.soak_commands, strict=False)).figures()
+    soaked["lenient_wrong_values"] = lenient["soak_wrong_values"]
+    for key, value in soaked.items():
+        print(f"{key:>28}: {value}")
+    print(json.dumps(results | pacing | soaked))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ import os
 import shutil
 import tempfile
 import tty
+from collections import Counter, deque
 from collections.abc import Callable
 
-from teststand.sim.faults import Faults, garble
+from teststand.sim.faults import Faults, add_noise, garble, split, truncate, unsolicited_line
 from teststand.sim.instrument import SimInstrument
 
 log = logging.getLogger("teststand.sim")
@@ -60,6 +61,9 @@ class SimServer:
         self.latency = latency
         self.commands = 0  # commands received since start
         self.replies = 0  # replies sent since start
+        self.faulty_replies = 0  # replies (or missing replies) that suffered any fault
+        self.fault_counts: Counter[str] = Counter()
+        self._history: deque[tuple[bytes, bytes]] = deque(maxlen=16)  # (command, reply line)
         self.address = ""
         self._since_plug = 0
         self._pty: tuple[int, int] | None = None  # (master, slave)
@@ -126,41 +130,70 @@ class SimServer:
             callback()
 
     # -- the command path ------------------------------------------------------------------
-    async def process(self, command: bytes) -> bytes | None:
-        """Answer one command line with the reply bytes to send (terminator included) or None."""
+    async def process(self, command: bytes) -> list[tuple[float, bytes]]:
+        """Answer one command line: the writes to make, each after its pause (s), in order.
+
+        An empty list sends nothing. Faults shape the writes (see `faults.py`); `fault_counts`
+        counts each fault applied and `faulty_replies` the replies that had any.
+        """
         self.commands += 1
         self._since_plug += 1
         faults = self.faults
         if faults.hang:
-            return None
+            return []
         self.instrument.local = faults.local
         text = command.decode("ascii", errors="replace")
         try:
             reply = self.instrument.handle(text)
-            data = (
-                None if reply is None else reply.encode("ascii") + self.instrument.reply_terminator
-            )
+            line = None if reply is None else reply.encode("ascii")
         except Exception:  # a simulator bug must not kill the link
             log.exception("%s: simulator failed on %r", self.instrument.kind, text)
-            data = None
+            line = None
         if faults.hang_after is not None and self.commands >= faults.hang_after:
             faults.hang = True
         # Bytes on the wire both ways; the command's terminator is taken to be as long as the
         # instrument's reply terminator (the splitter does not keep it).
-        terminator = len(self.instrument.reply_terminator)
-        wire = len(command) + terminator + (len(data) if data else 0)
+        terminator = self.instrument.reply_terminator
+        wire = len(command) + len(terminator) + (len(line) + len(terminator) if line else 0)
         pause = faults.delay + self.latency
         if self.baud:
             pause += wire * BITS_PER_BYTE / self.baud
         if pause > 0:
             await asyncio.sleep(pause)
-        if data is not None and faults.drop and faults.rng.random() < faults.drop:
-            data = None
-        if data is not None and faults.garble and faults.rng.random() < faults.garble:
-            data = garble(data[:-terminator], faults.rng) + data[-terminator:]
-        if data is not None:
+        if line is not None:
+            self._history.append((command, line))
+        return self._deliver(command, line)
+
+    def _deliver(self, command: bytes, line: bytes | None) -> list[tuple[float, bytes]]:
+        faults, rng = self.faults, self.faults.rng
+        applied: list[str] = []
+        if line is not None and faults.chance(faults.drop):
+            applied.append("drop")
+            line = None
+        for name, damage in (("garble", garble), ("noise", add_noise), ("truncate", truncate)):
+            if line is not None and faults.chance(getattr(faults, name)):
+                applied.append(name)
+                line = damage(line, rng)
+        lines = [] if line is None else [line]
+        if line is not None and faults.chance(faults.duplicate):
+            applied.append("duplicate")
+            lines.append(line)
+        if faults.chance(faults.unsolicited):
+            applied.append("unsolicited")
+            extra = unsolicited_line(self._history, command, rng)
+            lines.insert(rng.choice((0, len(lines))), extra)
+        data = b"".join(each + self.instrument.reply_terminator for each in lines)
+        if line is not None:
             self.replies += 1
-        return data
+        if data and faults.chance(faults.split):
+            applied.append("split")
+            writes = split(data, rng, faults.split_pause)
+        else:
+            writes = [(0.0, data)] if data else []
+        if applied:
+            self.faulty_replies += 1
+            self.fault_counts.update(applied)
+        return writes
 
     def _cable_pulled(self) -> bool:
         after = self.faults.disconnect_after
@@ -214,9 +247,11 @@ class SimServer:
         while True:
             command = await self._queue.get()
             pty = self._pty
-            reply = await self.process(command)
-            if reply is not None and pty is not None and pty is self._pty:
-                await _write_fd(pty[0], reply)
+            for pause, data in await self.process(command):
+                if pause:
+                    await asyncio.sleep(pause)
+                if pty is not None and pty is self._pty:
+                    await _write_fd(pty[0], data)
             if self._cable_pulled():
                 await asyncio.sleep(0.02)  # let the client read the last reply first
                 self._queue = asyncio.Queue()
@@ -234,12 +269,15 @@ class SimServer:
                 if not data:
                     break
                 for command in splitter.feed(data):
-                    reply = await self.process(command)
-                    if writer.is_closing():
-                        break
-                    if reply is not None:
+                    for pause, reply in await self.process(command):
+                        if pause:
+                            await asyncio.sleep(pause)
+                        if writer.is_closing():
+                            break
                         writer.write(reply)
                         await writer.drain()
+                    if writer.is_closing():
+                        break
                     if self._cable_pulled():
                         self.unplug()
                         break

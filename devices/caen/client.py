@@ -10,7 +10,7 @@ from teststand.devices._backend import SingleFlight
 from teststand.devices._client import ProtocolClient
 from teststand.devices._numbers import parse_number
 from teststand.devices.caen import protocol
-from teststand.errors import InstrumentRefused, ReplyFormatError, TeststandError
+from teststand.errors import InstrumentRefused, TeststandError
 from teststand.roles import RampFailed
 
 Dialect = Literal["803x", "14xx"]
@@ -100,7 +100,11 @@ class CaenClient(ProtocolClient):
     def __init__(
         self, url: str, *, dialect: Dialect = "803x", board: int = 0, name: str = "caen"
     ) -> None:
-        super().__init__(url, name=name, terminator="CRLF", baudrate=9600, timeout=1.0)
+        # The manuals fix each parameter's reply format: checked strictly unless the URL says
+        # `strict_formats=0`.
+        super().__init__(
+            url, name=name, terminator="CRLF", baudrate=9600, timeout=1.0, strict_formats=True
+        )
         if dialect not in STATUS_BITS:
             raise ValueError(f"unknown CAEN dialect {dialect!r}; use 803x or 14xx")
         if not 0 <= board <= 31:
@@ -134,7 +138,7 @@ class CaenClient(ProtocolClient):
     async def mon(self, par: str, ch: int) -> str:
         """One channel's value of `par`, as text."""
         values = await self.transport.query(
-            self._command("MON", par, ch), self._values(1), idempotent=True
+            self._command("MON", par, ch), self._values(par, 1), idempotent=True
         )
         return values[0]
 
@@ -147,7 +151,9 @@ class CaenClient(ProtocolClient):
 
     async def _mon_group(self, par: str) -> list[str]:
         command = self._command("MON", par, self.channels)
-        return await self.transport.query(command, self._values(self.channels), idempotent=True)
+        return await self.transport.query(
+            command, self._values(par, self.channels), idempotent=True
+        )
 
     async def mon_all_floats(self, par: str) -> list[float]:
         return [parse_number(v) for v in await self.mon_all(par)]
@@ -161,12 +167,11 @@ class CaenClient(ProtocolClient):
     async def off(self, ch: int) -> None:
         await self.set("OFF", ch)
 
-    def _values(self, count: int) -> Callable[[str], list[str]]:
+    def _values(self, par: str, count: int) -> Callable[[str], list[str]]:
+        strict = self.transport.options.strict_formats
+
         def parse(text: str) -> list[str]:
-            values = protocol.parse_values(text, self.board)
-            if len(values) != count:
-                raise ReplyFormatError(f"expected {count} values in {text!r}")
-            return values
+            return protocol.parse_parameter(text, par, count, self.board, strict)
 
         return parse
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 from teststand.devices._backend import SingleFlight
-from teststand.devices._numbers import parse_integer
-from teststand.devices.scpi import ScpiClient, parse_bool, parse_float
-from teststand.errors import ReplyFormatError, TeststandError
+from teststand.devices.hmp4040 import protocol
+
+# Re-exported: the device and the package import them from here.
+from teststand.devices.hmp4040.protocol import ChannelSettings as ChannelSettings
+from teststand.devices.hmp4040.protocol import Measurement as Measurement
+from teststand.devices.scpi import ScpiClient, parse_bool
+from teststand.errors import TeststandError
 
 T = TypeVar("T")
 #: Largest set voltage (V) and current limit (A) of the family.
@@ -24,19 +27,6 @@ class HMPError(TeststandError):
 
 class HMPValueError(HMPError, ValueError):
     """A value or channel the supply does not have; refused before anything is sent."""
-
-
-@dataclass(frozen=True)
-class ChannelSettings:
-    voltage: float  # V, set voltage
-    current_limit: float  # A
-    armed: bool  # OUTP:SEL: delivers when the master output is on too
-
-
-@dataclass(frozen=True)
-class Measurement:
-    voltage: float  # V
-    current: float  # A
 
 
 class HMPClient(ScpiClient):
@@ -85,13 +75,7 @@ class HMPClient(ScpiClient):
         self.check_channel(channel)
 
         def parse_selected(text: str) -> tuple[int, T | None]:
-            parts = text.split(";")
-            if len(parts) != len(queries) + 1:
-                raise ReplyFormatError(
-                    f"expected {len(queries) + 1} replies separated by ';', got {text!r}"
-                )
-            selected = parse_integer(parts[0], "channel number")
-            return selected, parse(parts[1:]) if selected == channel else None
+            return protocol.parse_selected(text, len(queries), channel, parse)
 
         async with self.lock:
             await self.send(f"INST:NSEL {channel}")
@@ -119,11 +103,10 @@ class HMPClient(ScpiClient):
         return await self._measure[channel]()
 
     def _measurer(self, channel: int) -> Callable[[], Awaitable[Measurement]]:
-        def parse(replies: list[str]) -> Measurement:
-            return Measurement(*map(parse_float, replies))
-
         async def fetch() -> Measurement:
-            return await self.channel_query(channel, (":MEAS:VOLT?", ":MEAS:CURR?"), parse)
+            return await self.channel_query(
+                channel, (":MEAS:VOLT?", ":MEAS:CURR?"), protocol.parse_measurement
+            )
 
         return fetch
 
@@ -133,12 +116,10 @@ class HMPClient(ScpiClient):
         return await self._settings[channel]()
 
     def _settings_reader(self, channel: int) -> Callable[[], Awaitable[ChannelSettings]]:
-        def parse(replies: list[str]) -> ChannelSettings:
-            volts, amps, armed = replies
-            return ChannelSettings(parse_float(volts), parse_float(amps), parse_bool(armed))
-
         async def fetch() -> ChannelSettings:
-            return await self.channel_query(channel, (":VOLT?", ":CURR?", ":OUTP:SEL?"), parse)
+            return await self.channel_query(
+                channel, (":VOLT?", ":CURR?", ":OUTP:SEL?"), protocol.parse_settings
+            )
 
         return fetch
 

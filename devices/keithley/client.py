@@ -71,14 +71,18 @@ def parse_reading_2450(text: str) -> Reading:
     return Reading(voltage=voltage, current=current, status=status)
 
 
+#: The long forms of the `:FORM:ELEM` names.
+LONG_FORMS = {"VOLTAGE": "VOLT", "CURRENT": "CURR", "RESISTANCE": "RES", "STATUS": "STAT"}
+
+
 def parse_elements(text: str) -> tuple[str, ...]:
     """A `:FORM:ELEM?` reply (`VOLT,CURR,STAT`, long forms too) as short element names."""
     names = []
     for item in text.strip().upper().split(","):
-        matches = [element for element in ELEMENTS if item.strip().startswith(element)]
-        if len(matches) != 1:
+        name = LONG_FORMS.get(item.strip(), item.strip())
+        if name not in ELEMENTS:
             raise ReplyFormatError(f"unknown element {item!r} in {text!r}")
-        names.append(matches[0])
+        names.append(name)
     return tuple(names)
 
 

@@ -19,6 +19,7 @@ from pydantic import (
 
 from teststand import kinds
 from teststand.errors import InvalidURL, TeststandError
+from teststand.sim.faults import Faults
 from teststand.storage.config import StorageConfig
 from teststand.transport.url import parse_url
 
@@ -38,6 +39,12 @@ class SimulatorConfig(_Strict):
     baud: int | None = Field(default=None, gt=0)
     latency: float = Field(default=0.0, ge=0)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("faults")
+    @classmethod
+    def _valid_faults(cls, spec: str | None) -> str | None:
+        Faults.parse(spec)  # FaultSpecError (a ValueError) names the bad item and the keys
+        return spec
 
 
 class InstrumentConfig(_Strict):

@@ -14,15 +14,47 @@ from hypothesis import strategies as st
 from teststand.devices import scpi
 from teststand.devices.caen import protocol as caen
 from teststand.devices.coldbox import protocol as coldbox
+from teststand.devices.hmp4040 import protocol as hmp
+from teststand.devices.keithley.client import parse_elements, parse_reading_2450
 from teststand.devices.keithley.protocol import parse_reading
 from teststand.devices.lauda import protocol as lauda
 from teststand.errors import ReplyFormatError, ReplyRefused
+
+
+def selected(parse: Callable[[list[str]], Any], count: int) -> Callable[[str], Any]:
+    """An HMP reply parser for channel 2: the value, or an error when another channel replied."""
+
+    def value(text: str) -> Any:
+        channel, result = hmp.parse_selected(text, count, 2, parse)
+        if result is None:
+            raise ReplyFormatError(f"channel {channel} replied")
+        return result
+
+    return value
+
+
+STATUS = (
+    "Status = Temp=20.00,20.00,20.00,20.00,20.00,20.00,20.00,-1.50;"
+    "Temp_Set=20.00,20.00,20.00,20.00,20.00,20.00,20.00,-20.00;"
+    "Power=off,off,off,off,off,off,off,on;Temp_Air=20.00;Temp_W=15.00;RH=49.15;DP=9.00;"
+    "Lid=closed;valve0=off;Flow=0.0;Interlock=ok"
+)
 
 PARSERS: dict[str, Callable[[str], Any]] = {
     "caen.parse_reply": caen.parse_reply,
     "caen.parse_reply(board=3)": lambda t: caen.parse_reply(t, board=3),
     "caen.parse_numbers": lambda t: caen.parse_numbers(t, count=8),
     "caen.parse_ok": caen.parse_ok,
+    "caen.VMON": lambda t: caen.parse_parameter(t, "VMON", 1),
+    "caen.STAT(8)": lambda t: caen.parse_parameter(t, "STAT", 8),
+    "caen.IMON(4,lenient)": lambda t: caen.parse_parameter(t, "IMON", 4, strict=False),
+    "lauda.parse_stat": lauda.parse_stat,
+    "lauda.parse_text": lauda.parse_text,
+    "hmp.measure": selected(hmp.parse_measurement, 2),
+    "hmp.settings": selected(hmp.parse_settings, 3),
+    "keithley.parse_reading_2450": parse_reading_2450,
+    "keithley.parse_elements": parse_elements,
+    "coldbox.parse_status": coldbox.parse_status,
     "lauda.parse_number": lauda.parse_number,
     "lauda.parse_integer": lauda.parse_integer,
     "lauda.parse_ok": lauda.parse_ok,
@@ -47,6 +79,21 @@ VALID: dict[str, list[tuple[str, Any]]] = {
     "caen.parse_reply(board=3)": [("#BD:03,CMD:OK,VAL:12", "12")],
     "caen.parse_numbers": [("#CMD:OK,VAL:1;2;3;4;5;6;7;8.5", [1, 2, 3, 4, 5, 6, 7, 8.5])],
     "caen.parse_ok": [("#CMD:OK", None)],
+    "caen.VMON": [("#CMD:OK,VAL:0123.4", ["0123.4"])],
+    "caen.STAT(8)": [
+        ("#CMD:OK,VAL:" + ";".join(["00005"] * 7 + ["00064"]), ["00005"] * 7 + ["00064"])
+    ],
+    "caen.IMON(4,lenient)": [("#CMD:OK,VAL:1.23;1.234;2.00;0.10", None)],
+    "lauda.parse_stat": [("0100000", frozenset({"alarm"})), ("A005_0000000", frozenset())],
+    "lauda.parse_text": [("RP 855 C", "RP 855 C"), ("A005_1.36", "1.36")],
+    "hmp.measure": [("2;12.0000;0.1000", hmp.Measurement(12.0, 0.1))],
+    "hmp.settings": [("2;5.0000;1.0000;1", hmp.ChannelSettings(5.0, 1.0, True))],
+    "keithley.parse_reading_2450": [("+1.0E+02,-1.0E-06;0", None)],
+    "keithley.parse_elements": [
+        ("VOLT,CURR,STAT", ("VOLT", "CURR", "STAT")),
+        ("VOLTage,CURRent", ("VOLT", "CURR")),
+    ],
+    "coldbox.parse_status": [(STATUS, None)],
     "lauda.parse_number": [("020.00", 20.0), ("-12.5", -12.5), ("A005_ 19.99", 19.99)],
     "lauda.parse_integer": [("1", 1), ("0", 0)],
     "lauda.parse_ok": [("OK", None)],
@@ -60,13 +107,16 @@ VALID: dict[str, list[tuple[str, Any]]] = {
 }
 
 TYPED_ERRORS = (ReplyFormatError, ReplyRefused)
+PRINTABLE = "".join(map(chr, range(0x20, 0x7F)))
 
 
 @pytest.mark.parametrize(
     ("name", "text", "expected"), [(n, t, e) for n, cases in VALID.items() for t, e in cases]
 )
 def test_valid_replies_parse(name: str, text: str, expected: Any) -> None:
-    assert PARSERS[name](text) == expected
+    value = PARSERS[name](text)
+    if expected is not None or name.endswith("parse_ok") or name.startswith("caen.parse_reply"):
+        assert value == expected
 
 
 @pytest.mark.parametrize(
@@ -125,6 +175,7 @@ def test_command_formatting() -> None:
 
 NUM = r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)? *"
 VALUE = r"[\x20-\x22\x24-\x2b\x2d-\x7e]*"
+ELEMENT = r"\s*(?:VOLT|CURR|RES|TIME|STAT|VOLTAGE|CURRENT|RESISTANCE|STATUS)\s*"
 # The grammar of a well-formed reply, written here from PROTOCOLS.md independently of the
 # parsers: random bytes that happen to match it may parse, nothing else may.
 GRAMMAR: dict[str, str] = {
@@ -145,12 +196,46 @@ GRAMMAR: dict[str, str] = {
     "coldbox.temps": rf"Temp = {NUM}(?:,{NUM}){{7}}",
     "coldbox.lid": "Lid = (?:open|closed)",
     "coldbox.parse_ok": "OK",
+    "caen.VMON": r"#CMD:OK,VAL:[0-9]{4}\.[0-9]",
+    "caen.STAT(8)": r"#CMD:OK,VAL:[0-9]{5}(?:;[0-9]{5}){7}",
+    "caen.IMON(4,lenient)": r"#CMD:OK,VAL:[+-]?[0-9]+\.[0-9]+(?:;[+-]?[0-9]+\.[0-9]+){3}",
+    "lauda.parse_stat": r" *(?:A[0-9]{3}_)?[01]{7} *",
+    "lauda.parse_text": r" *(?:A[0-9]{3}_)?[\x20-\x7e]+",
+    "hmp.measure": rf" *[+-]?0*2 *;{NUM};{NUM}",
+    "hmp.settings": rf" *[+-]?0*2 *;{NUM};{NUM}; *(?:0|1|ON|OFF) *",
+    "keithley.parse_reading_2450": rf"{NUM},{NUM}; *(?:0|1|ON|OFF) *",
+    "keithley.parse_elements": f"(?i){ELEMENT}(?:,{ELEMENT})*",
+    "coldbox.parse_status": (
+        rf"(?i:status) = Temp={NUM}(?:,{NUM}){{7}};Temp_Set={NUM}(?:,{NUM}){{7}};"
+        r"Power=(?:on|off)(?:,(?:on|off)){7};"
+        rf"Temp_Air={NUM};Temp_W={NUM};RH={NUM};DP={NUM};Lid=(?:open|closed);valve0=(?:on|off);"
+        rf"Flow={NUM};Interlock=(?:ok|tripped)"
+    ),
 }
+
+
+def near(text: str) -> st.SearchStrategy[str]:
+    """Valid replies with a few characters inserted, removed or changed: they sit close to the
+    grammar, where random text rarely gets."""
+    edits = st.lists(
+        st.tuples(st.integers(0, len(text)), st.integers(0, 3), st.text(PRINTABLE, max_size=3)),
+        max_size=3,
+    )
+
+    def apply(changes: list[tuple[int, int, str]]) -> str:
+        result = text
+        for position, removed, inserted in changes:
+            result = result[:position] + inserted + result[position + removed :]
+        return result
+
+    return edits.map(apply)
 
 
 @pytest.mark.parametrize("name", list(PARSERS))
 @given(
-    data=st.binary(max_size=64) | st.text(alphabet="#CMDOKVAL:,;0123456789.-+E Temp=", max_size=40)
+    data=st.binary(max_size=64)
+    | st.text(alphabet="#CMDOKVAL:,;0123456789.-+E Temp=", max_size=40)
+    | st.sampled_from([t for cases in VALID.values() for t, _ in cases]).flatmap(near)
 )
 def test_random_bytes_never_become_a_value(name: str, data: bytes | str) -> None:
     text = data.decode("latin-1") if isinstance(data, bytes) else data
@@ -173,3 +258,53 @@ def test_line_noise_in_a_valid_reply_is_rejected(
     corrupted = text[:index] + noise + text[index + 1 :]
     with pytest.raises(TYPED_ERRORS):
         PARSERS[name](corrupted)
+
+
+STRICT_CAEN = {"caen.VMON": "#CMD:OK,VAL:0123.4", "caen.STAT(8)": VALID["caen.STAT(8)"][0][0]}
+
+
+@pytest.mark.parametrize("name", list(STRICT_CAEN))
+@given(data=st.data())
+def test_strict_caen_replies_that_lost_or_gained_bytes_are_rejected(
+    name: str, data: st.DataObject
+) -> None:
+    text = STRICT_CAEN[name]
+    start = data.draw(st.integers(1, len(text) - 1))
+    if data.draw(st.booleans()):  # bytes lost mid-line, as the `truncate` fault does
+        damaged = text[:start] + text[data.draw(st.integers(start + 1, len(text))) :]
+    else:  # printable noise gained, as the `noise` fault does
+        damaged = (
+            text[:start] + data.draw(st.text(PRINTABLE, min_size=1, max_size=3)) + text[start:]
+        )
+    with pytest.raises(ReplyFormatError):
+        PARSERS[name](damaged)
+
+
+@pytest.mark.parametrize(
+    ("parameter", "other"),
+    [
+        ("VMON", "#CMD:OK,VAL:010"),
+        ("RUP", "#CMD:OK,VAL:00005"),
+        ("STAT", "#CMD:OK,VAL:0100.00"),
+        ("ISET", "#CMD:OK,VAL:0123.4"),
+        ("MAXV", "#CMD:OK,VAL:RAMP"),
+        ("PDWN", "#CMD:OK,VAL:4000"),
+    ],
+)
+def test_another_parameters_reply_is_garbled_not_a_value(parameter: str, other: str) -> None:
+    with pytest.raises(ReplyFormatError):
+        caen.parse_parameter(other, parameter, 1)
+
+
+def test_a_group_reply_whose_values_differ_in_format_is_garbled() -> None:
+    # Lenient: any width, but one width per reply: a value that lost a digit stands out.
+    with pytest.raises(ReplyFormatError, match="differ in format"):
+        caen.parse_parameter("#CMD:OK,VAL:0123.4;012.4;0000.0;0000.0", "VMON", 4, strict=False)
+    with pytest.raises(ReplyFormatError, match=r"XXXX\.X"):
+        caen.parse_parameter("#CMD:OK,VAL:123.4", "VMON", 1)
+    assert caen.parse_parameter("#CMD:OK,VAL:123.4", "VMON", 1, strict=False) == ["123.4"]
+    # IMON's decimals follow each channel's range (HIGH: 2, LOW: 3).
+    assert caen.parse_parameter("#CMD:OK,VAL:0001.23;0001.234", "IMON", 2) == [
+        "0001.23",
+        "0001.234",
+    ]

@@ -26,7 +26,8 @@ def start_simulated_stand(
     stand = start_stand(specs, speed=config.speed, transport=transport)
     urls: dict[str, str] = {}
     for name, address in stand.addresses().items():
-        options = config.instruments[name].options
+        # The simulators serve the exact reply formats: check them (the stand file may say no).
+        options = {"strict_formats": 1, **config.instruments[name].options}
         query = f"?{urlencode(options)}" if options else ""
         scheme = "tcp://" if transport == "tcp" else "serial://"
         urls[name] = f"{scheme}{address}{query}"

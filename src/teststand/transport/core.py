@@ -39,6 +39,10 @@ class LinkStats:
     garbled: int = 0
     links_lost: int = 0
     refused: int = 0
+    #: Times input was found waiting before a command (a late, duplicated or unsolicited line)
+    #: or arrived during a stale-reply flush, and the bytes thrown away then.
+    discards: int = 0
+    bytes_discarded: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
     last_round_trip_ms: float = 0.0
@@ -154,11 +158,17 @@ class Transport:
             await self._reconnect(command)
         o = self.options
         try:
+            # Whatever is waiting now belongs to no command of ours: a late, duplicated or
+            # unsolicited line would otherwise be read as this command's reply.
             if self._stale:
                 dropped = await link.flush_input(self._stale)
-                if dropped:
-                    log.debug("%s: flushed stale input %r", self.url, dropped)
                 self._stale = 0.0
+            else:
+                dropped = link.discard_waiting()
+            if dropped:
+                self.stats.discards += 1
+                self.stats.bytes_discarded += len(dropped)
+                log.debug("%s: discarded waiting input %r", self.url, dropped)
             started = time.perf_counter()
             data = (command + o.write_terminator).encode(o.encoding)
             await link.write(data)

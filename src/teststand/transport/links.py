@@ -112,6 +112,22 @@ class Link(ABC):
                     return line
                 self._buffer.extend(await self._read_chunk())
 
+    def discard_waiting(self) -> bytes:
+        """Discard and return the input waiting now (buffered or unread), without waiting."""
+        discarded = bytes(self._buffer)
+        self._buffer.clear()
+        while self._fd >= 0:
+            try:
+                data = os.read(self._fd, 4096)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                raise LinkClosed(str(exc)) from exc
+            if not data:
+                raise LinkClosed("end of file")
+            discarded += data
+        return discarded
+
     async def flush_input(self, quiet: float) -> bytes:
         """Discard buffered input and whatever arrives until the line is quiet for `quiet` s."""
         discarded = bytes(self._buffer)

@@ -38,6 +38,9 @@ class LinkOptions:
     attempts: int = 4
     backoff: float = 0.1
     flush_quiet: float = 0.02
+    #: Check replies against the instrument's exact per-parameter formats (each driver says
+    #: which formats it knows; on for the simulators, which serve exactly those).
+    strict_formats: bool = False
     lock: bool = True
     baudrate: int = 9600
     bytesize: int = 8
@@ -81,6 +84,8 @@ def parse_url(url: str, **defaults: Any) -> InstrumentURL:
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     sim_options: dict[str, Any] = {}
     if scheme == "sim":
+        # A simulator serves the exact reply formats: check them unless told otherwise.
+        defaults = {"strict_formats": True, **defaults}
         sim_options = {k: _sim_value(v) for k, v in query.items() if k not in _option_names()}
         query = {k: v for k, v in query.items() if k in _option_names()}
     options = _build_options(url, defaults, query)
