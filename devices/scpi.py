@@ -27,8 +27,21 @@ NOT_A_NUMBER = 9.91e37
 OVERFLOW = 9.9e37
 
 
-def parse_float(text: str) -> float:
-    """One SCPI number; 9.91e37 reads as NaN and ±9.9e37 as ±inf."""
+#: Keithley ASCII numbers as the 2400 manual shows them and the simulator writes them: one digit,
+#: six decimals, a two-digit exponent; a reading element always signed (`+1.000000E+02`), a
+#: setting (and a 2450 buffer reading) signed only when negative (`1.050000E-04`).
+KEITHLEY_READING = re.compile(r"[+-][0-9]\.[0-9]{6}E[+-][0-9]{2}")
+KEITHLEY_NUMBER = re.compile(r"-?[0-9]\.[0-9]{6}E[+-][0-9]{2}")
+
+
+def parse_float(text: str, form: re.Pattern[str] | None = None) -> float:
+    """One SCPI number; 9.91e37 reads as NaN and ±9.9e37 as ±inf.
+
+    With `form` (an instrument's exact number format, for `strict_formats`) a number that lost
+    or gained a digit is a ReplyFormatError too.
+    """
+    if form is not None and form.fullmatch(text.strip(" ")) is None:
+        raise ReplyFormatError(f"expected a number such as {form.pattern!r}, got {text!r}")
     value = parse_number(text)
     if math.isclose(abs(value), NOT_A_NUMBER, rel_tol=1e-6):
         return math.nan
@@ -37,9 +50,11 @@ def parse_float(text: str) -> float:
     return value
 
 
-def parse_floats(text: str, count: int | None = None) -> list[float]:
-    """Comma-separated numbers; with `count`, exactly that many."""
-    values = [parse_float(item) for item in text.split(",")]
+def parse_floats(
+    text: str, count: int | None = None, form: re.Pattern[str] | None = None
+) -> list[float]:
+    """Comma-separated numbers; with `count`, exactly that many (`form` as in `parse_float`)."""
+    values = [parse_float(item, form) for item in text.split(",")]
     if count is not None and len(values) != count:
         raise ReplyFormatError(f"expected {count} numbers, got {len(values)} in {text!r}")
     return values

@@ -6,7 +6,6 @@ import math
 
 from teststand.devices._backend import SingleFlight
 from teststand.devices._client import ProtocolClient
-from teststand.devices._numbers import parse_number
 from teststand.devices.coldbox import protocol
 from teststand.devices.coldbox.protocol import CHANNELS, Status
 from teststand.errors import TeststandError
@@ -51,7 +50,9 @@ class ColdBoxClient(ProtocolClient):
         )
 
     async def get_number(self, name: str, channel: int | None = None) -> float:
-        return parse_number(await self.get(name, channel), name)
+        """One numeric `get NAME [CHANNEL]`, its format checked (a bad reply is retried)."""
+        command = f"get {name}" if channel is None else f"get {name} {self._channel(channel)}"
+        return await self.transport.query(command, protocol.number_parser(name), idempotent=True)
 
     async def plate_temperature(self, channel: int) -> float:
         """Plate temperature of TEC `channel` (1..8), or the mean of all with 0, °C."""

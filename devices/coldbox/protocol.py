@@ -37,16 +37,28 @@ def parse_value(text: str, name: str) -> str:
     return value
 
 
+#: Decimals of each numeric reading, as the protocol reference fixes them (sim/README.md).
+DECIMALS = {"Temp": 2, "Temp_Set": 2, "Temp_Air": 2, "Temp_W": 2, "RH": 2, "DP": 2, "Flow": 1}
+
+
+def parse_reading(value: str, name: str) -> float:
+    """One numeric value of `name`; one with other decimals than the reference's is garbled."""
+    decimals = DECIMALS.get(name)
+    if decimals is not None and not re.fullmatch(rf"-?[0-9]+\.[0-9]{{{decimals}}}", value):
+        raise ReplyFormatError(f"expected {name} with {decimals} decimals, got {value!r}")
+    return parse_number(value, name)
+
+
 def number_parser(name: str) -> Callable[[str], float]:
     """A parser for a numeric reading such as `Temp = -12.34`."""
-    return lambda text: parse_number(parse_value(text, name), name)
+    return lambda text: parse_reading(parse_value(text, name), name)
 
 
 def numbers_parser(name: str, count: int) -> Callable[[str], list[float]]:
     """A parser for a per-TEC list such as `Temp = -19.86,-19.80,…` (channel 0 = all)."""
 
     def parse(text: str) -> list[float]:
-        values = [parse_number(v, name) for v in parse_value(text, name).split(",")]
+        values = [parse_reading(v, name) for v in parse_value(text, name).split(",")]
         if len(values) != count:
             raise ReplyFormatError(f"expected {count} values of {name}, got {text!r}")
         return values
@@ -125,11 +137,11 @@ def parse_status(text: str) -> Status:
         return values
 
     def number(name: str) -> float:
-        return parse_number(fields[name], name)
+        return parse_reading(fields[name], name)
 
     return Status(
-        plates=tuple(parse_number(v, "Temp") for v in per_tec("Temp")),
-        setpoints=tuple(parse_number(v, "Temp_Set") for v in per_tec("Temp_Set")),
+        plates=tuple(parse_reading(v, "Temp") for v in per_tec("Temp")),
+        setpoints=tuple(parse_reading(v, "Temp_Set") for v in per_tec("Temp_Set")),
         power=tuple(_choice("Power", v, "on", "off") for v in per_tec("Power")),
         air=number("Temp_Air"),
         water=number("Temp_W"),

@@ -104,8 +104,11 @@ class HMPClient(ScpiClient):
 
     def _measurer(self, channel: int) -> Callable[[], Awaitable[Measurement]]:
         async def fetch() -> Measurement:
+            strict = self.transport.options.strict_formats
             return await self.channel_query(
-                channel, (":MEAS:VOLT?", ":MEAS:CURR?"), protocol.parse_measurement
+                channel,
+                (":MEAS:VOLT?", ":MEAS:CURR?"),
+                lambda replies: protocol.parse_measurement(replies, strict),
             )
 
         return fetch
@@ -117,8 +120,11 @@ class HMPClient(ScpiClient):
 
     def _settings_reader(self, channel: int) -> Callable[[], Awaitable[ChannelSettings]]:
         async def fetch() -> ChannelSettings:
+            strict = self.transport.options.strict_formats
             return await self.channel_query(
-                channel, (":VOLT?", ":CURR?", ":OUTP:SEL?"), protocol.parse_settings
+                channel,
+                (":VOLT?", ":CURR?", ":OUTP:SEL?"),
+                lambda replies: protocol.parse_settings(replies, strict),
             )
 
         return fetch

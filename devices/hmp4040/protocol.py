@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -11,6 +12,10 @@ from teststand.devices.scpi import parse_bool, parse_float
 from teststand.errors import ReplyFormatError
 
 T = TypeVar("T")
+#: Voltages and currents as the simulator writes them (the manual's examples `12.000`, `0.1000`);
+#: checked with `strict_formats`.
+VOLTS = re.compile(r"[0-9]{1,2}\.[0-9]{3}")
+AMPS = re.compile(r"[0-9]{1,2}\.[0-9]{4}")
 
 
 @dataclass(frozen=True)
@@ -26,16 +31,24 @@ class Measurement:
     current: float  # A
 
 
-def parse_measurement(replies: list[str]) -> Measurement:
+def parse_measurement(replies: list[str], strict: bool = False) -> Measurement:
     """The replies to `:MEAS:VOLT?;:MEAS:CURR?`."""
     volts, amps = _exactly(replies, 2)
-    return Measurement(parse_float(volts), parse_float(amps))
+    return Measurement(_volts(volts, strict), _amps(amps, strict))
 
 
-def parse_settings(replies: list[str]) -> ChannelSettings:
+def parse_settings(replies: list[str], strict: bool = False) -> ChannelSettings:
     """The replies to `:VOLT?;:CURR?;:OUTP:SEL?`."""
     volts, amps, armed = _exactly(replies, 3)
-    return ChannelSettings(parse_float(volts), parse_float(amps), parse_bool(armed))
+    return ChannelSettings(_volts(volts, strict), _amps(amps, strict), parse_bool(armed))
+
+
+def _volts(text: str, strict: bool) -> float:
+    return parse_float(text, VOLTS if strict else None)
+
+
+def _amps(text: str, strict: bool) -> float:
+    return parse_float(text, AMPS if strict else None)
 
 
 def parse_selected(

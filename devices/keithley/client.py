@@ -9,7 +9,14 @@ from typing import Literal
 
 from teststand.devices._backend import SingleFlight
 from teststand.devices.keithley.protocol import COMPLIANCE_BIT, ELEMENTS, Reading, parse_reading
-from teststand.devices.scpi import ScpiClient, parse_bool, parse_float, parse_floats
+from teststand.devices.scpi import (
+    KEITHLEY_NUMBER,
+    KEITHLEY_READING,
+    ScpiClient,
+    parse_bool,
+    parse_float,
+    parse_floats,
+)
 from teststand.errors import ReplyFormatError, TeststandError
 
 Dialect = Literal["2400", "2410", "2450"]
@@ -63,12 +70,28 @@ class Settings:
     auto_range: bool
 
 
-def parse_reading_2450(text: str) -> Reading:
+def parse_reading_2450(text: str, form: re.Pattern[str] | None = None) -> Reading:
     """`<source V>,<current A>;<tripped>` from `READ_2450`."""
     values, _, tripped = text.partition(";")
-    voltage, current = parse_floats(values, 2)
+    voltage, current = parse_floats(values, 2, form)
     status = 1 << COMPLIANCE_BIT if parse_bool(tripped) else 0
     return Reading(voltage=voltage, current=current, status=status)
+
+
+def parse_settings(text: str, form: re.Pattern[str] | None = None) -> Settings:
+    """The replies to the six queries of `KeithleyClient.settings()`, on one line."""
+    parts = text.split(";")
+    if len(parts) != 6:
+        raise ReplyFormatError(f"expected 6 settings separated by ';', got {text!r}")
+    source, sense, compliance, nplc, voltage_range, auto = parts
+    return Settings(
+        source_function=source.strip(),
+        sense_function=sense.strip().strip('"'),
+        compliance=parse_float(compliance, form),
+        nplc=parse_float(nplc, form),
+        voltage_range=parse_float(voltage_range, form),
+        auto_range=parse_bool(auto),
+    )
 
 
 #: The long forms of the `:FORM:ELEM` names.
@@ -142,15 +165,19 @@ class KeithleyClient(ScpiClient):
         return self.last if self.last is not None else await self.measure()
 
     async def _read(self) -> Reading:
+        form = self.number_form
         if self.model.is_2450:
-            reading = await self.query(READ_2450, parse_reading_2450)
+            reading = await self.query(READ_2450, lambda text: parse_reading_2450(text, form))
         else:
             if self.output_on is False:
                 raise KeithleyError(
                     f"{self.name}: the output is off and a {self.dialect} measures nothing then; "
                     "switch it on (on()) before reading"
                 )
-            reading = await self.query(":READ?", lambda text: parse_reading(text, self.elements))
+            signed = KEITHLEY_READING if form is not None else None
+            reading = await self.query(
+                ":READ?", lambda text: parse_reading(text, self.elements, signed)
+            )
         self.last = reading
         return reading
 
@@ -169,7 +196,8 @@ class KeithleyClient(ScpiClient):
         await self.send(f":SOUR:VOLT {volts:.6g}")
 
     async def level(self) -> float:
-        return await self.query(":SOUR:VOLT?", parse_float)
+        form = self.number_form
+        return await self.query(":SOUR:VOLT?", lambda text: parse_float(text, form))
 
     async def output(self) -> bool:
         self.output_on = await self.query(":OUTP?", parse_bool)
@@ -202,22 +230,13 @@ class KeithleyClient(ScpiClient):
             ":SOUR:VOLT:RANG?",
             ":SOUR:VOLT:RANG:AUTO?",
         )
-        return await self.query(";".join(queries), self._parse_settings)
+        form = self.number_form
+        return await self.query(";".join(queries), lambda text: parse_settings(text, form))
 
-    @staticmethod
-    def _parse_settings(text: str) -> Settings:
-        parts = text.split(";")
-        if len(parts) != 6:
-            raise ReplyFormatError(f"expected 6 settings separated by ';', got {text!r}")
-        source, sense, compliance, nplc, voltage_range, auto = parts
-        return Settings(
-            source_function=source.strip(),
-            sense_function=sense.strip().strip('"'),
-            compliance=parse_float(compliance),
-            nplc=parse_float(nplc),
-            voltage_range=parse_float(voltage_range),
-            auto_range=parse_bool(auto),
-        )
+    @property
+    def number_form(self) -> re.Pattern[str] | None:
+        """The exact number format replies are checked against, with `strict_formats`."""
+        return KEITHLEY_NUMBER if self.transport.options.strict_formats else None
 
     def check_compliance(self, amps: float) -> None:
         if not 0 < amps <= self.model.max_current:

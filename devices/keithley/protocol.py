@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -27,7 +28,9 @@ class Reading:
         return bool(self.status >> COMPLIANCE_BIT & 1)
 
 
-def parse_reading(text: str, elements: Collection[str] = ELEMENTS) -> Reading:
+def parse_reading(
+    text: str, elements: Collection[str] = ELEMENTS, form: re.Pattern[str] | None = None
+) -> Reading:
     """Parse a `:READ?` reply of the elements enabled with `:FORM:ELEM` (VOLT and CURR needed).
 
     A 2400-series unit sends the enabled elements in its fixed order VOLT, CURR, RES, TIME, STAT
@@ -37,7 +40,7 @@ def parse_reading(text: str, elements: Collection[str] = ELEMENTS) -> Reading:
     if unknown or not {"VOLT", "CURR"} <= set(elements):
         raise ValueError(f"elements must include VOLT and CURR from {ELEMENTS}, got {elements}")
     order = [element for element in ELEMENTS if element in elements]
-    values = dict(zip(order, parse_floats(text, len(order)), strict=True))
+    values = dict(zip(order, parse_floats(text, len(order), form), strict=True))
     status = values.get("STAT", 0.0)
     if math.isnan(status):
         status = 0.0

@@ -70,17 +70,22 @@ class LaudaClient(ProtocolClient):
     async def number(self, command: str) -> float:
         return await self.query(command, protocol.parse_number)
 
+    async def temperature_reading(self, command: str) -> float:
+        """A temperature read (`IN_PV_00`, `IN_SP_04`, …), its format checked, °C."""
+        strict = self.transport.options.strict_formats
+        return await self.query(command, lambda text: protocol.parse_temperature(text, strict))
+
     async def integer(self, command: str) -> int:
         return await self.query(command, protocol.parse_integer)
 
     # -- reads ----------------------------------------------------------------------------------
     async def temperature(self) -> float:
         """Outflow (bath) temperature, °C (`IN_PV_00`)."""
-        return await self.number("IN_PV_00")
+        return await self.temperature_reading("IN_PV_00")
 
     async def controlled_temperature(self) -> float:
         """The controlled temperature, °C (`IN_PV_01`): bath, Pt100 or external value."""
-        return await self.number("IN_PV_01")
+        return await self.temperature_reading("IN_PV_01")
 
     async def pump_pressure(self) -> float:
         """Pump pressure, bar (`IN_PV_02`)."""
@@ -88,7 +93,7 @@ class LaudaClient(ProtocolClient):
 
     async def external_temperature(self) -> float:
         """External Pt100, °C (`IN_PV_03`; ERR_33 without the sensor)."""
-        return await self.number("IN_PV_03")
+        return await self.temperature_reading("IN_PV_03")
 
     async def bath_level(self) -> int:
         """Bath level (`IN_PV_05`)."""
@@ -96,11 +101,11 @@ class LaudaClient(ProtocolClient):
 
     async def temperature_fine(self) -> float:
         """Outflow temperature with 0.001 K resolution, °C (`IN_PV_10`)."""
-        return await self.number("IN_PV_10") / 1000
+        return await self.integer("IN_PV_10") / 1000
 
     async def setpoint(self) -> float:
         """Set point, °C (`IN_SP_00`)."""
-        return await self.number("IN_SP_00")
+        return await self.temperature_reading("IN_SP_00")
 
     async def pump_level(self) -> int:
         return await self.integer("IN_SP_01")
@@ -111,15 +116,15 @@ class LaudaClient(ProtocolClient):
 
     async def overtemperature(self) -> float:
         """Over-temperature cut-off, °C (`IN_SP_03`)."""
-        return await self.number("IN_SP_03")
+        return await self.temperature_reading("IN_SP_03")
 
     async def upper_limit(self) -> float:
         """TiH, the highest set point allowed, °C (`IN_SP_04`)."""
-        return await self.number("IN_SP_04")
+        return await self.temperature_reading("IN_SP_04")
 
     async def lower_limit(self) -> float:
         """TiL, the lowest set point allowed, °C (`IN_SP_05`)."""
-        return await self.number("IN_SP_05")
+        return await self.temperature_reading("IN_SP_05")
 
     async def keylock(self) -> bool:
         return await self.integer("IN_MODE_00") == 1

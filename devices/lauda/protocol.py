@@ -57,6 +57,21 @@ def parse_number(text: str) -> float:
     return _numbers.parse_number(_payload(text))
 
 
+#: A temperature reply: a decimal with its point (always); strictly, as the manual's examples
+#: and the simulator write it: three integer digits (four from 1000) and two decimals, `-010.50`.
+_TEMPERATURE = re.compile(r"[+-]?[0-9]+\.[0-9]+")
+_TEMPERATURE_STRICT = re.compile(r"-?(?:[0-9]{3}|[1-9][0-9]{3})\.[0-9]{2}")
+
+
+def parse_temperature(text: str, strict: bool = False) -> float:
+    """A temperature reply (`IN_PV_00`, `IN_SP_00`, …), °C: an integer, a value without its
+    decimals, or (strictly) a value that lost or gained a digit is garbled."""
+    body = _payload(text)
+    if (_TEMPERATURE_STRICT if strict else _TEMPERATURE).fullmatch(body) is None:
+        raise ReplyFormatError(f"expected a temperature such as 020.00, got {text!r}")
+    return float(body)
+
+
 def parse_integer(text: str) -> int:
     return _numbers.parse_integer(_payload(text))
 

@@ -18,6 +18,7 @@ from teststand.devices.hmp4040 import protocol as hmp
 from teststand.devices.keithley.client import parse_elements, parse_reading_2450
 from teststand.devices.keithley.protocol import parse_reading
 from teststand.devices.lauda import protocol as lauda
+from teststand.devices.scpi import KEITHLEY_READING
 from teststand.errors import ReplyFormatError, ReplyRefused
 
 
@@ -48,11 +49,16 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "caen.VMON": lambda t: caen.parse_parameter(t, "VMON", 1),
     "caen.STAT(8)": lambda t: caen.parse_parameter(t, "STAT", 8),
     "caen.IMON(4,lenient)": lambda t: caen.parse_parameter(t, "IMON", 4, strict=False),
+    "lauda.temperature(strict)": lambda t: lauda.parse_temperature(t, strict=True),
     "lauda.parse_stat": lauda.parse_stat,
     "lauda.parse_text": lauda.parse_text,
     "hmp.measure": selected(hmp.parse_measurement, 2),
     "hmp.settings": selected(hmp.parse_settings, 3),
     "keithley.parse_reading_2450": parse_reading_2450,
+    "keithley.reading(strict)": lambda t: parse_reading(
+        t, ("VOLT", "CURR", "STAT"), KEITHLEY_READING
+    ),
+    "hmp.measure(strict)": selected(lambda r: hmp.parse_measurement(r, strict=True), 2),
     "keithley.parse_elements": parse_elements,
     "coldbox.parse_status": coldbox.parse_status,
     "lauda.parse_number": lauda.parse_number,
@@ -84,10 +90,13 @@ VALID: dict[str, list[tuple[str, Any]]] = {
         ("#CMD:OK,VAL:" + ";".join(["00005"] * 7 + ["00064"]), ["00005"] * 7 + ["00064"])
     ],
     "caen.IMON(4,lenient)": [("#CMD:OK,VAL:1.23;1.234;2.00;0.10", None)],
+    "lauda.temperature(strict)": [("020.00", 20.0), ("-010.50", -10.5), ("A005_1234.00", 1234)],
     "lauda.parse_stat": [("0100000", frozenset({"alarm"})), ("A005_0000000", frozenset())],
     "lauda.parse_text": [("RP 855 C", "RP 855 C"), ("A005_1.36", "1.36")],
     "hmp.measure": [("2;12.0000;0.1000", hmp.Measurement(12.0, 0.1))],
     "hmp.settings": [("2;5.0000;1.0000;1", hmp.ChannelSettings(5.0, 1.0, True))],
+    "keithley.reading(strict)": [("+1.000000E+02,-1.000000E-04,+8.000000E+00", None)],
+    "hmp.measure(strict)": [("2;12.000;0.1000", hmp.Measurement(12.0, 0.1))],
     "keithley.parse_reading_2450": [("+1.0E+02,-1.0E-06;0", None)],
     "keithley.parse_elements": [
         ("VOLT,CURR,STAT", ("VOLT", "CURR", "STAT")),
@@ -175,6 +184,7 @@ def test_command_formatting() -> None:
 
 NUM = r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)? *"
 VALUE = r"[\x20-\x22\x24-\x2b\x2d-\x7e]*"
+NR3 = r" *[+-][0-9]\.[0-9]{6}E[+-][0-9]{2} *"
 ELEMENT = r"\s*(?:VOLT|CURR|RES|TIME|STAT|VOLTAGE|CURRENT|RESISTANCE|STATUS)\s*"
 # The grammar of a well-formed reply, written here from PROTOCOLS.md independently of the
 # parsers: random bytes that happen to match it may parse, nothing else may.
@@ -199,10 +209,13 @@ GRAMMAR: dict[str, str] = {
     "caen.VMON": r"#CMD:OK,VAL:[0-9]{4}\.[0-9]",
     "caen.STAT(8)": r"#CMD:OK,VAL:[0-9]{5}(?:;[0-9]{5}){7}",
     "caen.IMON(4,lenient)": r"#CMD:OK,VAL:[+-]?[0-9]+\.[0-9]+(?:;[+-]?[0-9]+\.[0-9]+){3}",
+    "lauda.temperature(strict)": r" *(?:A[0-9]{3}_)?-?(?:[0-9]{3}|[1-9][0-9]{3})\.[0-9]{2} *",
     "lauda.parse_stat": r" *(?:A[0-9]{3}_)?[01]{7} *",
     "lauda.parse_text": r" *(?:A[0-9]{3}_)?[\x20-\x7e]+",
     "hmp.measure": rf" *[+-]?0*2 *;{NUM};{NUM}",
     "hmp.settings": rf" *[+-]?0*2 *;{NUM};{NUM}; *(?:0|1|ON|OFF) *",
+    "keithley.reading(strict)": rf"{NR3}(?:,{NR3}){{2}}",
+    "hmp.measure(strict)": r" *[+-]?0*2 *; *[0-9]{1,2}\.[0-9]{3} *; *[0-9]{1,2}\.[0-9]{4} *",
     "keithley.parse_reading_2450": rf"{NUM},{NUM}; *(?:0|1|ON|OFF) *",
     "keithley.parse_elements": f"(?i){ELEMENT}(?:,{ELEMENT})*",
     "coldbox.parse_status": (
@@ -260,15 +273,17 @@ def test_line_noise_in_a_valid_reply_is_rejected(
         PARSERS[name](corrupted)
 
 
-STRICT_CAEN = {"caen.VMON": "#CMD:OK,VAL:0123.4", "caen.STAT(8)": VALID["caen.STAT(8)"][0][0]}
+# Fixed-width formats only: an HMP value (`12.000`) that loses its leading digit still looks
+# like a value (`2.000`), and the manual gives no width to check it against.
+STRICT = ["caen.VMON", "caen.STAT(8)", "lauda.temperature(strict)", "keithley.reading(strict)"]
 
 
-@pytest.mark.parametrize("name", list(STRICT_CAEN))
+@pytest.mark.parametrize("name", STRICT)
 @given(data=st.data())
-def test_strict_caen_replies_that_lost_or_gained_bytes_are_rejected(
+def test_strict_replies_that_lost_or_gained_bytes_never_give_another_value(
     name: str, data: st.DataObject
 ) -> None:
-    text = STRICT_CAEN[name]
+    text = VALID[name][0][0]
     start = data.draw(st.integers(1, len(text) - 1))
     if data.draw(st.booleans()):  # bytes lost mid-line, as the `truncate` fault does
         damaged = text[:start] + text[data.draw(st.integers(start + 1, len(text))) :]
@@ -276,8 +291,12 @@ def test_strict_caen_replies_that_lost_or_gained_bytes_are_rejected(
         damaged = (
             text[:start] + data.draw(st.text(PRINTABLE, min_size=1, max_size=3)) + text[start:]
         )
-    with pytest.raises(ReplyFormatError):
-        PARSERS[name](damaged)
+    try:
+        value = PARSERS[name](damaged)
+    except ReplyFormatError:
+        return
+    # Only damage that changes nothing may pass (a blank, a leading zero of a channel number).
+    assert value == PARSERS[name](text), f"{name}: {damaged!r} gave {value!r}"
 
 
 @pytest.mark.parametrize(
@@ -308,3 +327,23 @@ def test_a_group_reply_whose_values_differ_in_format_is_garbled() -> None:
         "0001.23",
         "0001.234",
     ]
+
+
+@pytest.mark.parametrize("damaged", ["20.00", "020.0", "0200.00", "020", "2.000", "0020.00"])
+def test_lauda_temperatures_that_lost_or_gained_a_digit_are_garbled(damaged: str) -> None:
+    with pytest.raises(ReplyFormatError):
+        lauda.parse_temperature(damaged, strict=True)
+    assert lauda.parse_temperature("20.5") == 20.5  # lenient: any decimal with its point
+    with pytest.raises(ReplyFormatError):
+        lauda.parse_temperature("20")  # an integer reply belongs to another command
+
+
+@pytest.mark.parametrize(
+    "damaged", ["Temp = -12.3", "Temp = -12", "Temp = -12.345", "Flow = 20.00"]
+)
+def test_coldbox_readings_with_other_decimals_are_garbled(damaged: str) -> None:
+    name = damaged.split(" ")[0]
+    with pytest.raises(ReplyFormatError):
+        coldbox.number_parser(name)(damaged)
+    with pytest.raises(ReplyFormatError):
+        coldbox.parse_status(STATUS.replace("RH=49.15", "RH=49.1"))
