@@ -27,6 +27,17 @@ Errors:
 - `ERR_38`: a set point write beyond `setpoint_limit_per_hour` accepted writes in the last
   simulated hour (every accepted `OUT_SP_00` counts, even to the same value).
 
+Communication watchdog (PRO, Integral and Variocool interface modules; `communication_watchdog`
+false for a model without it: its commands are then `ERR_3`):
+- `OUT_SP_08_n` sets the timeout in whole seconds (0 switches monitoring off, at most 3600 as
+  simulated), `IN_SP_08` reads it. `OUT_SP_07_xxx.xx` sets the Safe Mode set point (within
+  TiL…TiH, factory 20 °C), `IN_SP_07` reads it.
+- Any command addressed to the chiller counts as communication. When none arrives for longer than
+  the timeout, alarm 22 is raised: the chiller stops (pump, heating and cooling: standby) and
+  `STAT` shows the alarm, unless Safe Mode is activated (`safe_mode`, a device-menu setting not
+  reachable over the interface): then it sets the Safe Mode set point once, keeps controlling,
+  and `STAT` shows a warning (503). Writing `OUT_SP_08` again clears the alarm or warning.
+
 Physics: while running the bath follows the set point as a first-order lag (`time_constant`);
 with cooling mode 0 (off) it cannot go below `ambient`. In standby it drifts to `ambient` with the
 slower `standby_time_constant`. Narrowing TiL/TiH pulls the set point inside the new limits. The
@@ -51,6 +62,8 @@ HOUR = 3600.0
 PUMP_LEVELS = range(1, 9)
 BATH_LEVEL = 8
 VERSION = "1.36"
+SAFE_SETPOINT = 20.0  # °C, the factory Safe Mode set point
+COMM_TIMEOUTS = range(0, 3601)  # s
 _WRITE = re.compile(r"(OUT_(?:SP|PV|MODE)_[0-9]{2})(?:_(.*))?")
 
 ERR_OVERFLOW = "ERR_2"
@@ -97,6 +110,8 @@ class Lauda(SimInstrument):
         "range": "[low, high] °C, the model's working range (default [-90, 200])",
         "model": "reply to TYPE (default 'RP 890')",
         "external_pt100": "true when an external Pt100 is connected (IN_PV_03, control source 1)",
+        "communication_watchdog": "false for a model without OUT_SP_07/08 (default true)",
+        "safe_mode": "true when Safe Mode is activated in the menu: a lost link sets IN_SP_07",
     }
 
     def __init__(
@@ -111,6 +126,8 @@ class Lauda(SimInstrument):
         range: Sequence[float] = (-90.0, 200.0),  # the option's public name shadows range()
         model: str = "RP 890",
         external_pt100: bool = False,
+        communication_watchdog: bool = True,
+        safe_mode: bool = False,
     ) -> None:
         super().__init__(clock)
         if address is not None and not 0 <= address <= 127:
@@ -135,6 +152,13 @@ class Lauda(SimInstrument):
         self._standby = True
         self._external: float | None = None
         self._changes: deque[float] = deque()
+        self.communication_watchdog = communication_watchdog
+        self.safe_mode = safe_mode
+        self._safe_setpoint = min(max(SAFE_SETPOINT, self.low), self.high)
+        self._comm_timeout = 0
+        self._last_command = self.clock.now()
+        self._comm_alarm = False  # alarm 22, the chiller stopped
+        self._safe_mode_on = False  # warning 503, Safe Mode set point in force
         self._reads = self._read_table()
         self._writes: dict[str, Callable[[str], None]] = {
             "OUT_SP_00": self._write_setpoint,
@@ -146,9 +170,17 @@ class Lauda(SimInstrument):
             "OUT_MODE_01": self._write_source,
             "OUT_PV_05": self._write_external,
         }
+        if communication_watchdog:
+            self._writes["OUT_SP_07"] = self._write_safe_setpoint
+            self._writes["OUT_SP_08"] = self._write_comm_timeout
 
     def _read_table(self) -> dict[str, Callable[[], str]]:
+        watchdog: dict[str, Callable[[], str]] = {
+            "IN_SP_07": lambda: _temperature(self._safe_setpoint),
+            "IN_SP_08": lambda: str(self._comm_timeout),
+        }
         return {
+            **(watchdog if self.communication_watchdog else {}),
             "IN_PV_00": lambda: _temperature(self._bath),
             "IN_PV_01": self._controlled,
             "IN_PV_02": lambda: fixed(0.0 if self._standby else 0.1 * self._pump),
@@ -183,6 +215,7 @@ class Lauda(SimInstrument):
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
+            self.tick()
             return {
                 "bath": self._bath,
                 "setpoint": self._setpoint,
@@ -191,10 +224,31 @@ class Lauda(SimInstrument):
                 "pump": self._pump,
                 "limits": (self._til, self._tih),
                 "source": self._source,
+                "communication_timeout": self._comm_timeout,
+                "communication_alarm": self._comm_alarm,
+                "safe_mode_active": self._safe_mode_on,
             }
 
     # -- physics --------------------------------------------------------------------------------
     def advance(self, dt: float) -> None:
+        start = self._last
+        deadline = self._last_command + self._comm_timeout
+        watching = self._comm_timeout > 0 and not (self._comm_alarm or self._safe_mode_on)
+        if watching and start <= deadline < start + dt:
+            self._bath_step(deadline - start)
+            self._communication_lost()
+            dt = start + dt - deadline
+        self._bath_step(dt)
+
+    def _communication_lost(self) -> None:
+        if self.safe_mode:
+            self._safe_mode_on = True
+            self._setpoint = min(max(self._safe_setpoint, self._til), self._tih)
+        else:
+            self._comm_alarm = True
+            self._standby = True
+
+    def _bath_step(self, dt: float) -> None:
         if self._standby:
             target, tau = self.ambient, self.standby_time_constant
         else:
@@ -209,6 +263,7 @@ class Lauda(SimInstrument):
         prefix = "" if self.address is None else f"A{self.address:03d}_"
         if not text.startswith(prefix):
             return None
+        self._last_command = self.clock.now()
         try:
             reply = self._dispatch(text[len(prefix) :])
         except Refusal as refusal:
@@ -255,7 +310,8 @@ class Lauda(SimInstrument):
         """Error, alarm, warning, over-temperature, low level, high level, no external value."""
         over = self._bath > self.overtemperature
         no_external = self._source == 3 and self._external is None
-        flags = (over, over, no_external, over, False, False, no_external)
+        alarm, warning = over or self._comm_alarm, no_external or self._safe_mode_on
+        flags = (over, alarm, warning, over, False, False, no_external)
         return "".join("1" if flag else "0" for flag in flags)
 
     # -- writes ---------------------------------------------------------------------------------
@@ -311,6 +367,16 @@ class Lauda(SimInstrument):
         if source == 2 or (source == 1 and not self.external_pt100):
             raise Refusal(ERR_NO_SENSOR)
         self._source = source
+
+    def _write_safe_setpoint(self, raw: str) -> None:
+        value = _read_temperature(raw)
+        if not self._til <= value <= self._tih:
+            raise Refusal(ERR_VALUE)
+        self._safe_setpoint = value
+
+    def _write_comm_timeout(self, raw: str) -> None:
+        self._comm_timeout = _read_choice(raw, COMM_TIMEOUTS)
+        self._comm_alarm = self._safe_mode_on = False
 
     def _write_external(self, raw: str) -> None:
         self._external = _read_temperature(raw)

@@ -170,6 +170,23 @@ class LaudaClient(ProtocolClient):
     async def set_lower_limit(self, value: float) -> None:
         await self.command("OUT_SP_05", self._temperature(value))
 
+    async def set_safe_setpoint(self, value: float) -> None:
+        """The Safe Mode set point (`OUT_SP_07`), held after a lost link when Safe Mode is on."""
+        await self.command("OUT_SP_07", self._temperature(value))
+
+    async def safe_setpoint(self) -> float:
+        return await self.number("IN_SP_07")
+
+    async def set_communication_timeout(self, seconds: int) -> None:
+        """The communication watchdog (`OUT_SP_08`): with no command for `seconds` the chiller
+        stops, or enters Safe Mode; 0 switches it off. Writing it clears its alarm."""
+        if not 0 <= seconds <= 3600:
+            raise LaudaError(f"{self.name}: timeout {seconds} s: give 0..3600 s (0: off)")
+        await self.command("OUT_SP_08", str(int(seconds)))
+
+    async def communication_timeout(self) -> int:
+        return await self.integer("IN_SP_08")
+
     async def start(self) -> None:
         await self.command("START")
 

@@ -158,6 +158,85 @@ class ServerConfig(_Strict):
     connect_timeout: float = Field(default=5.0, gt=0)
 
 
+class CoolingSafety(_Strict):
+    """What the watchdog does to the chiller and the coldbox when it acts: hold both at a safe
+    set point above the lab's dew point plus the margin, or stop them (standby, TECs off)."""
+
+    action: Literal["setpoint", "stop"]
+    #: °C, for `action: setpoint`: the chiller's and every TEC's set point.
+    setpoint: float | None = None
+
+    @model_validator(mode="after")
+    def _setpoint_given(self) -> CoolingSafety:
+        if (self.action == "setpoint") != (self.setpoint is not None):
+            raise ValueError(
+                "interlocks.cooling.setpoint: give a set point (°C) with action: setpoint, "
+                "and none with action: stop"
+            )
+        return self
+
+
+class InterlockConfig(_Strict):
+    """The limits of the IOC's interlock watchdog. Every limit must be given: none has a default
+    but the poll period and the time a paused plan may hold HV (10 min)."""
+
+    #: s between two checks of every condition (at least 2 Hz).
+    poll_period: float = Field(default=0.25, gt=0, le=0.5)
+    #: K: the watchdog acts when the coldest plate is less than this above the dew point.
+    dew_point_margin: float = Field(gt=0)
+    #: °C: the highest dew point the lab air reaches; the safe set point stays above it + margin.
+    lab_dew_point_max: float
+    #: l/min: dry air on with less flow than this is a lost flow.
+    min_dry_air_flow: float = Field(gt=0)
+    #: °C: a plate, the box air or the chiller bath above this is an over-temperature.
+    over_temperature: float
+    #: °C: below this the stand is cold: a stopped chiller is then a fault.
+    cold_below: float
+    #: s: a slot above `limits.compliance` for longer than this trips.
+    compliance_trip_time: float = Field(ge=0)
+    #: s: no answer from the HV supply, the coldbox or the chiller for longer is a lost link.
+    link_timeout: float = Field(gt=0)
+    #: s: the controlling client's heartbeat PV may stay unwritten this long.
+    heartbeat_timeout: float = Field(gt=0)
+    #: s without a command after which the chiller stops (or holds its Safe Mode set point) on
+    #: its own: its communication watchdog, armed by the IOC, the last line when the IOC dies.
+    chiller_timeout: int = Field(gt=0, le=3600)
+    #: V: LV goes off once every HV channel reads below this.
+    hv_safe_voltage: float = Field(gt=0)
+    #: s: how long a paused plan may hold HV up before the watchdog acts.
+    paused_hv_hold: float = Field(default=600.0, gt=0)
+    cooling: CoolingSafety
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InterlockConfig:
+        period = self.poll_period
+        for key in ("heartbeat_timeout", "link_timeout", "chiller_timeout"):
+            if getattr(self, key) <= period:
+                raise ValueError(
+                    f"interlocks.{key}: {getattr(self, key)} s is not longer than the poll period "
+                    f"({period} s, interlocks.poll_period); give a longer timeout"
+                )
+        floor = self.lab_dew_point_max + self.dew_point_margin
+        if self.cooling.setpoint is not None:
+            if self.cooling.setpoint < floor:
+                raise ValueError(
+                    f"interlocks.cooling.setpoint: {self.cooling.setpoint:g} °C is below the lab's "
+                    f"dew point plus the margin ({floor:g} °C, interlocks.lab_dew_point_max + "
+                    "interlocks.dew_point_margin); give a warmer safe set point"
+                )
+            if self.cooling.setpoint >= self.over_temperature:
+                raise ValueError(
+                    f"interlocks.cooling.setpoint: {self.cooling.setpoint} °C is not below "
+                    f"interlocks.over_temperature ({self.over_temperature} °C)"
+                )
+        if self.cold_below >= self.over_temperature:
+            raise ValueError(
+                f"interlocks.cold_below: {self.cold_below} °C is not below "
+                f"interlocks.over_temperature ({self.over_temperature} °C)"
+            )
+        return self
+
+
 class StandConfig(_Strict):
     name: str = Field(min_length=1)
     sim: bool = False
@@ -169,6 +248,17 @@ class StandConfig(_Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     #: Served over Channel Access by `teststand ioc` (None: the devices talk to the instruments).
     server: ServerConfig | None = None
+    #: The IOC's interlock watchdog; required by the IOC (`require_interlocks`), not by plans.
+    interlocks: InterlockConfig | None = None
+
+    def require_interlocks(self) -> InterlockConfig:
+        """The interlock limits, or a `ConfigError` naming the missing section."""
+        if self.interlocks is None:
+            raise ConfigError(
+                f"stand {self.name!r}: the `interlocks:` section is missing; the IOC's watchdog "
+                "needs every limit (see profile_collection/stand.yaml for one with all keys)"
+            )
+        return self.interlocks
 
     @model_validator(mode="after")
     def _names(self) -> StandConfig:

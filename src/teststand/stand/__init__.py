@@ -13,6 +13,7 @@ from ophyd_async.core import DeviceVector, StandardReadable
 
 from teststand import kinds
 from teststand.config import StandConfig, load_stand
+from teststand.devices.caen import CaenChannel, PowerDown
 from teststand.roles import COLDBOX, HV_SUPPLY, LV_SUPPLY, ROLES, SLOT_TEMPERATURE, Role
 from teststand.sim.stand import SimStand
 from teststand.stand.served import (
@@ -99,10 +100,12 @@ class TestStand(StandardReadable):
         )
 
     async def apply_backstops(self) -> None:
-        """Write each slot's bias limit (MAXV) and the compliance (ISET) to the supplies, and
-        MAXV 0 on HV channels that bias no module: the hardware's own line of defence. Biased
-        channels read their current in the low range (1 nA resolution) when the compliance fits
-        in it (a tenth of the supply's maximum): a cold module draws only tens of nA."""
+        """Write each slot's bias limit (MAXV) and the compliance (ISET) to the supplies, MAXV 0
+        on HV channels that bias no module, and PDWN RAMP on every channel (a trip, an interlock
+        or a switch-off ramps down at RDW instead of cutting): the hardware's own line of defence.
+        Biased channels read their current in the low range (1 nA resolution) when the
+        compliance fits in it (a tenth of the supply's maximum): a cold module draws only tens
+        of nA."""
         limits = self.config.limits
         biased = {
             (ref.instrument, ref.channel) for ref in (s.hv for s in self.config.slots.values())
@@ -118,6 +121,8 @@ class TestStand(StandardReadable):
                 writes.append(asyncio.ensure_future(channel.set_low_current_range(True)))
         for name, supply in self.role(HV_SUPPLY).items():
             for number, channel in supply.channels.items():
+                if isinstance(channel, CaenChannel):
+                    writes.append(channel.power_down.set(PowerDown.RAMP))
                 if (name, number) not in biased:
                     writes.append(channel.max_voltage.set(0.0))
         for status in writes:

@@ -1,0 +1,136 @@
+"""The interlock conditions: from one `Snapshot` and the stand file's `interlocks:` limits, the
+reasons to act. Each reason says what was seen, against which limit (by its key path)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from teststand.config import InterlockConfig, StandConfig
+from teststand.devices.lauda.client import FAULT_FLAGS
+from teststand.safety.readings import Snapshot
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A reason to act; `error` when the state of an instrument is unknown (ERROR, not SAFE)."""
+
+    reason: str
+    error: bool = False
+
+
+def environment(snapshot: Snapshot, limits: InterlockConfig) -> list[Finding]:
+    """Dew point, lid and interlock, dry-air flow, chiller, over-temperature."""
+    found: list[Finding] = []
+    box = snapshot.box
+    if box is not None:
+        dew = snapshot.dew_point
+        assert dew is not None
+        coldest = min(box.plates)
+        if coldest - dew < limits.dew_point_margin:
+            found.append(
+                Finding(
+                    f"dew point margin {coldest - dew:.1f} K is below "
+                    f"{limits.dew_point_margin:g} K (interlocks.dew_point_margin): coldest plate "
+                    f"{coldest:.1f} °C, dew point {dew:.1f} °C"
+                )
+            )
+        if not box.lid_closed:
+            found.append(Finding("the coldbox lid is open"))
+        elif not box.interlock_ok:
+            found.append(Finding("the coldbox interlock is tripped"))
+        if box.valve and box.flow < limits.min_dry_air_flow:
+            found.append(
+                Finding(
+                    f"dry-air flow lost: {box.flow:.1f} l/min with the valve open "
+                    f"(interlocks.min_dry_air_flow {limits.min_dry_air_flow:g} l/min)"
+                )
+            )
+        hottest = max(*box.plates, box.air)
+        if hottest > limits.over_temperature:
+            found.append(_over_temperature("coldbox", hottest, limits))
+    chiller = snapshot.chiller
+    if chiller is not None:
+        alarms = chiller.flags & FAULT_FLAGS
+        if alarms:
+            found.append(Finding(f"chiller alarm: {', '.join(sorted(alarms))}"))
+        cold = chiller.bath < limits.cold_below or (
+            box is not None and min(box.plates) < limits.cold_below
+        )
+        if not chiller.running and cold:
+            found.append(
+                Finding(
+                    f"the chiller is stopped while the stand is cold (below "
+                    f"{limits.cold_below:g} °C, interlocks.cold_below)"
+                )
+            )
+        if chiller.bath > limits.over_temperature:
+            found.append(_over_temperature("chiller bath", chiller.bath, limits))
+    return found
+
+
+def _over_temperature(where: str, value: float, limits: InterlockConfig) -> Finding:
+    return Finding(
+        f"over-temperature: {where} at {value:.1f} °C, above {limits.over_temperature:g} °C "
+        "(interlocks.over_temperature)"
+    )
+
+
+def links(silent_for: dict[str, float], failures: dict[str, str], limit: float) -> list[Finding]:
+    """An instrument silent for longer than `interlocks.link_timeout`: its state is unknown."""
+    return [
+        Finding(
+            f"lost link to {name}: no answer for {age:.1f} s (interlocks.link_timeout "
+            f"{limit:g} s){': ' + failures[name] if name in failures else ''}",
+            error=True,
+        )
+        for name, age in sorted(silent_for.items())
+        if age > limit
+    ]
+
+
+@dataclass
+class ComplianceWatch:
+    """Since when each module's HV channel has been over `limits.compliance`."""
+
+    config: StandConfig
+    since: dict[tuple[str, int], float] = field(default_factory=dict)
+
+    def check(self, snapshot: Snapshot, trip_time: float) -> list[Finding]:
+        compliance = self.config.limits.compliance
+        slots = {
+            (slot.hv.instrument, slot.hv.channel): number
+            for number, slot in self.config.slots.items()
+            if slot.module is not None
+        }
+        found: list[Finding] = []
+        for reading in snapshot.hv:
+            key = (reading.supply, reading.channel)
+            if key not in slots:
+                continue
+            over = reading.current >= compliance or "OVC" in reading.status.flags
+            if not over:
+                self.since.pop(key, None)
+                continue
+            start = self.since.setdefault(key, snapshot.time)
+            if snapshot.time - start > trip_time:
+                found.append(
+                    Finding(
+                        f"slot {slots[key]} ({reading.supply}:{reading.channel}) over its "
+                        f"compliance ({compliance:g} A, limits.compliance) for "
+                        f"{snapshot.time - start:.1f} s (interlocks.compliance_trip_time "
+                        f"{trip_time:g} s)"
+                    )
+                )
+        return found
+
+
+def hv_outside_run(snapshot: Snapshot, limits: InterlockConfig) -> list[Finding]:
+    """HV above the safe voltage while the stand is not in RUN."""
+    up = [r for r in snapshot.hv if r.voltage >= limits.hv_safe_voltage]
+    if not up:
+        return []
+    where = ", ".join(f"{r.supply}:{r.channel} {r.voltage:.0f} V" for r in up)
+    return [Finding(f"HV raised outside RUN: {where}")]
+
+
+__all__ = ["ComplianceWatch", "Finding", "environment", "hv_outside_run", "links"]
