@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from bluesky import RunEngine
-from conftest import COLD, History, Sample, wait_until
 from helpers import run
+from safety_helpers import COLD, History, Sample, wait_until
 
 from teststand.plans import hv_ramp, iv_scan
 from teststand.safety import StandState, Watchdog

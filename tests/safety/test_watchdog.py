@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 from bluesky import RunEngine
-from conftest import History, wait_until
 from helpers import run
+from safety_helpers import History, wait_until
 
 from teststand.safety import StandState, StateError, Watchdog
 from teststand.stand import TestStand
@@ -124,7 +124,7 @@ def test_estop(RE: RunEngine, guarded: Guarded) -> None:
 
 
 def test_the_safe_set_point_is_checked_against_the_box_at_start(RE: RunEngine) -> None:
-    from conftest import safety_stand_dict
+    from safety_helpers import safety_stand_dict
 
     from teststand.config import ConfigError
     from teststand.stand import build

@@ -3,8 +3,9 @@
 up first is what keeps the plates above the dew point), LV off once every HV channel reads below
 `interlocks.hv_safe_voltage`.
 
-HV goes first and alone: ramps in progress in this process are cancelled, then one group write
-(`VSET` 0 on every channel, the supply's all-channels command) per supply. A source-measure unit
+HV goes first and alone: one group write (`VSET` 0 on every channel, the supply's all-channels
+command) per supply, then each channel's ramp in progress in this process is cancelled and 0 V
+written again. A source-measure unit
 steps down 10 V a second (QUALIFICATION.md's step ramp), then its output goes off. LV stays on
 while HV cannot be shown to be down: an LV cut under bias is what the power order forbids.
 """
@@ -85,16 +86,14 @@ async def _attempt(outcome: SafeOutcome, what: str, action: Awaitable[object]) -
 
 
 async def _hv_zero(supplies: list[CaenHV], outcome: SafeOutcome, step: Step) -> None:
-    for supply in supplies:
-        for channel in supply.channels.values():
-            ramp = channel.ramp
-            if ramp is not None and not ramp.done() and ramp is not asyncio.current_task():
-                ramp.cancel()
-
+    """One group write of 0 V per supply first (the fastest), then each channel's own safe-state
+    action (`zero`: its ramp in progress cancelled, 0 V written again after it)."""
     results = await asyncio.gather(
         *(_attempt(outcome, f"{s.name}: VSET 0 V", _zero(s)) for s in supplies)
     )
     outcome.first_hv_write = time.monotonic()
+    channels = [channel for supply in supplies for channel in supply.channels.values()]
+    await asyncio.gather(*(_attempt(outcome, f"{c.name}: 0 V", c.zero()) for c in channels))
     if all(results):
         step(f"HV set to 0 V on every channel of {', '.join(s.name for s in supplies)}")
 
