@@ -24,7 +24,8 @@ User's Manual, sections 17-18; 2450 Reference Manual, SCPI command reference):
 - 2450 only: limits `:SOUR:VOLT:ILIM` / `:SOUR:CURR:VLIM` (`:TRIP?`), `:SOUR:VOLT:PROT
   PROT<n>|NONE`, `[:SENS]:COUN`, buffer arguments `"defbuffer1"[,READ|SOUR|REL ...]` on
   `:READ?`/`:FETC?`/`:MEAS?`, `:TRAC:ACT?`, `:TRAC:CLE`, `:TRAC:DATA? <start>,<end>[,...]`,
-  `:TRAC:TRIG`.
+  `:TRAC:TRIG`, `[:SENS]:<function>:AVER[:STAT]|:TCON|:COUN`, `:AZER`, `:RSEN`,
+  `:SOUR:<function>:DEL[:AUTO]`, `:SOUR:<function>:READ:BACK` (one value serves all functions).
 - The other family's commands are undefined headers (-113); so are the subsystems not simulated
   (CALCulate, TRACe on the 2400, DISPlay, SOURce2, STATus registers beyond `:STAT:PRES`/`:QUE?`,
   the 2450's trigger models, sweeps and lists).

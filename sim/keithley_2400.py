@@ -301,7 +301,7 @@ def _system(smu: Keithley2410) -> list[Command]:
         smu.choice(
             ":OUTPut[1]:SMODe", "output_off_mode", ("HIMPedance", "NORMal", "ZERO", "GUARd")
         ),
-        smu.number("[:SOURce[1]]:DELay", "source_delay", DELAY_LIMITS, _manual_delay(smu)),
+        smu.number("[:SOURce[1]]:DELay", "source_delay", DELAY_LIMITS, manual_delay(smu)),
         smu.flag("[:SOURce[1]]:DELay:AUTO", "source_delay_auto"),
         smu.flag("[:SENSe[1]]:AVERage[:STATe]", "filter"),
         smu.choice("[:SENSe[1]]:AVERage:TCONtrol", "filter_type", ("REPeat", "MOVing")),
@@ -310,7 +310,7 @@ def _system(smu: Keithley2410) -> list[Command]:
     ]
 
 
-def _manual_delay(smu: Keithley2410) -> Callable[[float], None]:
+def manual_delay(smu: Keithley2410) -> Callable[[float], None]:
     """`:SOUR:DEL <n>`: a manual source delay turns auto delay off."""
 
     def put(seconds: float) -> None:

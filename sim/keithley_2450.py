@@ -9,9 +9,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-from teststand.sim.keithley_2400 import STALE_DATA
+from teststand.sim.keithley_2400 import STALE_DATA, manual_delay
 from teststand.sim.keithley_model import (
     COMPLIANCE_LIMITS,
+    DELAY_LIMITS,
+    FILTER_COUNT_LIMITS,
     FUNCTIONS,
     Reading,
     resistance,
@@ -71,6 +73,28 @@ def commands_2450(smu: Keithley2410) -> list[Command]:
     ]
     for function, (pattern, _) in FUNCTIONS.items():
         commands.append(Command(f":MEASure{pattern}", read=_measure_reader(smu, function)))
+    return [*commands, *_settings(smu)]
+
+
+def _settings(smu: Keithley2410) -> list[Command]:
+    """Per-function forms of the 2400's global settings (one value serves every function)."""
+    commands: list[Command] = []
+    for function in ("CURRent[:DC]", "VOLTage[:DC]", "RESistance"):
+        sense = f"[:SENSe[1]]:{function}"
+        commands += [
+            smu.flag(f"{sense}:AVERage[:STATe]", "filter"),
+            smu.choice(f"{sense}:AVERage:TCONtrol", "filter_type", ("REPeat", "MOVing")),
+            smu.integer(f"{sense}:AVERage:COUNt", "filter_count", FILTER_COUNT_LIMITS),
+            smu.flag(f"{sense}:AZERo[:STATe]", "autozero"),
+            smu.flag(f"{sense}:RSENse", "four_wire"),
+        ]
+    for function in ("VOLTage", "CURRent"):
+        source = f"[:SOURce[1]]:{function}"
+        commands += [
+            smu.number(f"{source}:DELay", "source_delay", DELAY_LIMITS, manual_delay(smu)),
+            smu.flag(f"{source}:DELay:AUTO", "source_delay_auto"),
+            smu.flag(f"{source}:READ:BACK", "readback"),
+        ]
     return commands
 
 

@@ -132,6 +132,7 @@ class SmuSettings:
     filter_type: str = "REPeat"
     filter_count: int = 10
     display: bool = True
+    readback: bool = True  # 2450 `:SOUR:<f>:READ:BACK`
 
     @property
     def sources_voltage(self) -> bool:

@@ -228,6 +228,19 @@ def test_2450_reading_buffer(smu2450: Any) -> None:
     assert smu.errors() == [OUT_OF_RANGE, '-224,"Illegal parameter value"', OUT_OF_RANGE]
 
 
+def test_2450_per_function_settings(smu2450: Any) -> None:
+    smu = smu2450
+    smu.send(":SENS:CURR:AVER ON;:SENS:CURR:AVER:COUN 50;:SENS:VOLT:AVER:TCON MOV")
+    smu.send(":SENS:CURR:RSEN ON;:SENS:CURR:AZER OFF;:SOUR:VOLT:DEL 0.2;:SOUR:VOLT:READ:BACK OFF")
+    assert smu.ask(":SENS:CURR:AVER?;:SENS:CURR:AVER:COUN?;:SENS:CURR:AVER:TCON?") == "1;50;MOV"
+    assert smu.ask(":SENS:CURR:RSEN?;:SENS:CURR:AZER?;:SOUR:VOLT:DEL?") == "1;0;2.000000E-01"
+    assert smu.ask(":SOUR:VOLT:DEL:AUTO?;:SOUR:VOLT:READ:BACK?") == "0;0"
+    smu.send(":SENS:CURR:AVER:COUN 0")
+    smu.send(":SENS:AVER ON")  # the 2400's global form
+    smu.send(":SOUR:DEL 0.1")
+    assert smu.errors() == [OUT_OF_RANGE, UNDEFINED, UNDEFINED]
+
+
 def test_2450_current_source_and_voltage_limit(smu2450: Any) -> None:
     smu = smu2450
     smu.send(":SOUR:FUNC CURR;:SOUR:CURR:VLIM 5;:SOUR:CURR 1e-3;:OUTP ON")
