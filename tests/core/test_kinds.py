@@ -162,3 +162,10 @@ def test_a_kind_whose_device_lacks_a_member_of_its_role_is_refused_at_build(
             build(stand, mock=True)
     finally:
         kinds.unregister("toy-smu")
+
+
+def test_the_registry_and_the_role_protocols_name_the_same_roles() -> None:
+    from teststand.roles import ROLES
+
+    assert set(ROLES) == kinds.INSTRUMENT_ROLES
+    assert set(kinds.SLOT_ROLES) <= set(ROLES)
