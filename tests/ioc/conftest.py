@@ -104,7 +104,7 @@ class Ioc:
 
     def start(self, *extra: str) -> None:
         command = [TESTSTAND, "ioc", str(self.file), "--prefix", self.prefix]
-        command += ["--interfaces", "127.0.0.1", "--poll", "0.1", *extra]
+        command += ["--interfaces", "127.0.0.1", "--poll", "0.1", "--no-watchdog", *extra]
         with self.log.open("a") as log:
             self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
         assert self.process.stdout is not None

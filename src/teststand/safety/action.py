@@ -152,13 +152,14 @@ async def _volts_and_rates(supply: CaenHV) -> tuple[list[float], list[float]]:
 
 async def _smu_down(smu: Keithley2410) -> None:
     client = smu.client
-    if await client.output():
-        level = await client.level()
-        while abs(level) > SMU_STEP:
-            level -= SMU_STEP if level > 0 else -SMU_STEP
-            await client.set_level(level)
-            await asyncio.sleep(SMU_STEP_WAIT)
-        await client.set_level(0.0)
+    if not await client.output():
+        return
+    level = await client.level()
+    while abs(level) > SMU_STEP:
+        level -= SMU_STEP if level > 0 else -SMU_STEP
+        await client.set_level(level)
+        await asyncio.sleep(SMU_STEP_WAIT)
+    await client.set_level(0.0)
     await client.set_output(False)
 
 

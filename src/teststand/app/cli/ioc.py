@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from pathlib import Path
+
+log = logging.getLogger("teststand.ioc")
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -17,7 +20,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[t
         help="serve the stand's instruments as EPICS Channel Access PVs",
         description="Open every instrument of the stand file (its simulators with sim: true), "
         "serve every device signal as a PV under the prefix and poll each instrument. Runs "
-        "until Ctrl-C or SIGTERM; then HV goes to 0 V and the instruments are released.",
+        "until Ctrl-C or SIGTERM; then HV goes to 0 V and the instruments are released. The "
+        "stand's state machine and interlock watchdog run inside (the stand file's interlocks: "
+        "section is required).",
     )
     ioc.add_argument("stand", type=Path, help="stand file")
     ioc.add_argument("--prefix", help="PV prefix (default: server.prefix of the stand, or TS1:)")
@@ -30,6 +35,12 @@ def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[t
     )
     ioc.add_argument("--poll", type=float, default=0.2, help="poll period in s (default 0.2)")
     ioc.add_argument("--list", action="store_true", help="print the PVs and exit")
+    ioc.add_argument(
+        "--no-watchdog",
+        action="store_true",
+        help="serve without the state machine and interlock watchdog: for tests of the IOC "
+        "itself, never with modules mounted",
+    )
     ioc.set_defaults(handler=_ioc)
 
 
@@ -39,8 +50,14 @@ def _ioc(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from teststand.app.ioc import open_ioc, serve
+    from teststand.app.ioc.safety import plug_in
 
-    ioc = await open_ioc(args.stand, args.prefix, poll_period=args.poll, check_prefix=not args.list)
+    if args.no_watchdog:
+        log.warning("serving WITHOUT the interlock watchdog (--no-watchdog): nothing guards HV")
+    hooks = [] if args.no_watchdog else [plug_in]
+    ioc = await open_ioc(
+        args.stand, args.prefix, poll_period=args.poll, check_prefix=not args.list, hooks=hooks
+    )
     if args.list:
         try:
             for pv in sorted(ioc.info, key=lambda info: info.name):

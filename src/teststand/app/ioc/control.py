@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from teststand.app.ioc.channels import WRITER, Writer
@@ -42,6 +42,16 @@ class Control:
 
     def __init__(self) -> None:
         self.owner: Owner | None = None
+        #: Called with the event (`claim`, `takeover`, `release`, `lost`: the owner's circuit
+        #: closed) and the owner it concerns, after the change (the safety watchdog listens).
+        self.listeners: list[Callable[[str, Owner], None]] = []
+
+    def _tell(self, event: str, owner: Owner) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(event, owner)
+            except Exception:
+                log.exception("control listener failed on %s", event)
 
     def describe(self) -> str:
         return "" if self.owner is None else str(self.owner)
@@ -78,12 +88,14 @@ class Control:
             )
         self.owner = Owner(writer, description.strip(), time.time())
         log.info("control claimed by %s", self.owner)
+        self._tell("claim", self.owner)
         return description
 
     def takeover(self, description: str) -> str:
         previous = self.owner
         self.owner = Owner(self._writer(), description.strip(), time.time())
         log.warning("control taken over by %s from %s", self.owner, previous or "nobody")
+        self._tell("takeover", self.owner)
         return description
 
     def release(self) -> None:
@@ -93,12 +105,14 @@ class Control:
         if not self.holds(writer) and writer.address != "local":
             raise ControlRefused(f"{writer} cannot release control held by {self.owner}")
         log.info("control released by %s", self.owner)
-        self.owner = None
+        owner, self.owner = self.owner, None
+        self._tell("release", owner)
 
     def prune(self, live_addresses: Iterable[str]) -> bool:
         """Release control whose owner's circuit is gone; True when it was released."""
         if self.owner is None or self.owner.writer.address in set(live_addresses):
             return False
         log.warning("control released: its owner %s disconnected", self.owner)
-        self.owner = None
+        owner, self.owner = self.owner, None
+        self._tell("lost", owner)
         return True

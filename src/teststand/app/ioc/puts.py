@@ -27,6 +27,8 @@ from teststand.stand.pvnames import SignalPV, VerbPV
 
 log = logging.getLogger("teststand.ioc")
 Refresh = Callable[[set[int]], Awaitable[None]]
+#: A check of a move put (the device, its target) added by a hook (safety: HV only in RUN).
+MoveCheck = Callable[[Device, float], Awaitable[None]]
 
 
 class Messages:
@@ -60,6 +62,7 @@ class Puts:
         self.control = control
         self.messages = messages
         self.refresh = refresh
+        self.move_checks: list[MoveCheck] = []
         self._moves: dict[int, asyncio.Task[Any]] = {}
 
     async def _guarded(self, device_suffix: str, what: str, action: Awaitable[Any]) -> None:
@@ -88,6 +91,8 @@ class Puts:
         device = spec.device
         if spec.move:
             await check_move(self.stand, device, float(value))
+            for check in self.move_checks:
+                await check(device, float(value))
             await self._move(device, float(value))
         elif isinstance(spec.signal, SignalW):
             await spec.signal.set(value)

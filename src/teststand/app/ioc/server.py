@@ -32,6 +32,8 @@ log = logging.getLogger("teststand.ioc")
 #: The value a PV starts with when its signal cannot be read at start (it is INVALID then).
 DEFAULTS: dict[type, Any] = {float: 0.0, int: 0, bool: False, str: ""}
 TaskFactory = Callable[[], Coroutine[Any, Any, None]]
+#: s between two looks for the controlling client's circuit (a killed client is seen this fast).
+OWNER_WATCH_PERIOD = 0.2
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class StandIOC:
         self.served: dict[str, ServedSignal] = {}
         self._tasks: list[TaskFactory] = []
         self.poller: Poller | None = None
+        self.puts: Puts | None = None
         self.context: Context | None = None
 
     # ---- the hook ----
@@ -105,7 +108,7 @@ class StandIOC:
             lambda attribute, value: alarm_of(attribute, value, self.stand.config),
             period=self.poll_period,
         )
-        puts = Puts(self.stand, self.control, self.messages, self.poller.refresh)
+        puts = self.puts = Puts(self.stand, self.control, self.messages, self.poller.refresh)
         for served in self.served.values():
             if served.spec.writable:
                 served.channel.on_put = puts.for_signal(served.spec, served.datatype)
@@ -228,7 +231,7 @@ class StandIOC:
     async def _watch_owner(self) -> None:
         """Release control when its owner's circuit has gone (the client died or closed)."""
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(OWNER_WATCH_PERIOD)
             if self.context is None:
                 continue
             live = [f"{c.circuit.address[0]}:{c.circuit.address[1]}" for c in self.context.circuits]

@@ -1,0 +1,102 @@
+"""`CAControl`: a RunEngine session's side of the IOC's state machine, over Channel Access.
+
+The IOC serves `STATE`, `STATE:REASON`, `STATE:CMD`, `CLIENT:HEARTBEAT` and `CLIENT:RE_STATE`
+(see `teststand.app.ioc.safety`); this session must hold control (a served `build()` claims it).
+Reports and heartbeats are puts without completion, in order, from the RunEngine's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aioca import FORMAT_TIME, Subscription, camonitor
+
+from teststand.safety.runengine import StateCallback
+from teststand.safety.state import StandState, StateError
+from teststand.stand.ca import put_checked, read_text
+
+log = logging.getLogger(__name__)
+
+
+class CAControl:
+    """`await CAControl.connect("TS1:", who, loop)`: the state follows `STATE` by a monitor."""
+
+    def __init__(self, prefix: str, who: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.prefix = prefix
+        self.who = who
+        self.loop = loop
+        self._state = StandState.OFF
+        self._reason = ""
+        self._callbacks: list[StateCallback] = []
+        self._subscriptions: list[Subscription] = []
+
+    @classmethod
+    async def connect(cls, prefix: str, who: str) -> CAControl:
+        control = cls(prefix, who, asyncio.get_running_loop())
+        control._reason = await read_text(prefix + "STATE:REASON")
+        control._subscriptions = [
+            camonitor(prefix + "STATE", control._on_state, datatype=str, format=FORMAT_TIME),
+            camonitor(prefix + "STATE:REASON", control._on_reason, datatype=str),
+        ]
+        return control
+
+    def close(self) -> None:
+        for subscription in self._subscriptions:
+            subscription.close()
+
+    def _on_reason(self, value: Any) -> None:
+        self._reason = str(value)
+
+    def _on_state(self, value: Any) -> None:
+        state = StandState(str(value))
+        if state is self._state:
+            return
+        self._state = state
+        if state in (StandState.SAFE, StandState.ERROR):  # the reason may lag the state
+            self.loop.create_task(self._tell_latched(state))
+        else:
+            for callback in list(self._callbacks):
+                callback(state, self._reason)
+
+    async def _tell_latched(self, state: StandState) -> None:
+        try:
+            self._reason = await read_text(self.prefix + "STATE:REASON")
+        except Exception as exc:
+            log.warning("cannot read the IOC's reason: %s", exc)
+        for callback in list(self._callbacks):
+            callback(state, self._reason)
+
+    def state(self) -> tuple[StandState, str]:
+        return self._state, self._reason
+
+    async def request(self, state: StandState, why: str) -> None:
+        try:
+            await put_checked(self.prefix + "STATE:CMD", f"{state.value} {why}")
+        except StateError:
+            raise
+        except Exception as exc:  # the IOC's refusal as another type: still a refusal
+            raise StateError(str(exc)) from None
+        self._state = state  # the monitor confirms it
+
+    def _put(self, suffix: str, value: Any) -> None:
+        async def put() -> None:
+            try:
+                await put_checked(self.prefix + suffix, value, wait=False)
+            except Exception as exc:
+                log.warning("%s%s: %s", self.prefix, suffix, exc)
+
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(put()))
+
+    def report(self, re_state: str) -> None:
+        self._put("CLIENT:RE_STATE", re_state)
+
+    def heartbeat(self) -> None:
+        self._put("CLIENT:HEARTBEAT", 1)
+
+    def subscribe(self, callback: StateCallback) -> None:
+        self._callbacks.append(callback)
+
+
+__all__ = ["CAControl"]
