@@ -53,6 +53,17 @@ def test_sim_serve_prints_address_first_and_stops_on_sigterm() -> None:
         server.stdin.write("faults drop=0.5\n")
         server.stdin.flush()
         assert "drop=0.5" in server.stdout.readline()
+        server.stdin.write("faults none,duplicate=1,split=1\n")
+        server.stdin.flush()
+        assert server.stdout.readline().strip() == "faults: duplicate=1.0,split=1.0"
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"$BD:05,CMD:MON,CH:1,PAR:RUP\r\n")
+            replies = sock.makefile("rb")
+            assert replies.readline() == replies.readline() == b"#BD:05,CMD:OK,VAL:010\r\n"
+        server.stdin.write("faults noise=2\n")  # refused whole, with the keys
+        server.stdin.flush()
+        refusal = server.stdout.readline()
+        assert "fraction between 0 and 1" in refusal and "truncate, duplicate" in refusal
         server.send_signal(signal.SIGTERM)
         assert server.wait(10) == 0
     finally:
