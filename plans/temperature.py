@@ -1,4 +1,5 @@
-"""Coldbox temperature: `set_temperature` (one step) and `thermal_cycle` (n cycles low/high).
+"""Coldbox temperature: `set_temperature` (one step), and the argument checks and context it
+shares with `thermal_cycle` (`teststand.plans.thermal`); the steps are in `thermal_steps`.
 
 The dew-point rule (QUALIFICATION.md): before cooling, dry air flushes the box until its humidity
 is below `flush_rh` (or its dew point is already low enough for the target); a target less than
@@ -11,11 +12,6 @@ logic (within `tolerance` K for `settle` s). While it waits, the slots, the chil
 coldbox are read every `interval` s, so the run holds the temperature history; the
 `thermal-target`, `thermal-phase` ("flush", "move", "dwell", "reached") and `thermal-cycle` keys
 say where the run was at each event.
-
-Every reading is its own checkpoint. When the RunEngine pauses or suspends it stops the coldbox
-(the TECs hold the present temperature); after resuming the plan sees the changed set point (or
-TECs switched off by the interlock) and moves to its target again, so a step or a dwell ends only
-at its temperature. A dwell that had to move again starts afresh.
 """
 
 from __future__ import annotations
