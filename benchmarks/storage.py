@@ -11,17 +11,15 @@ soft-signal devices; the last stdout line is one JSON object.
 - `fixed_ms_per_run`: RunEngine time of a one-event run with the writer minus without it (goal
   <= 100 ms); for the live writer `stored_ms_per_run` adds the background time until the run is
   verified in Tiled.
-- `search_ms_p50`/`_p95`: one module's runs (about 33) out of a 10,000-run catalog through
-  `teststand.storage.catalog` (goal <= 100 ms). The catalog (BlueskyRun containers with start
-  and stop metadata) is generated once through Tiled's catalog adapter and cached under `--cache`.
+- `catalog`: searches among 10,000 and 100,000 runs on SQLite and PostgreSQL, without and with
+  the catalog indexes (`benchmarks/catalog_searches.py`, which says what is timed; the catalogs
+  are generated once and cached under `--cache`). `--catalog-only` runs just this part.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,10 +34,10 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 from bluesky import RunEngine
 from bluesky_tiled_plugins import TiledWriter
+from catalog_searches import measure_all, percentile
 from ophyd_async.core import StandardReadable, StandardReadableFormat, init_devices, soft_signal_rw
 
 from teststand.callbacks.tiled_writer import LiveTiledWriter
-from teststand.storage.catalog import Catalog
 from teststand.storage.client import connect
 
 TESTSTAND = str(Path(sys.executable).with_name("teststand"))
@@ -110,11 +108,6 @@ def poll(url: str, key: str, tag: str) -> None:
     print(json.dumps(sorted(seen.values())), flush=True)
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 Factory = Callable[[], Any]
 
 
@@ -164,73 +157,27 @@ def visibility(url: str, key: str, RE: RunEngine, box: Box, name: str, writer: A
     return delays
 
 
-def build_catalog(directory: Path, runs: int) -> None:
-    """10,000 BlueskyRun containers with start/stop metadata, via Tiled's catalog adapter."""
-    from tiled.catalog import from_uri
-    from tiled.structures.core import Spec, StructureFamily
-
-    if (directory / "complete").exists():
-        return
-    shutil.rmtree(directory, ignore_errors=True)  # an interrupted earlier attempt
-    (directory / "files").mkdir(parents=True, exist_ok=True)
-    adapter = from_uri(
-        f"sqlite+aiosqlite:///{directory}/catalog.db",
-        writable_storage=[str(directory / "files"), f"sqlite:///{directory}/tabular.db"],
-        init_if_not_exists=True,
-    )
-    stages, tests = ["reception", "thermal", "final"], ["iv", "cv", "it", "qualification"]
-
-    async def fill() -> None:
-        await adapter.startup()
-        for i in range(runs):
-            uid = f"run-{i:05d}"
-            start = {
-                "uid": uid,
-                "time": 1.75e9 + i * 600.0,
-                "module_id": f"M-{i % MODULES:04d}",
-                "stage": stages[i % 3],
-                "test": tests[i % 4],
-                "stand": f"stand-{i % 5}",
-            }
-            stop = {"uid": f"{uid}-s", "run_start": uid, "exit_status": "success"}
-            md = {"start": start, "stop": stop, "verdict": "pass" if i % 7 else "fail"}
-            await adapter.create_node(
-                structure_family=StructureFamily.container,
-                metadata=md,
-                key=uid,
-                specs=[Spec("BlueskyRun", version="3.0")],
-            )
-            if i % 1000 == 999:
-                print(f"  catalog: {i + 1} runs", flush=True)
-        await adapter.shutdown()
-
-    asyncio.run(fill())
-    (directory / "complete").write_text(str(runs))
-
-
-def search_times(directory: Path, repeats: int) -> tuple[list[float], int]:
-    with served(directory) as (url, key):
-        catalog = Catalog(connect(url, key))
-        catalog.search(module_id="M-0000")  # warm up
-        durations, found = [], 0
-        for i in range(repeats):
-            started = time.perf_counter()
-            found = len(catalog.search(module_id=f"M-{(i * 37) % MODULES:04d}"))
-            durations.append(time.perf_counter() - started)
-        return durations, found
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--catalog-runs", type=int, default=10_000)
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--catalog-runs", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ts-catalogs")
+    parser.add_argument("--catalog-only", action="store_true", help="only the catalog searches")
     parser.add_argument("--poll", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.poll:
         poll(*args.poll)
         return
+    result: dict[str, Any] = {}
+    if not args.catalog_only:
+        result.update(writers(args.events, args.runs))
+    result["catalog"] = measure_all(args.cache, args.catalog_runs)
+    print(json.dumps(result))
+
+
+def writers(events: int, runs: int) -> dict[str, Any]:
+    """The writers' figures (see the module docstring)."""
     RE = RunEngine(call_returns_result=False)
     with init_devices():
         box = Box()
@@ -244,12 +191,12 @@ def main() -> None:
             "tiledwriter_batch1": lambda: TiledWriter(client, batch_size=1),
             "tiledwriter_default": lambda: TiledWriter(client),
         }
-        times = measure(RE, box, writers, args.events, args.runs)
+        times = measure(RE, box, writers, events, runs)
         base = times.pop("none")
         for name, t in times.items():
             figures = {
                 "added_ms_per_event": (t["long"] - t["short"] - base["long"] + base["short"])
-                / (args.events - 1)
+                / (events - 1)
                 * 1e3,
                 "fixed_ms_per_run": (t["short"] - base["short"]) * 1e3,
             }
@@ -268,19 +215,7 @@ def main() -> None:
     result["ratio_fixed_per_run_vs_default"] = round(
         ours["fixed_ms_per_run"] / result["tiledwriter_default"]["fixed_ms_per_run"], 4
     )
-    cache = args.cache / f"teststand-bench-catalog-{args.catalog_runs}"
-    started = time.perf_counter()
-    build_catalog(cache, args.catalog_runs)
-    print(f"catalog ready in {time.perf_counter() - started:.1f} s ({cache})", flush=True)
-    durations, found = search_times(cache, 20)
-    result["search"] = {
-        "catalog_runs": args.catalog_runs,
-        "runs_found": found,
-        "search_ms_p50": round(statistics.median(durations) * 1e3, 2),
-        "search_ms_p95": round(percentile(durations, 0.95) * 1e3, 2),
-    }
-    print("search", json.dumps(result["search"]), flush=True)
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

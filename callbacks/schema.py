@@ -8,7 +8,7 @@ the keys:
 - `stand`, `operator`, `test`, `stage`, `versions` and `qualification_uid` (links the runs of
   one qualification);
 - `slots`: per slot number (a string, as in JSON) its module id, sensor type, area and bias limit;
-- `module_ids`: every module of the run (search with `Contains("start.module_ids", id)`), and
+- `module_ids`: every module of the run (search with `FullText('"id"')`, then check the list), and
   `module_id` when the run holds exactly one module (search with `Key("start.module_id") == id`);
 - `iv_keys`: for IV runs, per slot the data keys of its bias, current, temperature and state.
 """

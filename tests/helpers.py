@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +35,56 @@ def stand_dict(speed: float = 200.0, **changes: Any) -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(STAND_FILE.read_text())
     data.update(speed=speed, **changes)
     return data
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def postgres_bin() -> Path | None:
+    """The folder of PostgreSQL's initdb and pg_ctl, if they are installed."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@contextmanager
+def postgres_cluster(bindir: Path, root: Path | None = None) -> Iterator[str]:
+    """A real PostgreSQL server (data in `root`, default a temporary directory), run as an
+    unprivileged user; yields its URI (database `postgres`, user `postgres`, no password)."""
+    temporary = root is None
+    root = Path(tempfile.mkdtemp(prefix="teststand-pg-")) if root is None else root
+    root.mkdir(parents=True, exist_ok=True)
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run it as nobody
+        shutil.chown(root, "nobody", "nogroup")
+        prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
+    port, data = free_port(), root / "data"
+
+    def run(*args: str) -> None:
+        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120, cwd=root)
+
+    if not data.exists():
+        run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        options,
+        "-l",
+        str(root / "log"),
+        "-w",
+        "start",
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        if temporary:
+            shutil.rmtree(root, ignore_errors=True)

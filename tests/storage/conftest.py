@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from bluesky import RunEngine
+from helpers import postgres_bin, postgres_cluster
 from iv_runs import CONTAINER, A, B, C, Module, Slot, States, Stored, iv_plan, temperature_plan
 from ophyd_async.core import init_devices, soft_signal_rw
 
@@ -72,3 +75,31 @@ def stored(tiled_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactor
     for name in ("warm", "aborted"):  # the cold run's analysis is left for the report to redo
         client[uids[name]].update_metadata(analysis.summaries[uids[name]])
     return Stored(Catalog(client), tiled_server, uids, analysis.summaries, events)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """One real PostgreSQL server for the session (skipped where its binaries are missing)."""
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed")
+    with postgres_cluster(bindir) as uri:
+        yield uri
+
+
+@pytest.fixture
+def postgres(postgres_server: str) -> str:
+    """A fresh, empty database on the session's PostgreSQL server; its URI."""
+    import asyncpg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(postgres_server)
+        try:
+            await connection.execute(f"CREATE DATABASE {name}")
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    return postgres_server.rsplit("/", 1)[0] + "/" + name

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +45,6 @@ def documents(uid: str, module_id: str, values: list[float]) -> list[tuple[str, 
     return docs
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_non_loopback_bind_without_key_is_refused(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TILED_SINGLE_USER_API_KEY"}
     command = [TESTSTAND, "tiled", "serve", "--host", "0.0.0.0", "--port", "0"]
@@ -87,51 +76,6 @@ def test_embedded_server_keeps_data_key_and_port_across_restarts(tmp_path: Path)
         assert url in again.browse_message and key in again.browse_message
         data = again.client()["run-1"]["primary"].read()
         assert list(data["v"].values) == [1.0, 2.0]
-
-
-def _postgres_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-@pytest.fixture
-def postgres() -> Iterator[str]:
-    """A real PostgreSQL server in a temporary directory, run as an unprivileged user."""
-    bindir = _postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed")
-    root = Path(tempfile.mkdtemp(prefix="teststand-pg-"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root: run it as nobody
-        shutil.chown(root, "nobody", "nogroup")
-        prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
-    port = free_port()
-    data = root / "data"
-
-    def run(*args: str) -> None:
-        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120, cwd=root)
-
-    run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    run(
-        str(bindir / "pg_ctl"),
-        "-D",
-        str(data),
-        "-o",
-        options,
-        "-l",
-        str(root / "log"),
-        "-w",
-        "start",
-    )
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_postgresql_catalog(postgres: str, tmp_path: Path) -> None:

@@ -7,25 +7,30 @@ Tiled query; `Catalog.queries(...)` returns them for use without this helper, e.
 `client.search(Contains("start.module_ids", "M-0042"))`.
 
 A module's runs are those listing it in `start.module_ids`, or naming it in `start.module_id`.
-Tiled has no OR query, so the helper runs both searches and merges them by start time. On SQLite
-`Contains` compares the JSON text (so "M-1" also finds "M-12"): the helper checks membership
-exactly; plain queries must do the same.
+Tiled has no OR query and no indexed list membership, so the helper asks for the runs whose
+metadata holds the module id as a word (`FullText('"M-0042"')`, served by Tiled's full-text index
+on SQLite and PostgreSQL) and keeps those that list it exactly; plain queries must do the same.
+A module id that is not one word of letters, digits and `._-` falls back to `Contains` on
+`start.module_ids` and `Key("start.module_id") ==` (two unindexed searches, merged by start time).
+Every other filter is a `Key` query served by the catalog indexes (`teststand.storage.indexes`).
 """
 
 from __future__ import annotations
 
 import heapq
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tiled.queries import Contains, Key  # type: ignore[import-untyped]
+from tiled.queries import Contains, FullText, Key  # type: ignore[import-untyped]
 
 from teststand.storage.client import connect
 from teststand.storage.errors import StorageError
 
 START_KEYS = ("stage", "test", "stand")
+WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one token for FTS5 and PostgreSQL alike
 
 
 class RunNotFound(StorageError, KeyError):
@@ -104,12 +109,16 @@ class Catalog:
     ) -> list[Any]:
         """The plain Tiled queries for these filters (all must hold).
 
-        `module_id` gives `Contains("start.module_ids", module_id)`: runs written before
-        `module_ids` existed carry only `start.module_id` (`Catalog.runs` finds both).
+        `module_id` gives `FullText('"M-0042"')`: it finds every run naming the module anywhere
+        in its metadata; keep those whose `start.module_ids` (or `start.module_id`) holds it.
         """
         found: list[Any] = []
         if module_id is not None:
-            found.append(Contains("start.module_ids", module_id))
+            found.append(
+                FullText(f'"{module_id}"')
+                if WORD.fullmatch(module_id)
+                else Contains("start.module_ids", module_id)
+            )
         for key, value in zip(START_KEYS, (stage, test, stand), strict=True):
             if value is not None:
                 found.append(Key(f"start.{key}") == value)
@@ -137,12 +146,12 @@ class Catalog:
         if module_id is None:
             yield from self._sorted(self.queries(**filters), newest_first)
             return
-        listed = self._sorted(self.queries(module_id=module_id, **filters), newest_first)
-        single = self._sorted(
-            [*self.queries(**filters), Key("start.module_id") == module_id], newest_first
-        )
+        searches = [self._sorted(self.queries(module_id=module_id, **filters), newest_first)]
+        if not WORD.fullmatch(module_id):
+            single = [*self.queries(**filters), Key("start.module_id") == module_id]
+            searches.append(self._sorted(single, newest_first))
         seen: set[str] = set()
-        for uid, run in heapq.merge(listed, single, key=_start_time, reverse=newest_first):
+        for uid, run in heapq.merge(*searches, key=_start_time, reverse=newest_first):
             if uid not in seen and module_id in run_module_ids(run.metadata.get("start", {})):
                 seen.add(uid)
                 yield uid, run

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from teststand.storage.errors import InsecureBind, ServerConfigError
+from teststand.storage.indexes import ensure_indexes, install_query_translations
 
 API_KEY_FILE = "api_key"
 
@@ -147,6 +148,12 @@ def bind(host: str, port: int, *, any_port_if_busy: bool = False) -> socket.sock
     return sock
 
 
+def catalog_uris(config: dict[str, Any]) -> list[str]:
+    """The SQL catalogs that a Tiled config serves (trees of type `catalog`)."""
+    trees = config.get("trees") or []
+    return [t["args"]["uri"] for t in trees if t.get("tree") == "catalog" and "uri" in t["args"]]
+
+
 def _log_config(log_file: Path | None) -> dict[str, Any]:
     from tiled.server.logging_config import LOGGING_CONFIG  # type: ignore[import-untyped]
 
@@ -170,7 +177,10 @@ def serve(settings: ServerSettings, *, exit_on_stdin_eof: bool = False) -> None:
         parsed = Config.model_validate(config)
     except Exception as exc:
         raise ServerConfigError(f"Tiled config is invalid: {exc}") from None
-    app = build_app_from_config(parsed)
+    install_query_translations()
+    app = build_app_from_config(parsed)  # creates a new catalog's tables
+    for uri in catalog_uris(config):
+        ensure_indexes(uri)
     sock = bind(settings.host, settings.port, any_port_if_busy=settings.any_port_if_busy)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

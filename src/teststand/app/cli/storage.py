@@ -1,4 +1,4 @@
-"""Command groups `teststand storage` (replay, status) and `teststand tiled` (serve)."""
+"""Command groups `teststand storage` (replay, status) and `teststand tiled` (serve, index)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,16 @@ def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[t
     serve.add_argument("--log-file", type=Path, help="log here instead of stderr")
     serve.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
+    index = tiled.add_parser(
+        "index",
+        help="add the indexes of the run searches to a Tiled catalog (idempotent)",
+        description="Create the indexes that keep run searches fast (module, test, stage, stand, "
+        "verdict, start time) in an existing Tiled catalog; `tiled serve` reads it unchanged. "
+        "`teststand tiled serve` does this itself at each start.",
+    )
+    index.add_argument("uri", help="postgresql://user:password@host:port/db or the SQLite file")
+    index.add_argument("--drop", action="store_true", help="remove them instead")
+    index.set_defaults(handler=_index)
 
 
 def _where(parser: argparse.ArgumentParser) -> None:
@@ -115,6 +125,18 @@ def _status(args: argparse.Namespace) -> int:
             print(item.line())
     if not args.json:
         print(f"{len(found)} journal(s) not yet in Tiled in {directory}")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    from teststand.storage.indexes import drop_indexes, ensure_indexes
+
+    if args.drop:
+        for name in drop_indexes(args.uri):
+            print(f"dropped {name}")
+        return 0
+    for line in ensure_indexes(args.uri).lines():
+        print(line)
     return 0
 
 
