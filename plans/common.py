@@ -224,31 +224,41 @@ async def zero_setpoint(channel: HVChannel) -> None:
     await channel.zero()
 
 
-async def bring_to_zero(channels: Sequence[HVChannel], timeout: float = 600.0) -> None:
+async def bring_to_zero(channels: Sequence[HVChannel], timeout: float | None = None) -> None:
     """Bring every channel to 0 V (`zero()`: ramps in progress cancelled, so that a suspended
     plan's step does not write its voltage again; all channels, even when some fail), then wait
-    until each reads below `ZERO_TOLERANCE`; raise `HVSafetyError` naming those that did not."""
+    until each reads below `ZERO_TOLERANCE`, for as long as the slowest ramp down from where the
+    channels are may take (their `ramp_timeout`) or `timeout` s; raise `HVSafetyError` naming
+    those that did not."""
     results = await asyncio.gather(*(c.zero() for c in channels), return_exceptions=True)
     problems = {c.name: f"{r}" for c, r in zip(channels, results, strict=True) if r is not None}
     waiting = [c for c in channels if c.name not in problems]
+    if timeout is None:
+        durations = await asyncio.gather(*map(_ramp_down_time, waiting), return_exceptions=True)
+        timeout = max((d for d in durations if isinstance(d, float)), default=0.0)
     deadline = time.monotonic() + timeout
     while waiting:
         readings = await asyncio.gather(
             *(c.voltage.get_value() for c in waiting), return_exceptions=True
         )
-        waiting = [
-            c
+        late = {
+            c.name: f"{v}" if isinstance(v, BaseException) else f"still at {v:g} V"
             for c, v in zip(waiting, readings, strict=True)
             if isinstance(v, BaseException) or abs(v) >= ZERO_TOLERANCE
-        ]
+        }
+        waiting = [c for c in waiting if c.name in late]
         if waiting and time.monotonic() > deadline:
-            problems.update({c.name: "still above 2 V" for c in waiting})
+            problems.update(late)
             break
         if waiting:
             await asyncio.sleep(0.2)
     if problems:
         listed = "; ".join(f"{name}: {why}" for name, why in problems.items())
         raise HVSafetyError(f"HV not confirmed at 0 V ({listed}); check the supply now")
+
+
+async def _ramp_down_time(channel: HVChannel) -> float:
+    return await channel.ramp_timeout(abs(await channel.voltage.get_value()), 0.0)
 
 
 def hv_zero(slots: Sequence[ModuleSlot]) -> MsgGenerator[None]:

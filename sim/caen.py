@@ -189,6 +189,13 @@ class CaenHV(SimInstrument):
         for channel, value in zip(targets, values, strict=True):
             channel.apply(name, value)
 
+    def stick(self, channel: int, stuck: bool = True) -> None:
+        """Fault injection: channel `channel`'s output stage fails (or is repaired): its VMON
+        stays where it is now, whatever VSET, OFF or a trip say."""
+        with self.lock:
+            self.tick()
+            self._channels[channel].stuck = stuck
+
     def _status(self, channel: Channel) -> int:
         bits = self.status_bits
         return sum(1 << bits[flag] for flag in channel.flags() if flag in bits)

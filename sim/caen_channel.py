@@ -61,6 +61,8 @@ class Channel:
         self.ovc = False
         self.ovc_time = 0.0
         self.vmon = 0.0
+        #: Fault injection: a failed output stage holds VMON where it is, whatever VSET says.
+        self.stuck = False
 
     # -- physics ---------------------------------------------------------------------------
     def target(self) -> float:
@@ -69,6 +71,8 @@ class Channel:
     def advance(self, dt: float, temperature: float) -> None:
         """Advance by `dt` s in steps of at most MAX_STEP; settled states are skipped over."""
         self.temperature = temperature
+        if self.stuck:
+            return
         remaining = dt
         while remaining > 0:
             step = min(MAX_STEP, remaining)
@@ -115,7 +119,7 @@ class Channel:
         self.on = False
         self.ovc = False
         self.ovc_time = 0.0
-        if self.pdwn == "KILL":
+        if self.pdwn == "KILL" and not self.stuck:
             self.vmon = 0.0
 
     def trip_off(self) -> None:

@@ -16,6 +16,7 @@ import bluesky.preprocessors as bpp
 import pytest
 from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
+from lossy_proxy import LossyProxy
 from ophyd_async.core import StandardReadable, StandardReadableFormat, init_devices, soft_signal_rw
 from tiled.client import from_uri
 
@@ -241,3 +242,23 @@ def test_a_run_rewound_by_a_pause_is_stored_and_verified(
         e["data"]["box-volts"] for e in events
     ]
     assert list(journal.iterdir()) == []  # verified: the repeated seq_num is no double write
+
+
+def test_rows_lost_by_tiled_keep_the_journal(
+    engine: Any, tiled_server: Any, tmp_path: Path
+) -> None:
+    # Tiled answers OK to every append of rows but loses them: the run must stay journaled
+    RE, box = engine
+    journal = tmp_path / "journal"
+    with LossyProxy(tiled_server.url, lose_every=1) as url:
+        writer = LiveTiledWriter(lambda: from_uri(url, api_key=tiled_server.api_key), journal)
+        RE.subscribe(writer)
+        (uid,) = RE(ramp(box, 6))
+        assert writer.wait(60)
+        writer.close()
+    kept = list(journal.iterdir())
+    assert [path.name.startswith(uid) for path in kept] == [True]
+    (result,) = replay_directory(tiled_server.client(), journal)
+    assert result.outcome == "stored" and list(journal.iterdir()) == []
+    table = tiled_server.client()[uid]["primary"].base["internal"].read()
+    assert sorted(table["seq_num"]) == list(range(1, 7))

@@ -100,6 +100,20 @@ async def test_non_idempotent_command_is_not_retried() -> None:
         assert t.simulator.server.commands == 1
 
 
+async def test_tail_of_a_garbled_reply_is_flushed_not_misread() -> None:
+    # A garbled reply comes twice, in pieces up to 50 ms apart: what is still on its way when
+    # the garbled line has been read belongs to no later command.
+    async with connect(f"{CAEN}?flush_quiet=0.2&attempts=1", name="hv") as t:
+        await t.query("$CMD:SET,CH:0,PAR:VSET,VAL:42", caen.parse_ok)
+        for seed in range(5):
+            t.simulator.set_faults(f"garble=1,duplicate=1,split=1,split_pause=0.05,seed={seed}")
+            with pytest.raises(GarbledReply):
+                await t.query("$CMD:MON,CH:0,PAR:VSET", caen.parse_numbers)
+            t.simulator.set_faults("none,delay=0.1")  # the next reply comes after the tail
+            assert await t.query("$CMD:MON,CH:0,PAR:ISET", caen.parse_numbers) == [100.0]
+        assert t.stats.garbled == 5
+
+
 async def test_late_reply_after_timeout_is_flushed_not_misread() -> None:
     async with connect(f"{CAEN}?timeout=0.2&attempts=1", name="hv") as t:
         await t.query("$CMD:SET,CH:0,PAR:VSET,VAL:42", caen.parse_ok)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import bluesky.plans as bp
 import pytest
@@ -11,6 +14,7 @@ from helpers import run
 from ophyd_async.core import init_devices
 
 from teststand.devices.caen import CaenError, CaenHV, PowerDown
+from teststand.devices.caen.client import Dialect, decode_status
 from teststand.errors import InstrumentRefused, TransportTimeout
 from teststand.sim.runner import RunningSim, start_simulator
 
@@ -137,3 +141,70 @@ def test_mock_mode_needs_no_instrument(RE: RunEngine) -> None:
     RE(bp.count([hv]))
     run(RE, lambda: hv.channels[0].set(100))
     assert run(RE, lambda: hv.channels[0].voltage.get_value()) == 100
+
+
+# The status bits as PROTOCOLS.md gives them from the manuals, bit 0 first.
+MANUAL_BITS = {
+    "803x": "ON RUP RDW OVC OVV UNV TRIP OVP TWN OVT KILL ILK DIS FAIL",
+    "14xx": "ON RUP RDW OVC OVV UNV MAXV TRIP OVP OVT DIS KILL ILK NOCAL",
+}
+
+
+@pytest.mark.parametrize(
+    ("dialect", "bit", "flag"),
+    [(d, bit, flag) for d, names in MANUAL_BITS.items() for bit, flag in enumerate(names.split())],
+)
+def test_status_word_of_each_flag(dialect: Dialect, bit: int, flag: str) -> None:
+    status = decode_status(1 << bit, dialect)
+    assert status.flags == {flag} and status.word == 1 << bit
+    assert status.in_compliance == (flag in {"OVC", "TRIP"})
+    assert decode_status((1 << bit) | 1, dialect).flags == {"ON", flag} | {"ON"}
+    assert decode_status(1 << 14 | 1 << 15, dialect).flags == set()  # bits the manuals leave unused
+
+
+async def flags_when(channel: Any, wanted: set[str], timeout: float = 20) -> set[str]:
+    """The channel's status flags once they hold `wanted` and it no longer ramps (or whatever
+    they are at `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        flags = set((await channel.read_status()).flags)
+        if (wanted <= flags and not {"RUP", "RDW"} & flags) or time.monotonic() > deadline:
+            return flags
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("model", ["caen-dt8033", "caen-n1470"])
+def test_ovc_trip_and_maxv_come_through_the_wire(RE: RunEngine, model: str) -> None:
+    dialect: Dialect = "803x" if model == "caen-dt8033" else "14xx"
+    channels = 8 if dialect == "803x" else 4
+    breakdown = [450, 100, 100] + [450] * (channels - 3)
+    with start_simulator(model, speed=50, breakdown=breakdown) as sim:
+        with init_devices():
+            supply = CaenHV(f"serial://{sim.address}", dialect=dialect)
+        held, tripped, capped = supply.channels[1], supply.channels[2], supply.channels[3]
+
+        async def drive() -> dict[str, set[str]]:
+            for channel, trip in ((held, 1000.0), (tripped, 0.0)):
+                await channel.current_limit.set(20e-6)
+                await channel.trip_time.set(trip)  # 1000 s: never trips, holds in OVC
+            for channel in (held, tripped, capped):
+                await channel.rate_up.set(500)
+                await channel.on()
+                await channel.setpoint.set(200)
+            await capped.max_voltage.set(50)  # below VSET: the output is held at MAXV
+            return {
+                "held": await flags_when(held, {"OVC"}),
+                "tripped": await flags_when(tripped, {"TRIP"}),
+                "capped": await flags_when(capped, {"MAXV"} if dialect == "14xx" else set()),
+            }
+
+        flags = run(RE, drive)
+        statuses = run(
+            RE, lambda: asyncio.gather(*(c.read_status() for c in supply.channels.values()))
+        )
+        run(RE, lambda: supply.close())
+    assert flags["held"] == {"ON", "OVC", "UNV"}  # held below VSET by the current limit
+    assert flags["tripped"] == {"TRIP"}  # switched off
+    assert [s.in_compliance for s in statuses] == [False, True, True] + [False] * (channels - 3)
+    if dialect == "14xx":
+        assert flags["capped"] == {"ON", "MAXV"}

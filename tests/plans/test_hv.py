@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
+from helpers import run
 
-from teststand.plans import PlanArgumentError, hv_off, hv_ramp
+from teststand.plans import HVSafetyError, PlanArgumentError, hv_off, hv_ramp
+from teststand.plans.common import bring_to_zero
 from teststand.stand import TestStand
 
 
@@ -37,7 +41,11 @@ def test_ramp_leaves_hv_up_and_off_brings_it_down(RE: RunEngine, stand: TestStan
     assert starts[0]["rate"] == 20 and starts[0]["target"] == 80
 
 
-def test_ramp_aborted_on_the_way_goes_back_to_zero(RE: RunEngine, stand: TestStand) -> None:
+def test_ramp_aborted_on_the_way_goes_back_to_zero(
+    RE: RunEngine, make_stand: Callable[..., TestStand]
+) -> None:
+    # at 20x the 40..100 V window lasts 1.5 s of wall time: a loaded machine still sees it
+    stand = make_stand(speed=20)
     seen: list[float] = []
 
     def pause_when_halfway() -> None:
@@ -50,7 +58,7 @@ def test_ramp_aborted_on_the_way_goes_back_to_zero(RE: RunEngine, stand: TestSta
     watcher = threading.Thread(target=pause_when_halfway)
     watcher.start()
     with pytest.raises(RunEngineInterrupted):
-        RE(hv_ramp(stand, [3], 100, rate=2))  # 50 s simulated, 0.25 s at 200x
+        RE(hv_ramp(stand, [3], 100, rate=2))  # 50 s simulated, 2.5 s at 20x
     watcher.join()
     assert 40 <= seen[0] < 100
     RE.abort()
@@ -74,3 +82,38 @@ def test_bad_arguments_refused_before_hardware(
     with pytest.raises(PlanArgumentError, match=message):
         RE(hv_ramp(stand, **arguments))
     assert stand.simulators["hv"].server.commands == before
+
+
+def test_channel_stuck_above_2_volts_raises_naming_it(RE: RunEngine, stand: TestStand) -> None:
+    RE(hv_ramp(stand, [1, 2], 60, rate=50))
+    channel = stand.slots[2].hv_channel
+    run(RE, lambda: channel.rate_down.set(500))  # the wait for 0 V follows the channel's rate
+    assert stand.simulators is not None
+    sim = stand.simulators["hv"].instrument
+    sim.stick(1)  # type: ignore[attr-defined]  # slot 2's output stage fails at 60 V
+    started = time.monotonic()
+    with pytest.raises(HVSafetyError, match=rf"{channel.name}: still at 6\d(\.\d+)? V") as info:
+        RE(hv_off(stand, [1, 2]))
+    assert stand.slots[1].hv_channel.name not in str(info.value)
+    assert time.monotonic() - started < 60
+    assert abs(channels(stand)[0]["vmon"]) < 2
+    sim.stick(1, False)  # type: ignore[attr-defined]
+    RE(hv_off(stand, [2]))
+    assert abs(channels(stand)[1]["vmon"]) < 2
+
+
+def test_zero_cancels_the_ramp_in_progress(RE: RunEngine, stand: TestStand) -> None:
+    channel = stand.slots[3].hv_channel
+
+    async def ramp_then_zero() -> asyncio.Task[None]:
+        await channel.rate_up.set(1)  # 100 s simulated to 100 V, 0.5 s at 200x
+        await channel.on()
+        ramp = asyncio.ensure_future(channel.ramp_to(100, None))
+        while await channel.voltage.get_value() < 10:  # noqa: ASYNC110 (polls the simulator)
+            await asyncio.sleep(0.005)
+        await bring_to_zero([channel])
+        return ramp
+
+    ramp = run(RE, ramp_then_zero)
+    assert ramp.cancelled()  # it would write its 100 V again (a suspended plan's step)
+    assert abs(channels(stand)[2]["vmon"]) < 2

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
-from helpers import stand_dict
+from helpers import run, stand_dict
 
 from teststand.plans import PlanArgumentError, iv_scan, keithley_iv_scan
 from teststand.stand import TestStand
@@ -101,9 +101,9 @@ def test_compliance_stops_only_that_slot(RE: RunEngine, stand: TestStand, docs: 
 def test_breakdown_stop(RE: RunEngine, stand: TestStand, docs: Documents):
     # slot 3's sensor breaks down at 120 V
     RE(iv_scan(stand, [3], start=80, stop=200, step=5, settle=0, stop_at_breakdown=True))
-    stopped = [e["data"]["iv_voltage"] for e in docs.primary()]
-    assert 100 <= stopped[-1] < 150  # the simulated sensor breaks down near 120 V
-    assert docs.primary()[-1]["data"]["iv-slot3_state"] in {"breakdown", "compliance"}
+    stopped = [(e["data"]["iv_voltage"], e["data"]["iv-slot3_state"]) for e in docs.primary()]
+    # the simulated sensor breaks down at 120 V; the 110 V point already shows the jump
+    assert stopped == [(v, "measuring") for v in range(80, 115, 5)] + [(110, "breakdown")]
     assert vmon(stand)[3] < 2
 
 
@@ -203,3 +203,46 @@ def test_keithley_variant(RE: RunEngine, stand: TestStand, docs: Documents):
     assert stand.simulators is not None
     smu = stand.simulators["smu"].instrument.snapshot()  # type: ignore[attr-defined]
     assert not smu["output"]
+
+
+def smu_state(stand: TestStand) -> tuple[bool, float]:
+    """The SMU simulator's output switch and source level (V)."""
+    assert stand.simulators is not None
+    smu = stand.simulators["smu"].instrument.snapshot()  # type: ignore[attr-defined]
+    return smu["output"], smu["level"]
+
+
+@pytest.mark.parametrize("end", ["abort", "stop", "exception"])
+def test_keithley_scan_ends_at_zero_and_off_whatever_way(
+    RE: RunEngine, stand: TestStand, docs: Documents, end: str
+):
+    def fail() -> None:
+        raise RuntimeError("analysis crashed")
+
+    docs.actions[3] = fail if end == "exception" else pause_from_thread(RE)
+    with pytest.raises(RuntimeError if end == "exception" else RunEngineInterrupted):
+        RE(keithley_iv_scan(stand, 1, stop=100, step=10, settle=0))
+    if end != "exception":
+        output, level = smu_state(stand)
+        assert output and level <= -10  # paused with the module biased
+        getattr(RE, end)()
+    assert docs.of("stop")[0]["exit_status"] == {"abort": "abort", "stop": "success"}.get(
+        end, "fail"
+    )
+    assert smu_state(stand) == (False, 0.0)
+
+
+def test_trip_during_scan_is_compliance(RE: RunEngine, stand: TestStand, docs: Documents):
+    # slot 6 leaks 30 µA; its channel trips at once at 20 µA (TRIP 0 s), below the plan's
+    # compliance (the stand's 100 µA), so it is the supply that stops it, not the plan
+    channel = stand.slots[6].hv_channel
+    run(RE, lambda: channel.current_limit.set(20e-6))
+    run(RE, lambda: channel.trip_time.set(0))
+    RE(iv_scan(stand, [1, 6], stop=60, step=10, settle=0))
+    events = docs.primary()
+    states = [e["data"]["iv-slot6_state"] for e in events]
+    first = states.index("compliance")
+    assert first > 0 and set(states[:first]) == {"measuring"}
+    assert set(states[first:]) == {"compliance"}
+    assert events[-1]["data"]["iv_voltage"] == 60  # slot 1 went on to the end
+    assert all(v < 2 for v in vmon(stand).values())

@@ -14,6 +14,7 @@ from typing import Any
 import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
+from lossy_proxy import LossyProxy
 from ophyd_async.core import StandardReadable, StandardReadableFormat, init_devices, soft_signal_rw
 
 from teststand.callbacks.journal import RunJournal
@@ -181,3 +182,16 @@ def test_journal_appends_and_background_syncs_never_lose_or_repeat_a_line(tmp_pa
     assert failures == []
     seq = [doc["seq_num"] for _, doc in read_journal(journal.path).documents]
     assert seq == list(range(3000))
+
+
+def test_rows_lost_by_tiled_keep_the_journal(tiled_server: Any, tmp_path: Path) -> None:
+    # Tiled answers OK to the append of the run's rows, but loses them
+    uid, path = journal_a_run(tmp_path / "journal", points=8)
+    with LossyProxy(tiled_server.url, lose_every=1) as url:
+        (result,) = replay_directory(connect(url, tiled_server.api_key), tmp_path / "journal")
+    assert result.outcome == "failed" and result.run_uid == uid
+    assert "'primary' holds" in result.problem and "expected 8 unique" in result.problem
+    assert path.exists()  # kept for the next replay
+    (again,) = replay_directory(tiled_server.client(), tmp_path / "journal")
+    assert again.outcome == "stored" and not path.exists()
+    assert rows(tiled_server.client(), uid) == list(range(1, 9))
