@@ -16,7 +16,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from teststand.storage.errors import InsecureBind, ServerConfigError
-from teststand.storage.indexes import ensure_indexes, install_query_translations
+from teststand.storage.indexes import (
+    CatalogIndexError,
+    ensure_indexes,
+    install_query_translations,
+)
 
 API_KEY_FILE = "api_key"
 
@@ -180,7 +184,10 @@ def serve(settings: ServerSettings, *, exit_on_stdin_eof: bool = False) -> None:
     install_query_translations()
     app = build_app_from_config(parsed)  # creates a new catalog's tables
     for uri in catalog_uris(config):
-        ensure_indexes(uri)
+        try:
+            ensure_indexes(uri)
+        except CatalogIndexError as exc:  # e.g. a database user without CREATE INDEX
+            print(f"warning: run searches stay unindexed: {exc}", file=sys.stderr, flush=True)
     sock = bind(settings.host, settings.port, any_port_if_busy=settings.any_port_if_busy)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
