@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench lock clean
+.PHONY: demo test lint typecheck pytest bench lock clean databases
 
 # Package folders as prerequisites: adding a module re-runs the strict editable install (link tree).
 PACKAGE_DIRS := $(shell find src devices plans callbacks sim -type d -not -name __pycache__)
@@ -31,8 +31,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	cd $(VENV) && bin/mypy --config-file ../pyproject.toml --cache-dir .mypy_cache -p teststand
 
-pytest: $(STAMP)
+pytest: $(STAMP) databases
 	$(BIN)/pytest
+
+# The monitor's tests write to a real InfluxDB 1.x and VictoriaMetrics (Debian packages, as root).
+databases:
+	@command -v influxd >/dev/null && command -v victoria-metrics >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		influxdb victoria-metrics >/dev/null; }
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/transport.py

@@ -21,6 +21,7 @@ from teststand import kinds
 from teststand.errors import InvalidURL, TeststandError
 from teststand.sim.faults import Faults
 from teststand.storage.config import StorageConfig
+from teststand.storage.monitoring import MonitoringConfig
 from teststand.transport.url import parse_url
 
 
@@ -250,6 +251,8 @@ class StandConfig(_Strict):
     server: ServerConfig | None = None
     #: The IOC's interlock watchdog; required by the IOC (`require_interlocks`), not by plans.
     interlocks: InterlockConfig | None = None
+    #: Where `teststand monitor` writes the PVs (InfluxDB line protocol).
+    monitoring: MonitoringConfig | None = None
 
     def require_interlocks(self) -> InterlockConfig:
         """The interlock limits, or a `ConfigError` naming the missing section."""

@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     from teststand.app.cli.replay import register as register_replay
 
     register_replay(commands)
+    from teststand.app.cli.monitor import register as register_monitor
+
+    register_monitor(commands)
     return parser
 
 

@@ -1,0 +1,313 @@
+"""`teststand monitor`: the IOC's simulated stand written by the monitor into a real `influxd`
+(Debian's InfluxDB 1.x, auth on), through its journal while the database is down."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from bluesky import RunEngine
+from bluesky.plans import count
+from caproto.threading.client import Context
+from conftest import PREFIX, TESTSTAND, Ioc, Sims, ioc_data, wait_for
+from helpers import run
+from influx import PASSWORD, USER, Influxd, free_port
+
+from teststand.app.monitor.database import Database
+from teststand.app.monitor.journal import Journal
+from teststand.app.monitor.runs import RunEvents
+from teststand.app.monitor.shipper import Shipper
+from teststand.config import ConfigError, load_stand
+from teststand.stand import TestStand
+from teststand.storage.monitoring import DatabaseConfig
+
+DB = "teststand"
+#: s: the heartbeat period of every PV in these tests (a point at least this often).
+MAX_PERIOD = 2.0
+
+
+@pytest.fixture(scope="module")
+def influxd() -> Iterator[Influxd]:
+    started = Influxd()
+    started.create(DB)
+    yield started
+    started.close()
+
+
+def monitored_dict(sims: Sims, url: str, journal: Path, **database: Any) -> dict[str, Any]:
+    data = ioc_data(sims, 200.0)
+    data["monitoring"] = {
+        "database": {"url": url, "db": DB, "user": USER, "password": PASSWORD, **database},
+        "journal_dir": str(journal),
+        "flush_period": 0.2,
+        "stats_period": 1.0,
+        "default": {"max_period": MAX_PERIOD},
+        "pvs": {"HV:CH*:CURRENT": {"deadband": 1e-9, "max_period": MAX_PERIOD}},
+    }
+    return data
+
+
+class Monitor:
+    """A `teststand monitor` process."""
+
+    def __init__(self, data: dict[str, Any], directory: Path) -> None:
+        self.file = directory / "stand.yaml"
+        self.file.write_text(yaml.safe_dump(data))
+        self.log = directory / "monitor.log"
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [TESTSTAND, "monitor", str(self.file), "--prefix", PREFIX], stderr=log
+            )
+
+    def status(self) -> str:
+        return subprocess.run(
+            [TESTSTAND, "monitor", "status", str(self.file)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    def backlog(self) -> int:
+        """Points in the journal, as `teststand monitor status` shows them."""
+        match = re.search(r": (\d+) points", self.status())
+        assert match, self.status()
+        return int(match.group(1))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def monitor(
+    influxd: Influxd, ioc: Ioc, sims: Sims, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Monitor]:
+    directory = tmp_path_factory.mktemp("monitor")
+    started = Monitor(monitored_dict(sims, influxd.url, directory / "journal"), directory)
+    expected = {"hv", "slot", "coldbox", "chiller", "teststand_monitor"}
+    wait_for(lambda: expected <= measurements(influxd), 60, "the first points")
+    yield started
+    started.stop()
+
+
+def measurements(influxd: Influxd) -> set[str]:
+    series = influxd.query("SHOW MEASUREMENTS", DB)
+    return {row[0] for row in series[0]["values"]} if series else set()
+
+
+def last(influxd: Influxd, field: str, measurement: str, where: str = "") -> Any:
+    series = influxd.query(f'SELECT last("{field}") FROM "{measurement}" {where}', DB)
+    return series[0]["values"][0][1] if series else None
+
+
+def test_values_units_and_tags_arrive(influxd: Influxd, monitor: Monitor, sims: Sims) -> None:
+    wait_for(lambda: last(influxd, "voltage_V", "hv", "WHERE channel='1'") is not None, 30)
+    fields = {row[0] for row in influxd.query('SHOW FIELD KEYS FROM "slot"', DB)[0]["values"]}
+    assert {"bias_V", "leakage_current_A", "module_id"} <= fields
+    tags = influxd.query('SHOW TAG VALUES FROM "slot" WITH KEY = "module_id"', DB)
+    stand = yaml.safe_load(monitor.file.read_text())
+    ids = {slot["module"]["id"] for slot in stand["slots"].values() if slot.get("module")}
+    assert ids <= {row[1] for row in tags[0]["values"]}
+    assert last(influxd, "points_written", "teststand_monitor") > 0
+
+
+def test_bias_steps_show_up_within_2_s(
+    RE: RunEngine, served: TestStand, influxd: Influxd, monitor: Monitor
+) -> None:
+    run(RE, lambda: served.hv.channels[0].on())  # type: ignore[attr-defined]
+    for target in (20.0, 40.0, 60.0):
+        run(RE, lambda target=target: served.slots[1].set(target))
+        settled = time.monotonic()
+        wait_for(
+            lambda target=target: (
+                abs((last(influxd, "bias_V", "slot", "WHERE slot='1'") or 0) - target) < 2
+            ),
+            10,
+            f"{target} V in the database",
+        )
+        assert time.monotonic() - settled < 2.0 + 1.0  # the query's own round trip on a busy box
+
+
+def test_a_database_outage_loses_nothing(
+    RE: RunEngine, served: TestStand, influxd: Influxd, monitor: Monitor
+) -> None:
+    """influxd killed for 10 s during a ramp: afterwards every update the test itself saw over
+    CA is in the database once, and no PV has a gap longer than its maximum period."""
+    seen: list[tuple[float, float]] = []
+    context = Context()
+    (pv,) = context.get_pvs(PREFIX + "SLOT2:BIAS")
+    subscription = pv.subscribe(data_type="time")
+    subscription.add_callback(
+        lambda sub, response: seen.append((response.metadata.timestamp, float(response.data[0])))
+    )
+    start_ns = time.time_ns()
+    run(RE, lambda: served.hv.channels[1].on())  # type: ignore[attr-defined]
+    influxd.stop()
+    try:
+        run(RE, lambda: served.slots[2].set(30.0))
+        time.sleep(10)
+        assert monitor.backlog() > 0
+    finally:
+        influxd.start()
+    run(RE, lambda: served.slots[2].set(0.0))
+    subscription.clear()
+    context.disconnect()
+    end_ns = time.time_ns()
+    wait_for(lambda: monitor.backlog() == 0, 60, "the journal to drain")
+    time.sleep(1.0)
+    rows = influxd.query(
+        f"SELECT bias_V FROM slot WHERE slot='2' AND time >= {start_ns} AND time <= {end_ns}", DB
+    )[0]["values"]
+    stamps = [row[0] for row in rows]
+    assert stamps == sorted(set(stamps))
+    stored = {round(row[0] / 1e3): row[1] for row in rows}
+    for stamp, value in seen:
+        if start_ns <= stamp * 1e9 <= end_ns - 1e9:
+            assert stored.get(round(stamp * 1e6)) == pytest.approx(value), stamp
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert max(gaps) < (MAX_PERIOD + 1.5) * 1e9
+    assert len(rows) > 10
+
+
+def test_a_wrong_password_or_database_stops_with_a_clear_message(
+    influxd: Influxd, ioc: Ioc, sims: Sims, tmp_path: Path
+) -> None:
+    for database, words in (
+        ({"password": "wrong"}, "check the user/password"),
+        ({"db": "nosuchdb"}, "does not exist"),
+    ):
+        data = monitored_dict(sims, influxd.url, tmp_path / "journal", **database)
+        started = Monitor(data, tmp_path)
+        assert started.process.wait(60) == 1
+        assert words in started.log.read_text()
+
+
+def test_an_unreachable_database_journals_and_sends_later(
+    influxd: Influxd, ioc: Ioc, sims: Sims, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal"
+    down = Monitor(monitored_dict(sims, f"http://127.0.0.1:{free_port()}", journal), tmp_path)
+    wait_for(lambda: down.backlog() > 0, 60, "points in the journal")
+    down.stop()
+    backlog = sorted(journal.glob("*.lp"))
+    first = backlog[0].read_text().splitlines()[0]
+    up = Monitor(monitored_dict(sims, influxd.url, journal), tmp_path)
+    try:
+        wait_for(lambda: not backlog[0].exists(), 60, "the journal to drain")
+        measurement = first.split(",")[0]
+        stamp = int(first.rsplit(" ", 1)[1])
+        rows = influxd.query(f'SELECT * FROM "{measurement}" WHERE time = {stamp}', DB)
+        assert rows and rows[0]["values"]
+    finally:
+        up.stop()
+    assert "cannot reach" in down.log.read_text()
+
+
+def test_a_monitoring_section_with_errors_names_the_key(sims: Sims) -> None:
+    data = ioc_data(sims, 200.0)
+    data["monitoring"] = {"database": {"url": "http://x:8086", "api": "v2", "org": "lab"}}
+    with pytest.raises(ConfigError, match=r"monitoring\.database.*org, bucket"):
+        load_stand(data)
+    data["monitoring"] = {"database": {"url": "x:8086", "db": "a"}, "pvs": {"X": {"deadband": -1}}}
+    with pytest.raises(ConfigError) as error:
+        load_stand(data)
+    assert "monitoring.database.url" in str(error.value)
+    assert "monitoring.pvs.X.deadband" in str(error.value)
+
+
+def test_the_journal_bound_holds_points_in_memory_until_the_database_answers(
+    influxd: Influxd, tmp_path: Path
+) -> None:
+    """A journal too small for the backlog: batches wait in memory, in order, and all arrive."""
+    closed = DatabaseConfig(url=f"http://127.0.0.1:{free_port()}", db=DB, timeout=1.0)
+    journal = Journal(tmp_path / "journal", max_bytes=300)
+    shipper = Shipper(Database(closed), journal, batch_size=5)
+    base = time.time_ns()
+    points = [f"bound,stand=t value={i}i {base + i}" for i in range(40)]
+
+    async def down() -> None:
+        for point in points[:20]:
+            shipper.add(point)
+        await shipper.flush()
+        for point in points[20:]:
+            shipper.add(point)
+        await shipper.flush()
+        await shipper.database.close()
+
+    asyncio.run(down())
+    assert journal.backlog().points > 0 and shipper.held  # the bound was reached
+    assert shipper.backlog_points == 40
+    shipper.database = Database(
+        DatabaseConfig(url=influxd.url, db=DB, user=USER, password=PASSWORD)
+    )
+
+    async def up() -> None:
+        await shipper.flush()
+        await shipper.database.close()
+
+    asyncio.run(up())
+    assert shipper.backlog_points == 0
+    rows = influxd.query(f"SELECT value FROM bound WHERE time >= {base}", DB)[0]["values"]
+    assert [row[1] for row in rows] == list(range(40))
+
+
+def test_run_starts_and_stops_arrive_as_events(
+    RE: RunEngine, influxd: Influxd, monitor: Monitor
+) -> None:
+    """The profile's callback: a real RunEngine run, its documents as `events` with kind=run."""
+    config = load_stand(monitor.file)
+    assert config.monitoring is not None
+    events = RunEvents(config, config.monitoring, period=0.1)
+    token = RE.subscribe(events)
+    try:
+        (uid,) = RE(count([], md={"stage": "INITIAL_WARM", "test": "IV"})).run_start_uids
+        events.verdict(uid, {"verdict": "pass"})
+    finally:
+        RE.unsubscribe(token)
+        events.close()
+    rows = influxd.query(
+        f"SELECT title, stage, exit_status, verdict FROM events WHERE kind='run' AND uid='{uid}'",
+        DB,
+    )[0]["values"]
+    assert [row[1] for row in rows] == [
+        "run start: count",
+        "run stop: count (success)",
+        "verdict: pass",
+    ]
+    assert rows[0][2] == "INITIAL_WARM" and rows[1][3] == "success" and rows[2][4] == "pass"
+
+
+def test_every_dashboard_panel_query_returns_its_series(
+    influxd: Influxd, monitor: Monitor, tmp_path: Path
+) -> None:
+    """The generated dashboards (one slot panel per slot) queried against the filled database;
+    the stand-state panel needs the IOC's watchdog, which this IOC runs without."""
+    subprocess.run(
+        [TESTSTAND, "monitor", "dashboards", str(monitor.file), "-o", str(tmp_path)], check=True
+    )
+    config = load_stand(monitor.file)
+    overview = json.loads((tmp_path / "overview.json").read_text())
+    titles = [panel["title"] for panel in overview["panels"]]
+    assert sum(title.endswith("Bias and leakage") for title in titles) == len(config.slots)
+    checked = 0
+    for path in sorted(tmp_path.glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        queries = [t["query"] for p in dashboard["panels"] for t in p["targets"]]
+        queries += [a["query"] for a in dashboard["annotations"]["list"]]
+        for query in queries:
+            if 'FROM "stand"' in query:
+                continue
+            concrete = query.replace("$timeFilter", "time > now() - 1h")
+            concrete = concrete.replace("$__interval", "10s")
+            assert influxd.query(concrete, DB), f"{path.name}: no series for {query}"
+            checked += 1
+    assert checked > 50
