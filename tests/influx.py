@@ -83,16 +83,21 @@ class Influxd:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def query(self, q: str, db: str | None = None, auth: bool = True) -> list[dict[str, Any]]:
-        """The series of an InfluxQL query (epoch ns); raises on an error."""
+    def query_all(self, q: str, db: str | None = None, auth: bool = True) -> list[dict[str, Any]]:
+        """The results of each statement of `q` (`;`-separated), times in epoch ns."""
         params = {"q": q, "epoch": "ns"}
         if db:
             params["db"] = db
         if auth:
             params |= {"u": USER, "p": PASSWORD}
-        response = httpx.post(self.url + "/query", params=params, timeout=30)
+        response = httpx.post(self.url + "/query", params=params, timeout=60)
         response.raise_for_status()
-        result = response.json()["results"][0]
+        results: list[dict[str, Any]] = response.json()["results"]
+        return results
+
+    def query(self, q: str, db: str | None = None, auth: bool = True) -> list[dict[str, Any]]:
+        """The series of an InfluxQL query (epoch ns); raises on an error."""
+        result = self.query_all(q, db, auth)[0]
         if "error" in result:
             raise RuntimeError(result["error"])
         series: list[dict[str, Any]] = result.get("series", [])

@@ -20,7 +20,7 @@ from bluesky.plans import count
 from caproto.threading.client import Context
 from conftest import PREFIX, TESTSTAND, Ioc, Sims, ioc_data, wait_for
 from helpers import run
-from influx import PASSWORD, USER, Influxd, free_port
+from influx import PASSWORD, USER, Influxd, VictoriaMetrics, free_port
 
 from teststand.app.monitor.database import Database
 from teststand.app.monitor.journal import Journal
@@ -77,10 +77,9 @@ class Monitor:
         ).stdout
 
     def backlog(self) -> int:
-        """Points in the journal, as `teststand monitor status` shows them."""
-        match = re.search(r": (\d+) points", self.status())
-        assert match, self.status()
-        return int(match.group(1))
+        """Points in the journal (read here; `status` is the command that shows them)."""
+        data = yaml.safe_load(self.file.read_text())["monitoring"]
+        return Journal(Path(data["journal_dir"]), 10**9).backlog().points
 
     def stop(self) -> None:
         self.process.terminate()
@@ -111,8 +110,12 @@ def last(influxd: Influxd, field: str, measurement: str, where: str = "") -> Any
 
 def test_values_units_and_tags_arrive(influxd: Influxd, monitor: Monitor, sims: Sims) -> None:
     wait_for(lambda: last(influxd, "voltage_V", "hv", "WHERE channel='1'") is not None, 30)
-    fields = {row[0] for row in influxd.query('SHOW FIELD KEYS FROM "slot"', DB)[0]["values"]}
-    assert {"bias_V", "leakage_current_A", "module_id"} <= fields
+
+    def fields() -> set[str]:
+        return {row[0] for row in influxd.query('SHOW FIELD KEYS FROM "slot"', DB)[0]["values"]}
+
+    wanted = {"bias_V", "leakage_current_A", "module_id"}
+    wait_for(lambda: wanted <= fields(), 30, f"fields {wanted}")
     tags = influxd.query('SHOW TAG VALUES FROM "slot" WITH KEY = "module_id"', DB)
     stand = yaml.safe_load(monitor.file.read_text())
     ids = {slot["module"]["id"] for slot in stand["slots"].values() if slot.get("module")}
@@ -156,6 +159,8 @@ def test_a_database_outage_loses_nothing(
         run(RE, lambda: served.slots[2].set(30.0))
         time.sleep(10)
         assert monitor.backlog() > 0
+        match = re.search(r": (\d+) points", monitor.status())
+        assert match and int(match.group(1)) > 0, monitor.status()
     finally:
         influxd.start()
     run(RE, lambda: served.slots[2].set(0.0))
@@ -260,10 +265,10 @@ def test_the_journal_bound_holds_points_in_memory_until_the_database_answers(
     assert [row[1] for row in rows] == list(range(40))
 
 
-def test_run_starts_and_stops_arrive_as_events(
-    RE: RunEngine, influxd: Influxd, monitor: Monitor
-) -> None:
-    """The profile's callback: a real RunEngine run, its documents as `events` with kind=run."""
+@pytest.fixture(scope="module")
+def run_uid(monitor: Monitor) -> str:
+    """A real RunEngine run with the profile's callback subscribed (and a verdict published)."""
+    RE = RunEngine(call_returns_result=True)
     config = load_stand(monitor.file)
     assert config.monitoring is not None
     events = RunEvents(config, config.monitoring, period=0.1)
@@ -274,6 +279,11 @@ def test_run_starts_and_stops_arrive_as_events(
     finally:
         RE.unsubscribe(token)
         events.close()
+    return str(uid)
+
+
+def test_run_starts_and_stops_arrive_as_events(influxd: Influxd, run_uid: str) -> None:
+    uid = run_uid
     rows = influxd.query(
         f"SELECT title, stage, exit_status, verdict FROM events WHERE kind='run' AND uid='{uid}'",
         DB,
@@ -287,7 +297,7 @@ def test_run_starts_and_stops_arrive_as_events(
 
 
 def test_every_dashboard_panel_query_returns_its_series(
-    influxd: Influxd, monitor: Monitor, tmp_path: Path
+    influxd: Influxd, monitor: Monitor, run_uid: str, tmp_path: Path
 ) -> None:
     """The generated dashboards (one slot panel per slot) queried against the filled database;
     the stand-state panel needs the IOC's watchdog, which this IOC runs without."""
@@ -303,11 +313,33 @@ def test_every_dashboard_panel_query_returns_its_series(
         dashboard = json.loads(path.read_text())
         queries = [t["query"] for p in dashboard["panels"] for t in p["targets"]]
         queries += [a["query"] for a in dashboard["annotations"]["list"]]
-        for query in queries:
-            if 'FROM "stand"' in query:
-                continue
-            concrete = query.replace("$timeFilter", "time > now() - 1h")
-            concrete = concrete.replace("$__interval", "10s")
-            assert influxd.query(concrete, DB), f"{path.name}: no series for {query}"
+        queries = [q for q in queries if 'FROM "stand"' not in q]
+        concrete = [
+            q.replace("$timeFilter", "time > now() - 1h").replace("$__interval", "10s")
+            for q in queries
+        ]
+        results = influxd.query_all(";".join(concrete), DB)
+        for query, result in zip(queries, results, strict=True):
+            assert "error" not in result and result.get("series"), f"{path.name}: {query}"
             checked += 1
     assert checked > 50
+
+
+def test_the_v2_api_writes_to_victoria_metrics(ioc: Ioc, sims: Sims, tmp_path: Path) -> None:
+    """Debian's VictoriaMetrics takes line protocol on `/api/v2/write`: the v2 path end to end."""
+    victoria = VictoriaMetrics()
+    try:
+        database = {"api": "v2", "org": "lab", "bucket": "stand", "token": "t0ken", "db": None}
+        data = monitored_dict(sims, victoria.url, tmp_path / "journal", **database)
+        del data["monitoring"]["database"]["user"], data["monitoring"]["database"]["password"]
+        started = Monitor(data, tmp_path)
+        try:
+            series = wait_for(
+                lambda: victoria.export('{__name__="slot_bias_V",slot="1"}'), 60, "slot 1 bias"
+            )
+        finally:
+            started.stop()
+        assert series[0]["metric"]["module_id"]
+        assert started.backlog() == 0
+    finally:
+        victoria.close()

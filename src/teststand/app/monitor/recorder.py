@@ -45,17 +45,30 @@ class Recorder:
     def set_units(self, index: int, units: str) -> None:
         """Units of a PV (from its CTRL metadata); points held for them are written now."""
         self.units[index] = units
-        for value, time_ns in self._held.pop(index, []):
-            self.update(index, value, time_ns)
+        self._release(index)
+
+    def _ready(self, index: int) -> bool:
+        """Units known, and for a slot's PV its module id (every point carries it)."""
+        slot = self.pvs[index].slot
+        return index in self.units and (slot is None or slot in self.module_ids)
+
+    def _release(self, index: int) -> None:
+        if self._ready(index):
+            for value, time_ns in self._held.pop(index, []):
+                self.update(index, value, time_ns)
 
     def update(self, index: int, value: FieldValue, time_ns: int) -> None:
         pv = self.pvs[index]
         if pv.attribute == "module_id" and pv.slot is not None:
+            known = pv.slot in self.module_ids
             self.module_ids[pv.slot] = str(value)
+            if not known:
+                for other in [i for i in self._held if self.pvs[i].slot == pv.slot]:
+                    self._release(other)
         if pv.suffix == "STATE":
             self.state = str(value)
         self._latest[index] = (value, time_ns)
-        if index not in self.units:
+        if not self._ready(index):
             self._held.setdefault(index, []).append((value, time_ns))
             return
         last = self._last[index]
@@ -69,7 +82,7 @@ class Recorder:
         """Write again every PV unwritten for longer than its maximum period."""
         for index, pv in enumerate(self.pvs):
             latest, last = self._latest[index], self._last[index]
-            if latest is None or index not in self.units:
+            if latest is None or not self._ready(index):
                 continue
             if now_ns - last.written_ns >= pv.policy.max_period * 1e9:
                 self._write(index, latest[0], max(now_ns, last.written_ns + 1))
