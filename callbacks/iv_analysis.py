@@ -21,162 +21,39 @@ compliance (or the plan's breakdown stop) counts as a breakdown at its voltage; 
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from event_model import DocumentRouter, EventDescriptor, EventPage, RunStart, RunStop
 
+from teststand.callbacks.itk_compare import combine
+from teststand.callbacks.itk_official import not_analysed, official_iv
+from teststand.callbacks.iv_rules import (
+    DEFAULT_CRITERIA,
+    AnalysisError,
+    Criteria,
+    IVPoint,
+    Rule,
+    bracket,
+    criteria_for,
+    find_breakdown,
+    normalise_to_20c,
+)
 from teststand.callbacks.schema import IV_STATES, IVSettings, RunMetadata, SlotInfo, read_metadata
 from teststand.config import SensorType
-from teststand.errors import TeststandError
+from teststand.itk import ITkConfig
 
 log = logging.getLogger(__name__)
 
-E_GAP_EV = 1.21
-K_BOLTZMANN_EV_PER_K = 8.617e-5
-ZERO_C_IN_K = 273.15
 STOP_REASONS = IV_STATES[1:]  # the states that end a slot's scan
 #: A last point at this fraction of iv.compliance is a compliance stop (as the plans decide it).
 COMPLIANCE_FRACTION = 0.95
-Rule = Literal["itk", "robust"]
 Publish = Callable[[str, dict[str, Any]], object]
 Listener = Callable[[str, dict[int, "SlotResult"]], object]
-
-
-class AnalysisError(TeststandError, ValueError):
-    """Analysis input that makes no sense (a temperature below absolute zero, a bad criterion)."""
-
-
-class IVPoint(NamedTuple):
-    voltage: float  # V
-    current: float  # A
-    temperature: float | None = None  # degC of the module, None when not measured
-
-
-def normalise_to_20c(current: float, temperature_c: float, reference_c: float = 20.0) -> float:
-    """`current` measured at `temperature_c` scaled to `reference_c` (E_g = 1.21 eV)."""
-    t, t_ref = temperature_c + ZERO_C_IN_K, reference_c + ZERO_C_IN_K
-    if t <= 0 or t_ref <= 0:
-        raise AnalysisError(
-            f"temperatures {temperature_c} °C and {reference_c} °C must be above absolute zero:"
-            " pass degrees Celsius"
-        )
-    exponent = -E_GAP_EV / (2 * K_BOLTZMANN_EV_PER_K) * (1 / t_ref - 1 / t)
-    return current * (t_ref / t) ** 2 * math.exp(exponent)
-
-
-@dataclass(frozen=True)
-class Criteria:
-    """Pass/fail numbers for one sensor type (V, A, A/cm²)."""
-
-    sensor: SensorType
-    depletion_voltage: float
-    operating_offset: float  # operating voltage = depletion voltage + this
-    breakdown_margin: float  # breakdown must be at or above depletion voltage + this
-    breakdown_ratio: float  # breakdown: I(V) > ratio * I(V - back_step)
-    leakage_limit: float  # A/cm² at the operating voltage, at 20 °C
-    back_step: float = 5.0
-    robust_ratio: float = 1.5
-    robust_current: float = 20e-6
-    voltage_tolerance: float = 2.0  # the HV supply's settle tolerance
-    #: A rise smaller than this (A) is read-out resolution, never breakdown: a cold sensor's
-    #: tens of nA make 0.01 µA steps look like large ratios.
-    noise_floor: float = 50e-9
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self)[1:]:
-            value = getattr(self, f.name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise AnalysisError(f"criterion {f.name}={value!r} must be a number >= 0")
-        if self.back_step <= 0:
-            raise AnalysisError(f"criterion back_step={self.back_step} must be above 0 V")
-
-    @property
-    def operating_voltage(self) -> float:
-        return self.depletion_voltage + self.operating_offset
-
-    @property
-    def breakdown_threshold(self) -> float:
-        return self.depletion_voltage + self.breakdown_margin
-
-
-_DEFAULTS = {
-    SensorType.PLANAR: Criteria(SensorType.PLANAR, 50.0, 50.0, 70.0, 1.2, 1.5e-6),
-    SensorType.THREE_D: Criteria(SensorType.THREE_D, 5.0, 20.0, 20.0, 2.0, 5e-6),
-}
-
-
-def criteria_for(sensor: SensorType | str, **overrides: float) -> Criteria:
-    """QUALIFICATION.md's criteria for `sensor`, with a stand's `overrides` applied."""
-    try:
-        defaults = _DEFAULTS[SensorType(sensor)]
-    except ValueError:
-        raise AnalysisError(f"unknown sensor type {sensor!r}: use 'planar' or '3d'") from None
-    known = {f.name for f in dataclasses.fields(Criteria)} - {"sensor"}
-    if unknown := set(overrides) - known:
-        raise AnalysisError(f"unknown criteria {sorted(unknown)}: choose from {sorted(known)}")
-    changes: dict[str, Any] = dict(overrides)
-    return dataclasses.replace(defaults, **changes)
-
-
-def _bracket(xs: Sequence[float], x: float, tol: float) -> tuple[int, int, float] | None:
-    """(i0, i1, w) with y(x) = (1 - w)·y[i0] + w·y[i1] over ascending xs; clamped within tol."""
-    if not xs or x < xs[0] - tol or x > xs[-1] + tol:
-        return None
-    if x <= xs[0]:
-        return 0, 0, 0.0
-    if x >= xs[-1]:
-        return len(xs) - 1, len(xs) - 1, 0.0
-    i = bisect.bisect_left(xs, x)
-    return i - 1, i, (x - xs[i - 1]) / (xs[i] - xs[i - 1])
-
-
-def _at(xs: Sequence[float], ys: Sequence[float], x: float, tol: float) -> float | None:
-    found = _bracket(xs, x, tol)
-    return None if found is None else (1 - found[2]) * ys[found[0]] + found[2] * ys[found[1]]
-
-
-def find_breakdown(
-    voltages: Sequence[float], currents: Sequence[float], criteria: Criteria, rule: Rule = "itk"
-) -> float | None:
-    """The first voltage V where the current rises too fast, or None.
-
-    Only V with V − 5 V at or above V_depl count (as the ITk 3D spec: below depletion a healthy
-    sensor's current rises like √V, which would pass for a breakdown of a 3D sensor at 6 V).
-
-    "itk": I(V) > breakdown_ratio · I(V − 5 V). "robust": I(V)/I(V − 5 V) > 1.5 and either the
-    next 5 V ratio is too, or I(V + 5 V) > 20 µA. Points 5 V away are interpolated.
-    """
-    if len(voltages) != len(currents):
-        raise AnalysisError(f"{len(voltages)} voltages but {len(currents)} currents: pass pairs")
-    if rule not in ("itk", "robust"):
-        raise AnalysisError(f"unknown breakdown rule {rule!r}: use 'itk' or 'robust'")
-    pairs = sorted(zip((abs(v) for v in voltages), (abs(i) for i in currents), strict=True))
-    xs, ys = [v for v, _ in pairs], [i for _, i in pairs]
-    step, tol = criteria.back_step, criteria.voltage_tolerance
-
-    def ratio(v: float) -> float | None:
-        now, back = _at(xs, ys, v, tol), _at(xs, ys, v - step, tol)
-        if now is None or back is None or back <= 0 or now - back < criteria.noise_floor:
-            return None
-        return now / back
-
-    for v in xs:
-        r = ratio(v)
-        if v - step < criteria.depletion_voltage or r is None:
-            continue
-        if rule == "itk" and r > criteria.breakdown_ratio:
-            return v
-        if rule == "robust" and r > criteria.robust_ratio:
-            r_next, i_next = ratio(v + step), _at(xs, ys, v + step, tol)
-            if (r_next or 0) > criteria.robust_ratio or (i_next or 0) > criteria.robust_current:
-                return v
-    return None
 
 
 @dataclass
@@ -197,6 +74,7 @@ class SlotResult:
     verdict: Literal["pass", "fail"]
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    leakage_limit: float | None = None  # A/cm² at the operating voltage
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -256,7 +134,7 @@ def analyse_slot(
         )
     elif breakdown is None and pts and xs[-1] < threshold:
         notes.append(f"no breakdown up to {_v(xs[-1])}, but the scan ended below {_v(threshold)}")
-    found = _bracket(xs, op, criteria.voltage_tolerance)
+    found = bracket(xs, op, criteria.voltage_tolerance)
     if pts and found is None:
         why = _ENDINGS.get(stop_reason, stop_reason)
         why = "run interrupted" if problems and stop_reason == "error" else why
@@ -298,19 +176,25 @@ def analyse_slot(
         verdict="fail" if reasons else "pass",
         reasons=reasons,
         notes=notes,
+        leakage_limit=criteria.leakage_limit,
     )
 
 
-def summarise(results: Mapping[str, SlotResult]) -> dict[str, Any]:
-    """The run's metadata: verdict and per-slot results (a run without modules fails)."""
-    passed = [r.module_id for r in results.values() if r.verdict == "pass"]
-    failed = [r.module_id for r in results.values() if r.verdict == "fail"]
+def summarise(slots: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The run's metadata from its slots' combined results (`itk_compare.combine`): the adopted
+    verdict (a run without modules fails), the live one, and the modules whose verdicts differ."""
+
+    def modules(key: str, passing: bool) -> list[str]:
+        return [str(r["module_id"]) for r in slots.values() if (r[key] == "pass") == passing]
+
     return {
-        "verdict": "pass" if results and not failed else "fail",
+        "verdict": "pass" if slots and not modules("verdict", False) else "fail",
         "analysis": {
-            "slots": {slot: r.to_json() for slot, r in results.items()},
-            "passed": passed,
-            "failed": failed,
+            "slots": {slot: dict(result) for slot, result in slots.items()},
+            "passed": modules("verdict", True),
+            "failed": modules("verdict", False),
+            "live_verdict": "pass" if slots and not modules("live_verdict", False) else "fail",
+            "disagree": [str(r["module_id"]) for r in slots.values() if r["disagreement"]],
         },
     }
 
@@ -332,11 +216,13 @@ class IVAnalysis(DocumentRouter):
         rule: Rule = "itk",
         publish: Publish | None = None,
         on_result: Iterable[Listener] = (),
+        itk: ITkConfig | None = None,
     ) -> None:
         super().__init__()
+        self.itk = itk or ITkConfig()
         if rule not in ("itk", "robust"):
             raise AnalysisError(f"unknown breakdown rule {rule!r}: use 'itk' or 'robust'")
-        self.criteria = {**_DEFAULTS, **(criteria or {})}
+        self.criteria = {**DEFAULT_CRITERIA, **(criteria or {})}
         if wrong := [s.value for s, c in self.criteria.items() if c.sensor is not s]:
             raise AnalysisError(f"criteria given for {wrong} are for another sensor type")
         self.rule: Rule = rule
@@ -395,6 +281,7 @@ class IVAnalysis(DocumentRouter):
                 " only the points measured before it ended were analysed"
             )
         results: dict[str, SlotResult] = {}
+        combined: dict[str, dict[str, Any]] = {}
         for slot, info in run.md.slots.items():
             no_keys = f"the run has no IV data keys for slot {slot}"
             missing = [] if slot in run.md.iv_keys else [no_keys]
@@ -408,14 +295,32 @@ class IVAnalysis(DocumentRouter):
                 problems=[*problems, *missing],
             )
             results[slot] = result
+            official = self._official(uid, slot, info, run.points[slot])
+            combined[slot] = combine(
+                result.to_json(), official, self.itk.verdict, [*problems, *missing]
+            )
             log.info("IV run %s, slot %s: %s %s", uid, slot, result.verdict, result.reasons)
-        summary = summarise(results)
+        summary = summarise(combined)
         self.results = {int(slot): result for slot, result in results.items()}
         self.summaries[uid] = summary
         if self.publish is not None:
             _guarded("publishing the results", self.publish, uid, summary)
         for listener in self.on_result:
             _guarded("a result listener", listener, uid, dict(self.results))
+
+    def _official(
+        self, uid: str, slot: str, info: SlotInfo, points: Sequence[IVPoint]
+    ) -> dict[str, Any]:
+        """The official analysis of one slot; a failure of the tool is recorded, never raised."""
+        layer = info.layer or ("L0" if info.sensor is SensorType.THREE_D else "L1")
+        label = f"IV run {uid} (slot {slot}, module {info.module_id})"
+        try:
+            return official_iv(points, layer, self.itk, serial_number=info.module_id, run=label)
+        except AnalysisError as exc:
+            return not_analysed(layer, str(exc), self.itk)
+        except Exception as exc:  # the tool's own errors: keep the run's other results
+            log.exception("%s: module-qc-analysis-tools failed", label)
+            return not_analysed(layer, f"module-qc-analysis-tools failed: {exc!r}", self.itk)
 
 
 def unseen_stop(
@@ -443,3 +348,20 @@ def _guarded(what: str, call: Callable[..., object], *args: Any) -> None:
         call(*args)
     except Exception:
         log.exception("IV analysis: %s failed; the results stay in IVAnalysis.summaries", what)
+
+
+__all__ = [  # the rules are re-exported: plans and tests import them from here
+    "COMPLIANCE_FRACTION",
+    "STOP_REASONS",
+    "AnalysisError",
+    "Criteria",
+    "IVAnalysis",
+    "IVPoint",
+    "SlotResult",
+    "analyse_slot",
+    "criteria_for",
+    "find_breakdown",
+    "normalise_to_20c",
+    "summarise",
+    "unseen_stop",
+]

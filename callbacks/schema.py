@@ -21,29 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from teststand.config import SensorType
 from teststand.errors import TeststandError
+from teststand.itk import Layer, Stage
 
 
 class MetadataError(TeststandError, ValueError):
     """Run metadata that does not validate; refused before the run starts."""
 
 
-#: The ITk module flow's stages (QUALIFICATION.md), and TEST for anything outside the flow.
-Stage = Literal[
-    "ASSEMBLY",
-    "WIREBONDING",
-    "INITIAL_WARM",
-    "INITIAL_COLD",
-    "PARYLENE",
-    "POST_PARYLENE_WARM",
-    "POST_PARYLENE_COLD",
-    "WIREBOND_PROTECTION",
-    "THERMAL_CYCLES",
-    "LONG_TERM_STABILITY_TEST",
-    "FINAL_WARM",
-    "FINAL_COLD",
-    "COMPLETE",
-    "TEST",
-]
 STAGES: tuple[str, ...] = get_args(Stage)
 TestName = Literal["iv", "hv_ramp", "hv_off", "temperature", "thermal_cycle", "long_term_stability"]
 #: How an IV scan ended for one slot: still measuring, or stopped and why.
@@ -63,6 +47,8 @@ class SlotInfo(_Model):
     area_cm2: float = Field(gt=0)
     max_bias: float = Field(ge=0, description="V, magnitude")
     hv_channel: str = ""
+    #: The ITk layer the official analysis judges it as (None in runs from before it was kept).
+    layer: Layer | None = None
 
 
 class IVKeys(_Model):

@@ -103,6 +103,7 @@ def slot_info(stand: TestStand, slot: ModuleSlot) -> SlotInfo:
         area_cm2=module.area,
         max_bias=stand.config.limits.max_bias.for_sensor(module.sensor),
         hv_channel=str(config.hv),
+        layer=module.qc_layer,
     )
 
 

@@ -4,7 +4,7 @@ the live table, the live IV plot and progress bars. The queue server's worker sh
 from teststand.app import profile
 from teststand.callbacks.iv_analysis import IVAnalysis
 
-analysis = IVAnalysis(publish=writer.annotate)  # noqa: F821 (20_storage.py)
+analysis = IVAnalysis(publish=writer.annotate, itk=stand.config.itk)  # noqa: F821 (10_, 20_)
 RE.subscribe(analysis)  # noqa: F821
 
 if (_shell := profile.ipython_shell()) is not None:

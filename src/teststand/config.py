@@ -19,6 +19,7 @@ from pydantic import (
 
 from teststand import kinds
 from teststand.errors import InvalidURL, TeststandError
+from teststand.itk import LAYER_AREA_CM2, ITkConfig, Layer, module_layer
 from teststand.sim.faults import Faults
 from teststand.storage.config import StorageConfig
 from teststand.storage.monitoring import MonitoringConfig
@@ -77,18 +78,36 @@ class SensorType(StrictEnum):
     THREE_D = "3d"
 
 
-#: Default sensor areas (cm²): an L1 planar quad and a 3D triplet (QUALIFICATION.md).
-DEFAULT_AREA_CM2 = {SensorType.PLANAR: 15.76, SensorType.THREE_D: 12.75}
-
-
 class ModuleConfig(_Strict):
-    id: str = Field(min_length=1, description="the module's serial number")
+    """A mounted module: its ITk serial number (checked with itksn), sensor type and layer."""
+
+    id: str = Field(min_length=1, description="the module's ITk serial number")
     sensor: SensorType = SensorType.PLANAR
+    #: The layer the official analysis uses (L0: 3D triplet; L1, L2: planar quads); by default
+    #: the one the serial number names.
+    layer: Layer | None = None
     area_cm2: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _serial_number(self) -> ModuleConfig:
+        named = module_layer(self.id)  # ValueError for a bad serial number
+        if self.layer is not None and self.layer != named:
+            raise ValueError(f"layer {self.layer}: serial number {self.id} is an {named} module")
+        kind = SensorType.THREE_D if named == "L0" else SensorType.PLANAR
+        if self.sensor is not kind:
+            raise ValueError(
+                f"sensor {self.sensor.value}: serial number {self.id} is an {named} module, "
+                f"whose sensor is {kind.value}"
+            )
+        return self
+
+    @property
+    def qc_layer(self) -> Layer:
+        return self.layer or module_layer(self.id)
 
     @property
     def area(self) -> float:
-        return self.area_cm2 if self.area_cm2 is not None else DEFAULT_AREA_CM2[self.sensor]
+        return self.area_cm2 if self.area_cm2 is not None else LAYER_AREA_CM2[self.qc_layer]
 
 
 class ChannelRef(_Strict):
@@ -253,6 +272,8 @@ class StandConfig(_Strict):
     interlocks: InterlockConfig | None = None
     #: Where `teststand monitor` writes the PVs (InfluxDB line protocol).
     monitoring: MonitoringConfig | None = None
+    #: ITk module QC: the institution, and which rules the stored IV verdict follows.
+    itk: ITkConfig = Field(default_factory=ITkConfig)
 
     def require_interlocks(self) -> InterlockConfig:
         """The interlock limits, or a `ConfigError` naming the missing section."""

@@ -465,7 +465,13 @@ def test_aborted_and_failed_runs_are_analysed_with_a_reason(RE: RunEngine, stand
     uid = RE.abort(reason="operator stopped the scan").run_start_uids[0]
     slots = analysis.summaries[uid]["analysis"]["slots"]
     assert slots["3"]["max_voltage"] == 60 and slots["3"]["stop_reason"] == "error"
-    assert slots["3"]["reasons"] == [
+    assert slots["3"]["reasons"] == [  # the stored verdict: the official analysis, run problems
+        "the run did not complete (exit status 'abort': operator stopped the scan); only the"
+        " points measured before it ended were analysed",
+        "breakdown at 60 V is below the 120 V cut for L1",  # the tool's "incomplete" rule
+        "no leakage current at the operating voltage: the scan ended below it",
+    ]
+    assert slots["3"]["live_reasons"] == [
         "the run did not complete (exit status 'abort': operator stopped the scan); only the"
         " points measured before it ended were analysed",
         "the scan never reached the 100 V operating voltage: it stopped at 60 V (run interrupted)",

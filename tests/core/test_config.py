@@ -73,7 +73,28 @@ def slotted(**changes: Any) -> dict[str, Any]:
         ({"slots": {1: {"hv": "nope:1"}}}, "no instrument named 'nope'"),
         ({"slots": {1: {"hv": "hv"}}}, "expected INSTRUMENT:CHANNEL"),
         ({"slots": {1: {"hv": "hv:0", "module": {"sensor": "planar"}}}}, "slots.1.module.id"),
-        ({"slots": {1: {"hv": "hv:0", "module": {"id": "M1", "sensor": "4d"}}}}, "sensor"),
+        (
+            {"slots": {1: {"hv": "hv:0", "module": {"id": "20UPGM22110001", "sensor": "4d"}}}},
+            "sensor",
+        ),
+        # serial numbers are checked with itksn; the error names the slot
+        (
+            {"slots": {2: {"hv": "hv:0", "module": {"id": "M-0042"}}}},
+            "slots.2.module: Value error, 'M-0042' is not an ITk serial number",
+        ),
+        (
+            {"slots": {3: {"hv": "hv:0", "module": {"id": "20UPGR92101041"}}}},
+            "slots.3.module: Value error, 20UPGR92101041 is a Digital_quad_module",
+        ),
+        (
+            {"slots": {1: {"hv": "hv:0", "module": {"id": "20UPGM22110001", "sensor": "3d"}}}},
+            "slots.1.module: Value error, sensor 3d: serial number 20UPGM22110001 is an L2 module",
+        ),
+        (
+            {"slots": {1: {"hv": "hv:0", "module": {"id": "20UPIM12110001", "layer": "L2"}}}},
+            "layer L2: serial number 20UPIM12110001 is an L1 module",
+        ),
+        ({"itk": {"breakdown": "steep"}}, "itk.breakdown"),
         ({"limits": {"max_bias": {"planar": 5000}}}, "5000.0 V is above the 4000 V range"),
         ({"limits": {"compliance": 0.01}}, "above the 0.003 A range"),
         ({"limits": {"temperature": {"min": 10, "max": 0}}}, "min 10.0 must be below max 0.0"),
@@ -85,6 +106,15 @@ def test_slot_and_limit_errors(changes: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_stand(slotted(**changes))
     assert fragment in str(info.value)
+
+
+def test_module_layers_and_areas_follow_the_serial_numbers() -> None:
+    config = load_stand(ROOT / "profile_collection" / "stand.yaml")
+    layers = {n: (s.module.qc_layer, s.module.area) for n, s in config.slots.items() if s.module}
+    assert layers[4] == ("L0", 12.75) and layers[1] == ("L2", 15.92)
+    assert config.itk.official and config.itk.verdict == "official"
+    quad = slotted(slots={1: {"hv": "hv:0", "module": {"id": "20UPIM12110001"}}})
+    assert load_stand(quad).slots[1].module.area == 15.76  # type: ignore[union-attr]
 
 
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ def sim() -> Iterator[RunningSim]:
 
 
 def make_slots(hv: CaenHV) -> tuple[ModuleSlot, ModuleSlot]:
-    planar = ModuleConfig(id="M-PLANAR", sensor=SensorType.PLANAR)
+    planar = ModuleConfig(id="20UPGM22110011", sensor=SensorType.PLANAR)
     occupied = ModuleSlot(1, hv.channels[0], planar, max_bias=200.0, name="slot1")
     empty = ModuleSlot(2, hv.channels[1], None, max_bias=0.0, name="slot2")
     return occupied, empty
@@ -59,8 +59,8 @@ def test_bias_ramps_the_channel_and_reads_back(RE: RunEngine, sim: RunningSim) -
     assert descriptor["data_keys"]["slot1"]["units"] == "V"
     assert descriptor["data_keys"]["slot1-leakage_current"]["units"] == "A"
     configuration = descriptor["configuration"]["slot1"]["data"]
-    assert configuration["slot1-module_id"] == "M-PLANAR"
-    assert configuration["slot1-sensor_area"] == pytest.approx(15.76)
+    assert configuration["slot1-module_id"] == "20UPGM22110011"
+    assert configuration["slot1-sensor_area"] == pytest.approx(15.92)  # an outer quad (L2)
     run(RE, lambda: hv.channels[0].off())
     run(RE, hv.close)
 

@@ -28,9 +28,9 @@ def small_stand() -> dict[str, Any]:
             "hv": "hv:0",
             "lv": "lv1:1",
             "temperature": "coldbox:1",
-            "module": {"id": "M-PLANAR", "sensor": "planar"},
+            "module": {"id": "20UPGM22110011", "sensor": "planar"},
         },
-        2: {"hv": "hv:1", "module": {"id": "M-3D", "sensor": "3d"}},
+        2: {"hv": "hv:1", "module": {"id": "20UPIMS2110012", "sensor": "3d"}},
         3: {"hv": "hv:2"},
     }
     return data
@@ -83,7 +83,7 @@ def test_count_over_the_whole_stand(RE: RunEngine, stand: TestStand) -> None:
     (descriptor,) = [doc for name, doc in documents if name == "descriptor"]
     assert descriptor["data_keys"]["slot1"]["units"] == "V"
     configuration = descriptor["configuration"]["stand"]["data"]
-    assert configuration["slot1-module_id"] == "M-PLANAR"
+    assert configuration["slot1-module_id"] == "20UPGM22110011"
 
 
 def test_mock_stand_needs_no_instrument(RE: RunEngine) -> None:

@@ -68,7 +68,7 @@ def test_scan_steps_all_slots_and_ends_at_zero(RE: RunEngine, stand: TestStand, 
     ).plan_result
     start = docs.of("start")[0]
     assert start["uid"] == uid
-    assert start["module_ids"] == ["20UPGM22110001", "20UPGM22110003", "20UPGM23210004"]
+    assert start["module_ids"] == ["20UPGM22110001", "20UPGM22110003", "20UPIMS2110004"]
     assert start["slots"]["4"]["sensor"] == "3d"
     assert start["iv_keys"]["3"]["current"] == "slot3-leakage_current"
     assert start["stage"] == "INITIAL_WARM"

@@ -69,7 +69,7 @@ def run_demo(
     RE = RunEngine(call_returns_result=True)
     print(f"Simulated stand {config.name!r} at {speed:g}x; runs go to {config.storage.data_path}")
     writer = storage_writer(config.storage)
-    analysis = IVAnalysis(publish=writer.annotate)
+    analysis = IVAnalysis(publish=writer.annotate, itk=config.itk)
     RE.subscribe(writer)
     RE.subscribe(analysis)
     RE.subscribe(_progress)

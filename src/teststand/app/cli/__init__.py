@@ -123,9 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     from teststand.app.cli.storage import register as register_storage
 
     register_storage(commands)
+    from teststand.app.cli.export import register as register_export
     from teststand.app.cli.report import register as register_report
 
     register_report(commands)
+    register_export(commands)
     from teststand.app.cli.qserver import register as register_qserver
 
     register_qserver(commands)
