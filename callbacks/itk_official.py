@@ -48,6 +48,12 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def preload() -> None:
+    """Import the tool now (about 2 s), not when the first IV run stops."""
+    with keep_logging():
+        import module_qc_analysis_tools.analysis.iv_measure  # noqa: F401
+
+
 def sensor_of(layer: str) -> SensorType:
     return SensorType.THREE_D if layer == "L0" else SensorType.PLANAR
 

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from event_model import DocumentRouter, EventDescriptor, EventPage, RunStart, RunStop
 
 from teststand.callbacks.itk_compare import combine
-from teststand.callbacks.itk_official import not_analysed, official_iv
+from teststand.callbacks.itk_official import not_analysed, official_iv, preload
 from teststand.callbacks.iv_rules import (
     DEFAULT_CRITERIA,
     AnalysisError,
@@ -219,6 +219,7 @@ class IVAnalysis(DocumentRouter):
         itk: ITkConfig | None = None,
     ) -> None:
         super().__init__()
+        preload()  # the official analysis runs in `stop`: its import must not delay the results
         self.itk = itk or ITkConfig()
         if rule not in ("itk", "robust"):
             raise AnalysisError(f"unknown breakdown rule {rule!r}: use 'itk' or 'robust'")

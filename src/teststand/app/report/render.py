@@ -35,6 +35,9 @@ STAGE_COLUMNS = (
     "Verdict",
     "Against the previous stage",
     "Notes",
+    "Official analysis (module-qc-analysis-tools)",
+    "Live analysis (QUALIFICATION.md)",
+    "Official and live disagree",
 )
 
 _TEMPLATES = jinja2.Environment(
@@ -73,6 +76,30 @@ def breakdown_text(result: Mapping[str, Any]) -> str:
     if breakdown is not None:
         return f"{breakdown:g}"
     return f"≥ {highest:g} (none found)" if highest is not None else "—"
+
+
+def official_text(result: Mapping[str, Any]) -> tuple[str, str]:
+    """The official analysis of a stage: verdict, breakdown, leakage and why it failed."""
+    official = result.get("official")
+    if not isinstance(official, Mapping):
+        return "— (analysed before the official analysis was stored)", ""
+    verdict = official.get("verdict")
+    reasons = "; ".join(str(r) for r in official.get("reasons") or [])
+    if verdict is None:
+        return f"no verdict: {reasons}", "incomplete"
+    basis = "normalised to 20 °C" if official.get("normalised") else "as measured"
+    text = (
+        f"{verdict} ({official.get('layer')}): V_bd {breakdown_text(official)}, leakage "
+        f"{_fmt(official.get('leakage_current_density'), 1e6, 4)} µA/cm² {basis}"
+    )
+    return (f"{text}; {reasons}" if reasons else text), str(verdict)
+
+
+def live_text(result: Mapping[str, Any]) -> tuple[str, str]:
+    """The live analysis's verdict of a stage and its reasons."""
+    verdict = str(result.get("live_verdict") or result.get("verdict") or "unknown")
+    reasons = result.get("live_reasons", result.get("reasons")) or []
+    return (f"{verdict}: " + "; ".join(str(r) for r in reasons) if reasons else verdict), verdict
 
 
 def _comparison_text(comparison: Comparison | None) -> tuple[str, str]:
@@ -114,6 +141,9 @@ def _stage_row(s: StageResult, comparison: Comparison | None) -> _Row:
         (s.verdict, s.verdict),
         (text, css),
         ("; ".join(notes), ""),
+        official_text(r),
+        live_text(r),
+        ("; ".join(str(d) for d in r.get("disagreement") or []), "disagree"),
     )
     return _Row(s.stage, cells)
 
@@ -122,11 +152,15 @@ def module_html(report: ModuleReport, images: Mapping[str, str]) -> str:
     """The module's page; `images` maps the PNG file names written to their captions."""
     against = {c.stage: c for c in report.comparisons}
     rows = [_stage_row(s, against.get(s.stage)) for s in report.stages]
+    disagreements = [
+        (s.stage, str(why)) for s in report.stages for why in s.result.get("disagreement") or []
+    ]
     return _render(
         "module.html",
         f"Module {report.module_id}",
         report=report,
         rows=rows,
+        disagreements=disagreements,
         columns=STAGE_COLUMNS,
         images=images,
     )
