@@ -40,9 +40,10 @@ databases:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		influxdb victoria-metrics >/dev/null; }
 
-bench: $(STAMP)
+bench: $(STAMP) databases
 	$(BIN)/python benchmarks/transport.py
 	$(BIN)/python benchmarks/plans.py
+	$(BIN)/python benchmarks/monitor.py
 
 # Regenerate the hash-pinned lock file after changing dependencies (needs `uv` on PATH).
 lock:
