@@ -1,5 +1,7 @@
 """The stand from its stand file ($TESTSTAND_STAND, else profile_collection/stand.yaml), and every
 instrument and slot by name: `stand`, `hv`, `chiller`, `coldbox`, `smu`, `lv1`, `lv2`, `slot1`...
+With `server:` in the stand file (served by `teststand ioc`), the RunEngine is tied to the IOC's
+state machine (`safety`, see teststand.safety).
 
 A stand file with errors stops the profile here with its ConfigError; instruments that another
 program holds (e.g. the queue server's worker) stop it with InstrumentBusy.
@@ -17,6 +19,8 @@ try:
     stand = build(profile.stand_file(Path(__file__).resolve().parents[1]))
 except (TeststandError, NotConnectedError) as _error:
     raise profile.loading_failed(_error) from None
+# Served by `teststand ioc`: plans move the IOC's state machine, a SAFE stand fails the plan.
+safety = profile.attach_safety(RE, stand)  # noqa: F821 - RE comes from 00_run_engine.py
 globals().update(stand.instruments)
 globals().update({f"slot{number}": slot for number, slot in stand.slots.items()})
 del build, NotConnectedError, TeststandError

@@ -186,3 +186,20 @@ class SessionCatalog(Catalog):
 
 def session_catalog(config: StorageConfig) -> SessionCatalog:
     return SessionCatalog(storage_connector(config))
+
+
+def attach_safety(RE: Any, stand: Any) -> Any:
+    """A served stand (`server:` in the stand file): tie `RE` to the IOC's state machine (plans
+    move the stand READY → RUN → READY, a heartbeat and the RunEngine's state go to the IOC, a
+    SAFE or ERROR stand fails the running plan, so the queue stops). None for a direct stand."""
+    from bluesky.run_engine import call_in_bluesky_event_loop
+
+    from teststand.safety.ca_control import CAControl
+    from teststand.safety.runengine import attach
+
+    server = stand.config.server
+    if server is None:
+        return None
+    who = f"pid={os.getpid()} {'queue worker' if in_worker() else 'session'}"
+    control = call_in_bluesky_event_loop(CAControl.connect(server.prefix, who))
+    return attach(RE, control)
