@@ -73,11 +73,19 @@ class Served:
         client = dict(data, server={"prefix": PREFIX, "connect_timeout": 5.0})
         self.client_file = tmp / "client.yaml"
         self.client_file.write_text(yaml.safe_dump(client))
+        # Its own server port: another IOC of the session (tests/ioc) may serve on the shared
+        # one, and a unicast search reaches only one of two servers bound to a port.
+        port = _free_port()
+        self.env = dict(os.environ, EPICS_CA_SERVER_PORT=str(port))
+        self.addresses = os.environ["EPICS_CA_ADDR_LIST"]
+        os.environ["EPICS_CA_ADDR_LIST"] = f"{self.addresses} 127.0.0.1:{port}"
         self.log = tmp / "ioc.log"
         command = [TESTSTAND, "ioc", str(self.file), "--prefix", PREFIX]
         command += ["--interfaces", "127.0.0.1", "--poll", "0.1"]
         with self.log.open("w") as log:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=log, text=True, env=self.env
+            )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         assert line.startswith("serving"), self.log.read_text()[-3000:]
@@ -122,6 +130,7 @@ class Served:
         self.process.send_signal(signal.SIGINT)
         self.process.wait(30)
         self.sims.stop()
+        os.environ["EPICS_CA_ADDR_LIST"] = self.addresses
 
 
 @pytest.fixture(scope="module")

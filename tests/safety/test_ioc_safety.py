@@ -23,6 +23,7 @@ def start_client(served: Served, *mode: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
+        env=served.env,
     )
     assert process.stdout is not None
     line = process.stdout.readline()
