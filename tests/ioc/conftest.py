@@ -95,8 +95,11 @@ class Sims:
 class Ioc:
     """A `teststand ioc` process serving `data` (sim: false, the simulators' URLs)."""
 
-    def __init__(self, data: dict[str, Any], prefix: str, *extra: str) -> None:
+    def __init__(
+        self, data: dict[str, Any], prefix: str, *extra: str, watchdog: bool = False
+    ) -> None:
         self.prefix = prefix
+        self.watchdog = watchdog
         self.file = Path(f"/tmp/teststand-ioc-{prefix.strip(':')}-{os.getpid()}.yaml")
         self.file.write_text(yaml.safe_dump(data))
         self.log = self.file.with_suffix(".log")
@@ -104,7 +107,9 @@ class Ioc:
 
     def start(self, *extra: str) -> None:
         command = [TESTSTAND, "ioc", str(self.file), "--prefix", self.prefix]
-        command += ["--interfaces", "127.0.0.1", "--poll", "0.1", "--no-watchdog", *extra]
+        command += ["--interfaces", "127.0.0.1", "--poll", "0.1", *extra]
+        if not self.watchdog:
+            command.append("--no-watchdog")
         with self.log.open("a") as log:
             self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
         assert self.process.stdout is not None

@@ -17,9 +17,10 @@ import pytest
 import yaml
 from bluesky import RunEngine
 from bluesky.plans import count
+from caproto.sync.client import write
 from caproto.threading.client import Context
 from conftest import PREFIX, TESTSTAND, Ioc, Sims, ioc_data, wait_for
-from helpers import run
+from helpers import run, stand_dict
 from influx import PASSWORD, USER, Influxd, VictoriaMetrics, free_port
 
 from teststand.app.monitor.database import Database
@@ -59,13 +60,13 @@ def monitored_dict(sims: Sims, url: str, journal: Path, **database: Any) -> dict
 class Monitor:
     """A `teststand monitor` process."""
 
-    def __init__(self, data: dict[str, Any], directory: Path) -> None:
+    def __init__(self, data: dict[str, Any], directory: Path, prefix: str = PREFIX) -> None:
         self.file = directory / "stand.yaml"
         self.file.write_text(yaml.safe_dump(data))
         self.log = directory / "monitor.log"
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
-                [TESTSTAND, "monitor", str(self.file), "--prefix", PREFIX], stderr=log
+                [TESTSTAND, "monitor", str(self.file), "--prefix", prefix], stderr=log
             )
 
     def status(self) -> str:
@@ -343,3 +344,29 @@ def test_the_v2_api_writes_to_victoria_metrics(ioc: Ioc, sims: Sims, tmp_path: P
         assert started.backlog() == 0
     finally:
         victoria.close()
+
+
+def test_state_transitions_and_interlock_actions_arrive_as_events(
+    influxd: Influxd, tmp_path: Path
+) -> None:
+    """An IOC with its watchdog (own simulators): its transitions are `state` events, the E-stop
+    sending it to SAFE an `interlock` event, and STATE a field of `stand`."""
+    sims = Sims(stand_dict(200.0))
+    try:
+        ioc = Ioc(ioc_data(sims, 200.0), "TSW:", watchdog=True)
+        try:
+            started = Monitor(monitored_dict(sims, influxd.url, tmp_path / "j"), tmp_path, "TSW:")
+            try:
+                wait_for(lambda: last(influxd, "state", "stand"), 60, "the stand's state")
+                write("TSW:ESTOP", [1], notify=True, timeout=10, repeater=False)
+                where = "WHERE kind='interlock' AND time > now() - 5m"
+                title = wait_for(lambda: last(influxd, "title", "events", where), 30, "the event")
+                assert title == "state SAFE"
+                wait_for(lambda: last(influxd, "state", "stand") == "SAFE", 30, "SAFE")
+                assert influxd.query("SELECT * FROM events WHERE kind='state'", DB)
+            finally:
+                started.stop()
+        finally:
+            ioc.stop()
+    finally:
+        sims.stop()
