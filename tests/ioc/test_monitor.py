@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import subprocess
 import time
@@ -230,28 +231,50 @@ def test_a_monitoring_section_with_errors_names_the_key(sims: Sims) -> None:
     assert "monitoring.pvs.X.deadband" in str(error.value)
 
 
-def test_the_journal_bound_holds_points_in_memory_until_the_database_answers(
-    influxd: Influxd, tmp_path: Path
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 KiB tmpfs (mounting needs root, as `make test` runs in CI)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tiny tmpfs needs root")
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(folder)], check=True)
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("limit", ["bound", "disk full"])
+def test_a_full_journal_holds_points_in_memory_until_the_database_answers(
+    influxd: Influxd, tmp_path: Path, limit: str, request: pytest.FixtureRequest
 ) -> None:
-    """A journal too small for the backlog: batches wait in memory, in order, and all arrive."""
+    """A journal at its size bound or on a full disk: batches wait in memory, in order, a clear
+    error is logged, and every point arrives when the database answers."""
     closed = DatabaseConfig(url=f"http://127.0.0.1:{free_port()}", db=DB, timeout=1.0)
-    journal = Journal(tmp_path / "journal", max_bytes=300)
-    shipper = Shipper(Database(closed), journal, batch_size=5)
+    if limit == "bound":
+        journal = Journal(tmp_path / "journal", max_bytes=300)
+        points_count, expected, batch = 40, "is full", 5
+    else:
+        journal = Journal(request.getfixturevalue("full_disk") / "journal", max_bytes=10**9)
+        points_count, expected, batch = 2000, "the disk is full", 50
+    shipper = Shipper(Database(closed), journal, batch_size=batch)
     base = time.time_ns()
-    points = [f"bound,stand=t value={i}i {base + i}" for i in range(40)]
+    measurement = limit.replace(" ", "_")
+    points = [f"{measurement},stand=t value={i}i {base + i}" for i in range(points_count)]
+    half = points_count // 2
 
     async def down() -> None:
-        for point in points[:20]:
+        for point in points[:half]:
             shipper.add(point)
         await shipper.flush()
-        for point in points[20:]:
+        for point in points[half:]:
             shipper.add(point)
         await shipper.flush()
         await shipper.database.close()
 
     asyncio.run(down())
-    assert journal.backlog().points > 0 and shipper.held  # the bound was reached
-    assert shipper.backlog_points == 40
+    assert journal.backlog().points > 0 and shipper.held  # the journal took no more
+    assert expected in shipper.counters.journal_error
+    assert shipper.backlog_points == points_count
     shipper.database = Database(
         DatabaseConfig(url=influxd.url, db=DB, user=USER, password=PASSWORD)
     )
@@ -262,8 +285,9 @@ def test_the_journal_bound_holds_points_in_memory_until_the_database_answers(
 
     asyncio.run(up())
     assert shipper.backlog_points == 0
-    rows = influxd.query(f"SELECT value FROM bound WHERE time >= {base}", DB)[0]["values"]
-    assert [row[1] for row in rows] == list(range(40))
+    query = f"SELECT value FROM {measurement} WHERE time >= {base}"
+    rows = influxd.query(query, DB)[0]["values"]
+    assert [row[1] for row in rows] == list(range(points_count))
 
 
 @pytest.fixture(scope="module")

@@ -199,6 +199,7 @@ class Monitor:
             "prefix": self.prefix,
             "database": self.database.target,
             "last_error": self.shipper.counters.last_error,
+            "journal_error": self.shipper.counters.journal_error,
             "updated": time.time(),
         }
         path = self.journal.directory / STATUS_FILE

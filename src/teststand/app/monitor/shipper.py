@@ -28,7 +28,8 @@ class Counters:
     db_reconnects: int = 0
     last_latency: float = 0.0
     latencies: list[float] = field(default_factory=list)
-    last_error: str = ""
+    last_error: str = ""  # the database's
+    journal_error: str = ""  # the journal's (full, disk full), "" once it takes batches again
 
 
 class Shipper:
@@ -65,9 +66,12 @@ class Shipper:
             try:
                 self.journal.append(self.held[0])
             except JournalError as exc:
-                self._error(str(exc))
+                if str(exc) != self.counters.journal_error:
+                    log.error("%s", exc)
+                self.counters.journal_error = str(exc)
                 return
             self.held.popleft()
+            self.counters.journal_error = ""
 
     async def _drain(self) -> None:
         while (oldest := self.journal.oldest()) is not None:
@@ -99,8 +103,3 @@ class Shipper:
         self.counters.last_latency = latency
         self.counters.latencies.append(latency)
         return True
-
-    def _error(self, message: str) -> None:
-        if message != self.counters.last_error:
-            log.error("%s", message)
-        self.counters.last_error = message
