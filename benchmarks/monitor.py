@@ -14,6 +14,10 @@ Both on loopback with isolated Channel Access ports.
 - `latency_p50_s`/`latency_p99_s`: every 0.25 s, the age of slot 1's newest queryable point
   (PV change → queryable, plus up to one update period); goal p99 <= 2 s.
 - `cpu_per_1000_points_s`: the monitor process' CPU seconds per second per 1,000 points/s.
+- `--outage 60` (the soak): influxd stopped for 60 s after the measurement; `outage_changes`
+  (PV changes made meanwhile) against `outage_points_stored` once the journal drained
+  (`journal_drained_s`); the window's edges may differ by one or two IOC cycles (2 x 200).
+  The exact one-point-per-update check is the test `test_a_database_outage_loses_nothing`.
 The last stdout line is one JSON object.
 """
 
@@ -144,11 +148,41 @@ def count(influxd: Any, db: str, since_ns: int) -> int:
     return total
 
 
+def _writes(path: Path) -> int:
+    """The IOC's count of PV changes (read again when caught mid-write)."""
+    while not (text := path.read_text().strip()):
+        time.sleep(0.01)
+    return int(text)
+
+
+def soak(influxd: Any, db: str, writes_file: Path, journal: Path, seconds: float) -> dict[str, Any]:
+    """influxd stopped for `seconds`: every change made meanwhile must be stored once it is back
+    (counts compared over the outage window; the edges may differ by one IOC cycle)."""
+    first_ns, writes0 = time.time_ns(), _writes(writes_file)
+    influxd.stop()
+    time.sleep(seconds)
+    writes1, last_ns = _writes(writes_file), time.time_ns()
+    influxd.start()
+    began = time.monotonic()
+    while any(journal.glob("*.lp")) and time.monotonic() - began < 600:
+        time.sleep(0.5)
+    drained = time.monotonic() - began
+    time.sleep(2.0)
+    stored = count(influxd, db, first_ns) - count(influxd, db, last_ns)
+    return {
+        "outage_s": seconds,
+        "outage_changes": writes1 - writes0,
+        "outage_points_stored": stored,
+        "journal_drained_s": round(drained, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--slots", type=int, default=100)
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--outage", type=float, default=0.0, help="s influxd is down (soak)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--monitor", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,7 +213,7 @@ def main() -> None:
         time.sleep(2.0)  # past the start-up burst
         process = psutil.Process(mon.pid)
         cpu0, start_ns, t0 = sum(process.cpu_times()[:2]), time.time_ns(), time.monotonic()
-        writes0 = int(writes_file.read_text())
+        writes0 = _writes(writes_file)
         ages: list[float] = []
         while time.monotonic() - t0 < args.duration:
             rows = influxd.query("SELECT last(bias_V) FROM slot WHERE slot='1'", db)
@@ -187,9 +221,10 @@ def main() -> None:
             time.sleep(0.25)
         elapsed = time.monotonic() - t0
         cpu = sum(process.cpu_times()[:2]) - cpu0
-        offered = (int(writes_file.read_text()) - writes0) / elapsed
+        offered = (_writes(writes_file) - writes0) / elapsed
         time.sleep(3.0)  # let the last batches land
         arrived = count(influxd, db, start_ns) - count(influxd, db, start_ns + int(elapsed * 1e9))
+        outage = soak(influxd, db, writes_file, Path(journal), args.outage) if args.outage else {}
     finally:
         mon.terminate()
         mon.wait(30)
@@ -211,6 +246,7 @@ def main() -> None:
         "latency_p99_s": round(ages[min(len(ages) - 1, int(0.99 * len(ages)))], 3),
         "cpu_per_1000_points_s": round((cpu / elapsed) / (rate / 1000), 3) if rate else None,
         "monitor_cpu_fraction": round(cpu / elapsed, 3),
+        **outage,
     }
     print(json.dumps(result))
 
