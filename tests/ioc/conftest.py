@@ -160,7 +160,7 @@ def ioc(sims: Sims) -> Iterator[Ioc]:
 def served_dict(ioc: Ioc, sims: Sims) -> dict[str, Any]:
     """The stand file a RunEngine uses for the served stand."""
     data = ioc_data(sims, 200.0)
-    data["server"] = {"prefix": ioc.prefix, "connect_timeout": 5.0}
+    data["server"] = {"prefix": ioc.prefix, "connect_timeout": 30.0}
     return data
 
 

@@ -173,7 +173,7 @@ def test_control_second_client_refused_takeover_and_release(
     # that client goes away: control is released, and can be claimed again
     context.disconnect()
     wait_for(lambda: text("CONTROL:OWNER") == "", what="release on disconnect")
-    run(RE, lambda: claim_control(PREFIX, 5.0))
+    run(RE, lambda: claim_control(PREFIX, 30.0))
 
 
 def test_control_is_released_on_close(RE: RunEngine, served_dict: dict[str, Any], ioc: Ioc) -> None:

@@ -39,11 +39,16 @@ from teststand.errors import TeststandError
 from teststand.stand.ca import (
     ServerUnavailable,
     StrictCaBackend,
+    message_pv,
     put_checked,
     read_text,
 )
 from teststand.stand.pvnames import walk
 
+#: Seconds a verb (a reading, a reset) may take on the IOC, connection included; VSET 0 is
+#: quick, and the safe state must not wait long for an IOC that is gone.
+VERB_TIMEOUT = 30.0
+ZERO_TIMEOUT = 5.0
 #: A URL for the instruments' protocol clients, which a served stand never opens.
 UNUSED_URL = "tcp://127.0.0.1:9"
 
@@ -102,9 +107,9 @@ def _verb(device: Device, name: str, pv: str, arguments: bool) -> Any:
         if arguments:
             bound = signature.bind(device, *args, **kwargs).arguments
             bound.pop(next(iter(signature.parameters)))  # self
-            await put_checked(pv, json.dumps(bound))
+            await put_checked(pv, json.dumps(bound), timeout=VERB_TIMEOUT)
         else:
-            await put_checked(pv, 1)
+            await put_checked(pv, 1, timeout=ZERO_TIMEOUT if name == "zero" else VERB_TIMEOUT)
 
     return call
 
@@ -177,9 +182,12 @@ async def connect_served(stand: Device, config: StandConfig) -> None:
     assert config.server is not None
     prefix, timeout = config.server.prefix, config.server.connect_timeout
     await claim_control(prefix, timeout)
+    messages = {message_pv(prefix + spec.suffix) for spec in walk(stand)[0]}
     try:
         await stand.connect(timeout=timeout)
-    except NotConnectedError as exc:
+        # connect the MSG PVs too, so a refusal's reason is at hand (also after a reconnect)
+        await asyncio.gather(*(read_text(pv, timeout=timeout) for pv in messages))
+    except (NotConnectedError, CANothing) as exc:
         await release_control(prefix)
         raise ServerUnavailable(
             f"the IOC for {prefix} does not serve every PV of this stand file ({exc}); serve "

@@ -1,0 +1,86 @@
+"""An IOC restart with a RunEngine connected: the plan in progress fails with HV at 0 V,
+nothing is read as valid while the IOC is away, and the devices reconnect when it is back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from bluesky import RunEngine
+from conftest import Ioc, Sims, ioc_data, wait_for
+from helpers import run, stand_dict
+
+from teststand import errors
+from teststand.plans.iv import iv_scan
+from teststand.stand import build
+from teststand.stand.ca import ServedError, ServerUnavailable
+from teststand.stand.served import claim_control
+
+PREFIX = "TSR:"
+
+
+@pytest.fixture
+def own_ioc() -> Iterator[tuple[Sims, Ioc]]:
+    sims = Sims(stand_dict(200.0))
+    ioc = Ioc(ioc_data(sims, 200.0), PREFIX)
+    yield sims, ioc
+    ioc.stop()
+    sims.stop()
+
+
+def test_an_ioc_restart_fails_the_plan_cleanly_and_the_devices_reconnect(
+    RE: RunEngine, own_ioc: tuple[Sims, Ioc]
+) -> None:
+    sims, ioc = own_ioc
+    data: dict[str, Any] = ioc_data(sims, 200.0)
+    data["server"] = {"prefix": PREFIX, "connect_timeout": 30.0}
+    stand = build(data)
+    events: list[dict[str, Any]] = []
+    seen: dict[str, Any] = {}
+
+    def restart() -> None:
+        ioc.stop()  # SIGTERM: the IOC writes VSET 0 to every channel and exits
+        try:  # never the last value while the IOC is away
+            seen["read"] = run(RE, stand.slots[1].bias.get_value)
+        except errors.TeststandError as exc:
+            seen["read"] = exc
+        ioc.start()
+
+    restarter = threading.Thread(target=restart)
+
+    def on_event(name: str, doc: dict[str, Any]) -> None:
+        if name == "event":
+            events.append(doc)
+            if len(events) == 3:  # HV is up (callbacks run on the RunEngine's loop)
+                restarter.start()
+
+    RE.subscribe(on_event)
+    with pytest.raises(errors.TeststandError):
+        RE(iv_scan(stand, [1, 2], stop=200, step=10, settle=0))
+    restarter.join()
+    assert isinstance(seen["read"], ServerUnavailable)
+    assert len(events) <= 4  # no point after the IOC went away
+    wait_for(lambda: max(sims.vmon()) < 2, what="HV at 0 V")
+    restarted = time.monotonic()
+    assert wait_for(
+        lambda: _reads(RE, stand.slots[1].bias.get_value) is not None,
+        timeout=90,
+        what="reconnect",
+    ) == pytest.approx(0, abs=2)
+    print(f"reconnected {time.monotonic() - restarted:.1f} s after the restart")
+    with pytest.raises(ServedError, match="claim it first"):  # control went with the IOC
+        run(RE, lambda: stand.slots[1].hv_channel.rate_up.set(20.0))
+    run(RE, lambda: claim_control(PREFIX, 30.0))
+    run(RE, lambda: stand.slots[1].hv_channel.rate_up.set(20.0))
+    run(RE, stand.close)
+
+
+def _reads(RE: RunEngine, get: Any) -> float | None:
+    try:
+        value: float = run(RE, get)
+    except errors.TeststandError:
+        return None
+    return value
