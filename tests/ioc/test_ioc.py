@@ -30,6 +30,11 @@ def text(pv: str) -> str:
     return bytes(get(pv).data).rstrip(b"\0").decode()
 
 
+def alarm(pv: str) -> tuple[AlarmStatus, AlarmSeverity]:
+    metadata = get(pv, "time").metadata
+    return AlarmStatus(metadata.status), AlarmSeverity(metadata.severity)
+
+
 def severity(pv: str) -> AlarmSeverity:
     return AlarmSeverity(get(pv, "time").metadata.severity)
 
@@ -120,6 +125,7 @@ def test_a_trip_during_the_ramp_fails_the_put_and_alarms(
     try:
         with pytest.raises(RampFailed, match="TRIP"):  # the IOC's error type, as in direct mode
             run(RE, ramp_into_breakdown)
+        assert "TRIP" in run(RE, channel.read_status).faults  # at once: the IOC re-read it
         wait_for(lambda: severity("HV:CH2:STATUS") == AlarmSeverity.MAJOR_ALARM, what="MAJOR")
         assert severity("SLOT3:BIAS") == AlarmSeverity.MAJOR_ALARM
         assert severity("SLOT1:BIAS") == AlarmSeverity.NO_ALARM
@@ -133,8 +139,8 @@ def test_a_lost_link_alarms_its_pvs_and_clears_when_it_returns(
     sims.ask("lv1 faults drop=1")
     try:
         invalid = AlarmSeverity.INVALID_ALARM
-        wait_for(lambda: severity("LV1:CH1:MEASURED_VOLTAGE") == invalid, what="INVALID")
-        assert get("LV1:CH1:MEASURED_VOLTAGE", "time").metadata.status == AlarmStatus.COMM
+        lost = (AlarmStatus.COMM, invalid)
+        wait_for(lambda: alarm("LV1:CH1:MEASURED_VOLTAGE") == lost, what="INVALID/COMM")
         assert severity("SLOT1:LV_VOLTAGE") == invalid
         assert severity("HV:CH0:VOLTAGE") == AlarmSeverity.NO_ALARM
         with pytest.raises(StaleValue, match="lost the instrument"):

@@ -1,19 +1,25 @@
 """`make demo`: qualify the 8 modules of the simulated stand, store the runs, write the reports.
 
-The simulated stand of profile_collection/stand.yaml runs sped up; one module breaks down early
-(slot 3) and one leaks (slot 6). Plan times (settle, dwell) are scaled by the speed, so the
-qualification keeps its simulated proportions. `--quick` runs one IV of 2 slots.
+The simulated stand of profile_collection/stand.yaml runs sped up, served by `teststand ioc`
+(started and stopped here) and driven over Channel Access (`--direct`: in-process devices); one
+module breaks down early (slot 3) and one leaks (slot 6). Plan times (settle, dwell) are scaled
+by the speed, so the qualification keeps its simulated proportions. `--quick`: one IV of 2 slots.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
 from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
 
+from teststand.app.ioc.process import IocProcess, local_ca_environment
 from teststand.app.report import breakdown_text, write_all
 from teststand.callbacks.iv_analysis import IVAnalysis
 from teststand.callbacks.tiled_writer import storage_writer
@@ -27,6 +33,9 @@ from teststand.storage.session import storage_client
 
 #: Simulated seconds per real second for the demo (the stand file's own speed is for sessions).
 DEMO_SPEED = 500.0
+#: The PV prefix the demo serves the stand under.
+DEMO_PREFIX = "TS1:"
+WATCH_ENV = "EPICS_CA_AUTO_ADDR_LIST=NO EPICS_CA_ADDR_LIST=127.0.0.1"
 
 
 def load_simulated(stand_file: str) -> StandConfig:
@@ -60,11 +69,41 @@ def _progress(name: str, doc: dict[str, Any]) -> None:
         print(f"  ... ended {doc.get('exit_status')}: {doc.get('reason', '')}", flush=True)
 
 
+@contextmanager
+def served(config: StandConfig, prefix: str) -> Iterator[StandConfig]:
+    """Serve the simulated stand with `teststand ioc` (on loopback) while the block runs; yield
+    the stand file a RunEngine uses to drive it over Channel Access."""
+    os.environ.update(local_ca_environment())
+    data: dict[str, Any] = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    config.storage.data_path.mkdir(parents=True, exist_ok=True)
+    stand_file = config.storage.data_path / "served-stand.yaml"
+    stand_file.write_text(yaml.safe_dump(data))
+    with IocProcess(stand_file, prefix, log=config.storage.data_path / "ioc.log"):
+        print(f"Served by `teststand ioc` as {prefix}…; watch it from another shell with")
+        print(f"  {WATCH_ENV} caproto-monitor {prefix}SLOT3:BIAS {prefix}HV:CH2:STATUS")
+        yield load_stand({**data, "server": {"prefix": prefix, "connect_timeout": 60.0}})
+
+
 def run_demo(
-    stand_file: str, *, quick: bool = False, data_dir: Path | None = None, speed: float = DEMO_SPEED
+    stand_file: str,
+    *,
+    quick: bool = False,
+    data_dir: Path | None = None,
+    speed: float = DEMO_SPEED,
+    prefix: str | None = DEMO_PREFIX,
 ) -> int:
+    """Qualify (or, `quick`, scan) the simulated stand, over CA to an IOC unless `prefix` is
+    None."""
     started = time.monotonic()
     config = _config(stand_file, data_dir, speed)
+    with ExitStack() as stack:
+        stand_config = config if prefix is None else stack.enter_context(served(config, prefix))
+        return _run(config, stand_config, quick=quick, speed=speed, started=started)
+
+
+def _run(
+    config: StandConfig, stand_config: StandConfig, *, quick: bool, speed: float, started: float
+) -> int:
     scale = 1.0 / speed  # one simulated second in real seconds
     RE = RunEngine(call_returns_result=True)
     print(f"Simulated stand {config.name!r} at {speed:g}x; runs go to {config.storage.data_path}")
@@ -73,7 +112,7 @@ def run_demo(
     RE.subscribe(writer)
     RE.subscribe(analysis)
     RE.subscribe(_progress)
-    stand = build(config)
+    stand = build(stand_config)
     try:
         if quick:
             RE(iv_scan(stand, [1, 3], 0, 150, 10, settle=scale, stage="TEST", operator="demo"))

@@ -25,7 +25,7 @@ from teststand.errors import TeststandError
 
 log = logging.getLogger("teststand.stand")
 INVALID = 3  # CA alarm severity
-READ_TIMEOUT = 5.0
+READ_TIMEOUT = 8.0  # below ophyd-async's 10 s signal timeout, so the error says why
 
 
 class ServedError(TeststandError, RuntimeError):

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--transport", action="store_true", help="drive each instrument with raw commands instead"
     )
+    demo.add_argument(
+        "--direct", action="store_true", help="drive the devices in-process, not over an IOC"
+    )
+    demo.add_argument("--prefix", default="TS1:", help="PV prefix of the demo's IOC (TS1:)")
     demo.set_defaults(handler=_demo)
 
     stand_commands = commands.add_parser(
@@ -153,7 +157,8 @@ def _demo(args: argparse.Namespace) -> int:
         return run_tour(args.stand)
     from teststand.app.demo import run_demo
 
-    return run_demo(args.stand, quick=args.quick, data_dir=args.data)
+    prefix = None if args.direct else args.prefix
+    return run_demo(args.stand, quick=args.quick, data_dir=args.data, prefix=prefix)
 
 
 def _stand_check(args: argparse.Namespace) -> int:

@@ -1,9 +1,10 @@
 """One poll loop per instrument: read its signals together (the devices' group reads share one
 round trip), post every value to its PV. Wire traffic does not depend on the number of clients.
 
-Readbacks (what the devices' `read()` returns) are read every cycle; settings (configuration
-and the rest) every `settings_every` cycles and after every put. A failed read puts the PV in
-INVALID/COMM alarm with its last value: a client never sees a stale value without an alarm.
+Readbacks (what the devices' `read()` returns) are read and posted every cycle (a monitor sees
+each poll, like a scanned record with MDEL -1); settings (configuration and the rest) are read
+every `settings_every` cycles and after every put, and posted when they change. A failed read
+puts the PV in INVALID/COMM alarm with its last value: no stale value without an alarm.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from caproto import AlarmSeverity, AlarmStatus, ChannelData
 
 from teststand.app.ioc.alarms import NO_ALARM, Alarm
 from teststand.app.ioc.channels import to_channel
-from teststand.errors import TransportError
+from teststand.errors import TeststandError, TransportError
 from teststand.stand.pvnames import SignalPV
 
 log = logging.getLogger("teststand.ioc")
@@ -39,6 +40,7 @@ class ServedSignal:
     alarm: Alarm = NO_ALARM
     value: Any = None  # the last value read (None: never read)
     failing: bool = False  # the last read failed (logged once per change)
+    posted: Any = None  # (value, alarm) last posted: settings post on change, readbacks always
     #: Another served signal whose alarm this one shares (a slot's bias: its channel's status).
     linked: ServedSignal | None = None
 
@@ -61,6 +63,11 @@ class Group:
 
 
 AlarmRule = Callable[[str, Any], Alarm]
+
+
+def _refused(error: BaseException) -> bool:
+    """The instrument answered but has no value (not a link problem: a timeout or lost link)."""
+    return isinstance(error, TeststandError) and not isinstance(error, TransportError)
 
 
 class Poller:
@@ -89,7 +96,7 @@ class Poller:
             for served, result in zip(signals, results, strict=True):
                 if isinstance(result, BaseException):
                     failed += 1
-                    served.alarm = LINK_LOST if isinstance(result, TransportError) else UNDEFINED
+                    served.alarm = UNDEFINED if _refused(result) else LINK_LOST
                     continue
                 served.alarm = self.alarm_rule(served.spec.attribute, result)
                 served.value = result
@@ -97,7 +104,10 @@ class Poller:
                 alarm = served.alarm
                 if alarm == NO_ALARM and served.linked is not None:
                     alarm = served.linked.alarm
-                await self._post(served, alarm, stamp)
+                posted = (served.value, alarm)
+                if served.readback or posted != served.posted:
+                    served.posted = posted
+                    await self._post(served, alarm, stamp)
             if failed:
                 group.stats.failures += 1
             for served, result in zip(signals, results, strict=True):

@@ -89,14 +89,16 @@ class Puts:
     async def _write(self, spec: SignalPV, value: Any) -> None:
         self.control.check()
         device = spec.device
-        if spec.move:
-            await check_move(self.stand, device, float(value))
-            for check in self.move_checks:
-                await check(device, float(value))
-            await self._move(device, float(value))
-        elif isinstance(spec.signal, SignalW):
-            await spec.signal.set(value)
-        await self.refresh(_affected(device))
+        try:
+            if spec.move:
+                await check_move(self.stand, device, float(value))
+                for check in self.move_checks:
+                    await check(device, float(value))
+                await self._move(device, float(value))
+            elif isinstance(spec.signal, SignalW):
+                await spec.signal.set(value)
+        finally:  # a failed move (a trip) changed the device too: its PVs say how
+            await self.refresh(_affected(device))
 
     async def _move(self, device: Device, target: float) -> None:
         assert isinstance(device, StandardMovable)
@@ -148,4 +150,4 @@ class Puts:
             await method(**arguments)
         else:
             await method()
-        await self.refresh({id(spec.device)})
+        await self.refresh(_affected(spec.device))

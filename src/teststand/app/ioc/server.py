@@ -90,7 +90,7 @@ class StandIOC:
 
     async def setup(self) -> None:
         signals, verbs = walk(self.stand)
-        readbacks = await self._readback_names()
+        settings = await self._setting_names()
         messages: dict[str, ChannelData] = {}
         for spec in signals:
             messages.setdefault(spec.device_suffix, text_channel())
@@ -98,7 +98,7 @@ class StandIOC:
         self.messages = Messages(stand_message, messages)
         groups: dict[str, list[ServedSignal]] = {}
         all_served = await asyncio.gather(
-            *(self._serve_signal(spec, spec.signal.name in readbacks) for spec in signals)
+            *(self._serve_signal(spec, spec.signal.name not in settings) for spec in signals)
         )
         for spec, served in zip(signals, all_served, strict=True):
             groups.setdefault(self._group_of(spec), []).append(served)
@@ -123,18 +123,20 @@ class StandIOC:
         self._add(MESSAGE, stand_message, "text", "", False, "last refusal or error")
         self._control_pvs()
 
-    async def _readback_names(self) -> set[str]:
-        """Names of the signals the devices' `read()` returns (polled every cycle)."""
+    async def _setting_names(self) -> set[str]:
+        """Names of the configuration signals (read with the settings, every tenth cycle);
+        every other signal is a readback, read every cycle."""
         names: set[str] = set()
         todo: list[object] = [*self.stand.instruments.values(), *self.stand.slots.values()]
         while todo:
             device = todo.pop()
-            for describe in getattr(device, "_describe_funcs", ()):
+            for describe in getattr(device, "_describe_config_funcs", ()):
                 owner = describe.__self__
                 if isinstance(owner, Signal):
                     names.add(owner.name)
                 else:
                     todo.append(owner)
+            todo.extend(child for _, child in getattr(device, "children", list)())
         return names
 
     def _group_of(self, spec: SignalPV) -> str:
