@@ -3,7 +3,9 @@ reports, summary table."""
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +14,28 @@ ROOT = Path(__file__).parents[1]
 TESTSTAND = str(Path(sys.executable).parent / "teststand")
 
 
+def _free_port() -> int:
+    with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        tcp.bind(("127.0.0.1", 0))
+        port = int(tcp.getsockname()[1])
+        udp.bind(("127.0.0.1", port))
+        return port
+
+
 def test_quick_demo_stores_analyses_and_writes_reports(tmp_path: Path) -> None:
+    # the demo serves the stand with its own IOC: isolated CA ports and prefix for the test
+    ports = {"EPICS_CA_SERVER_PORT": str(_free_port()), "EPICS_CA_REPEATER_PORT": str(_free_port())}
+    prefix = f"TSDEMO{os.getpid()}:"
     result = subprocess.run(
-        [TESTSTAND, "demo", "--quick", "--data", str(tmp_path)],
+        [TESTSTAND, "demo", "--quick", "--data", str(tmp_path), "--prefix", prefix],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         cwd=ROOT,
+        env={**os.environ, **ports},
     )
     assert result.returncode == 0, result.stderr
+    assert f"caproto-monitor {prefix}SLOT3:BIAS" in result.stdout
     rows = {
         int(line.split()[0]): line
         for line in result.stdout.splitlines()

@@ -150,10 +150,15 @@ class Poller:
             count += 1
             await asyncio.sleep(max(0.0, self.period - (time.monotonic() - started)))
 
-    async def refresh(self, devices: set[int]) -> None:
-        """Read and post now every signal of these devices (by `id`), settings included."""
+    async def refresh(self, devices: set[int], written: object = None) -> None:
+        """Read and post now the readbacks of these devices (by `id`) and the `written` signal
+        (a put's), so that a client reading after its put sees what the put did."""
         for group in self.groups.values():
-            signals = [s for s in group.signals if id(s.spec.device) in devices]
+            signals = [
+                s
+                for s in group.signals
+                if id(s.spec.device) in devices and (s.readback or s.spec.signal is written)
+            ]
             if signals:
                 await self.read(group, signals)
 

@@ -26,7 +26,7 @@ from teststand.stand import TestStand
 from teststand.stand.pvnames import SignalPV, VerbPV
 
 log = logging.getLogger("teststand.ioc")
-Refresh = Callable[[set[int]], Awaitable[None]]
+Refresh = Callable[[set[int], object], Awaitable[None]]
 #: A check of a move put (the device, its target) added by a hook (safety: HV only in RUN).
 MoveCheck = Callable[[Device, float], Awaitable[None]]
 
@@ -98,7 +98,7 @@ class Puts:
             elif isinstance(spec.signal, SignalW):
                 await spec.signal.set(value)
         finally:  # a failed move (a trip) changed the device too: its PVs say how
-            await self.refresh(_affected(device))
+            await self.refresh(_affected(device), spec.signal)
 
     async def _move(self, device: Device, target: float) -> None:
         assert isinstance(device, StandardMovable)
@@ -150,4 +150,4 @@ class Puts:
             await method(**arguments)
         else:
             await method()
-        await self.refresh(_affected(spec.device))
+        await self.refresh(_affected(spec.device), None)

@@ -1,0 +1,240 @@
+"""IOC benchmark: what serving the stand over Channel Access costs, measured side by side.
+
+Run: `.venv/bin/python benchmarks/ioc.py [--seconds 10] [--clients 20]`. Loopback CA only.
+
+1. The simulated stand of profile_collection/stand.yaml with every link paced at 9600 baud
+   (`simulator.baud`), real-time speed. The IOC runs in this process (a thread with its own event
+   loop, `--poll` period). First its poll loops run alone for `--seconds` (no CA server): the
+   direct full-stand read rate is the slowest instrument's cycles per second (a full-stand
+   update needs every instrument). Then it serves, and one client process monitors every PV:
+   the full-stand update rate it sees is the lowest update rate over the readback PVs; `ratio`
+   = CA / direct (goal >= 0.95). Monitor latency: the coldbox lid is toggled in the simulator
+   every 0.37 s and the client stamps each LID_CLOSED update; latency = arrival - toggle, p50
+   and p99 (goal: p99 <= the coldbox's poll cycle + 50 ms, `latency_goal_ms`).
+2. The same with `--clients` client processes at once (goal: rate and p99 within 5 %).
+3. `iv_scan` per-point cost on the instant simulators (no pacing, speed 1000), direct against
+   over CA to an IOC process: `iv_ratio` = CA / direct.
+The last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from bluesky import RunEngine
+from bluesky.run_engine import call_in_bluesky_event_loop
+
+from teststand.app.ioc import StandIOC, open_ioc
+from teststand.app.ioc.process import IocProcess, local_ca_environment
+from teststand.plans.iv import iv_scan
+from teststand.stand import build
+
+STAND = Path(__file__).parents[1] / "profile_collection" / "stand.yaml"
+PREFIX = "BENCH:"
+CLIENT = r"""
+import asyncio, json, sys, time
+from aioca import FORMAT_TIME, camonitor
+seconds, lid, pvs = float(sys.argv[1]), sys.argv[2], sys.argv[3:]
+counts = dict.fromkeys(pvs, 0)
+seen = set()
+arrivals = []
+counting = False
+def on(pv):
+    def update(value):
+        seen.add(pv)
+        if counting:
+            counts[pv] += 1
+            if pv == lid:
+                arrivals.append((time.time(), int(value)))
+    return update
+async def main():
+    global counting
+    subs = [camonitor(pv, on(pv), format=FORMAT_TIME) for pv in pvs]
+    while len(seen) < len(pvs):
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)
+    print("ready", flush=True)
+    counting = True
+    await asyncio.sleep(seconds)
+    counting = False
+    for sub in subs:
+        sub.close()
+asyncio.run(main())
+print(json.dumps({"counts": counts, "arrivals": arrivals}))
+"""
+
+
+def stand_data(speed: float, baud: int | None) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(STAND.read_text())
+    data["speed"] = speed
+    for instrument in data["instruments"].values():
+        instrument.setdefault("simulator", {})["baud"] = baud
+    return data
+
+
+class ThreadedIoc:
+    """The IOC on its own event loop in a thread (the simulators are in reach)."""
+
+    def __init__(self, data: dict[str, Any], poll: float) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.ioc: StandIOC = self.call(open_ioc(data, PREFIX, poll_period=poll))
+
+    def call(self, coroutine: Any, timeout: float = 300) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def direct_rates(self, seconds: float) -> dict[str, float]:
+        """Cycles per second of each instrument's poll loop alone (no CA server)."""
+        poller = self.ioc.poller
+        assert poller is not None
+
+        async def run() -> dict[str, float]:
+            before = {name: g.stats.cycles for name, g in poller.groups.items()}
+            task = asyncio.ensure_future(poller.run())
+            await asyncio.sleep(seconds)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return {n: (g.stats.cycles - before[n]) / seconds for n, g in poller.groups.items()}
+
+        rates: dict[str, float] = self.call(run())
+        return rates
+
+    def serve(self) -> None:
+        self.task = asyncio.run_coroutine_threadsafe(self.ioc.run(["127.0.0.1"]), self.loop)
+
+    def stop(self) -> None:
+        self.task.cancel()
+        time.sleep(0.5)
+        self.call(self.ioc.stand.close())
+
+
+def measure_clients(
+    ioc: ThreadedIoc, clients: int, seconds: float, readbacks: list[str], lid: str
+) -> dict[str, Any]:
+    pvs = [ioc.ioc.prefix + suffix for suffix in ioc.ioc.served]
+    script = [sys.executable, "-c", CLIENT, str(seconds), lid, *pvs]
+    processes = [
+        subprocess.Popen(script, stdout=subprocess.PIPE, text=True) for _ in range(clients)
+    ]
+    for process in processes:  # every client connected and monitoring
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    box = ioc.ioc.stand.simulators["coldbox"] if ioc.ioc.stand.simulators else None
+    assert box is not None
+    toggles: list[tuple[float, int]] = []
+    deadline = time.monotonic() + seconds - 1.0
+    closed = True
+    while time.monotonic() < deadline:
+        closed = not closed
+        box.host.call(box.instrument.close_lid if closed else box.instrument.open_lid)
+        toggles.append((time.time(), int(closed)))
+        time.sleep(0.37)
+    box.host.call(box.instrument.close_lid)
+    results = [
+        json.loads(p.communicate(timeout=seconds + 120)[0].splitlines()[-1]) for p in processes
+    ]
+    rates, latencies = [], []
+    for result in results:
+        counts = result["counts"]
+        rates.append(min(counts[ioc.ioc.prefix + s] for s in readbacks) / seconds)
+        latencies += _latencies(toggles, result["arrivals"])
+    latencies.sort()
+    return {
+        "full_stand_rate_hz": round(statistics.median(rates), 3),
+        "latency_p50_ms": round(1000 * latencies[len(latencies) // 2], 1) if latencies else None,
+        "latency_p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 1)
+        if latencies
+        else None,
+        "latency_samples": len(latencies),
+    }
+
+
+def _latencies(toggles: list[tuple[float, int]], arrivals: list[list[Any]]) -> list[float]:
+    """Each toggle's delay to the first update that shows its state."""
+    found = []
+    for (stamp, state), following in zip(toggles, [*toggles[1:], (float("inf"), -1)], strict=True):
+        for arrival, value in arrivals:
+            if stamp <= arrival < following[0] + 2.0 and value == state:
+                found.append(arrival - stamp)
+                break
+    return found
+
+
+def iv_costs(points: int) -> dict[str, float]:
+    """iv_scan seconds per point, direct and over CA, on the instant simulators."""
+    data = stand_data(1000.0, None)
+    stop = 10.0 * (points - 1)
+    costs: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        stand_file = Path(tmp) / "stand.yaml"
+        stand_file.write_text(yaml.safe_dump(data))
+        RE = RunEngine()
+        for mode in ("direct", "served"):
+            if mode == "served":
+                ioc = IocProcess(stand_file, PREFIX, log=Path(tmp) / "ioc.log").start()
+                data = {**data, "server": {"prefix": PREFIX, "connect_timeout": 60.0}}
+            stand = build(data)
+            try:
+                RE(iv_scan(stand, [1, 2, 4], stop=stop, step=10, settle=0))  # warm-up
+                started = time.perf_counter()
+                RE(iv_scan(stand, [1, 2, 4], stop=stop, step=10, settle=0))
+                costs[mode] = (time.perf_counter() - started) / points
+            finally:
+                call_in_bluesky_event_loop(stand.close())
+                if mode == "served":
+                    ioc.stop()
+    return costs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--poll", type=float, default=0.2)
+    parser.add_argument("--points", type=int, default=11)
+    args = parser.parse_args()
+    os.environ.update(local_ca_environment())
+    logging.getLogger("caproto").setLevel(logging.ERROR)  # "High load. Batched ..." on a busy CPU
+    ioc = ThreadedIoc(stand_data(1.0, 9600), args.poll)
+    readbacks = [s for s, served in ioc.ioc.served.items() if served.readback]
+    lid = PREFIX + "COLDBOX:LID_CLOSED"
+    direct = ioc.direct_rates(args.seconds)
+    ioc.serve()
+    time.sleep(1.0)
+    one = measure_clients(ioc, 1, args.seconds, readbacks, lid)
+    many = measure_clients(ioc, args.clients, args.seconds, readbacks, lid)
+    ioc.stop()
+    direct_rate = min(direct.values())
+    cycle_ms = 1000 / direct["coldbox"]
+    iv = iv_costs(args.points)
+    result = {
+        "direct_rates_hz": {k: round(v, 3) for k, v in direct.items()},
+        "direct_full_stand_rate_hz": round(direct_rate, 3),
+        "one_client": one,
+        "ratio": round(one["full_stand_rate_hz"] / direct_rate, 3),
+        "latency_goal_ms": round(max(cycle_ms, 1000 * args.poll) + 50, 1),
+        f"clients_{args.clients}": many,
+        "many_over_one_rate": round(many["full_stand_rate_hz"] / one["full_stand_rate_hz"], 3),
+        "many_over_one_p99": round(many["latency_p99_ms"] / one["latency_p99_ms"], 3)
+        if one["latency_p99_ms"] and many["latency_p99_ms"]
+        else None,
+        "iv_ms_per_point": {k: round(1000 * v, 1) for k, v in iv.items()},
+        "iv_ratio": round(iv["served"] / iv["direct"], 2),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
