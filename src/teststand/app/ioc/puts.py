@@ -49,11 +49,6 @@ def _move_key(device: Device) -> int:
     return id(getattr(device, "hv_channel", device))
 
 
-def _affected(device: Device) -> set[int]:
-    channel = getattr(device, "hv_channel", None)
-    return {id(device)} | ({id(channel)} if channel is not None else set())
-
-
 class Puts:
     def __init__(
         self, stand: TestStand, control: Control, messages: Messages, refresh: Refresh
@@ -64,6 +59,13 @@ class Puts:
         self.refresh = refresh
         self.move_checks: list[MoveCheck] = []
         self._moves: dict[int, asyncio.Task[Any]] = {}
+
+    def _affected(self, device: Device) -> set[int]:
+        """The devices whose PVs a put to `device` changes: a slot and its HV channel go
+        together (a channel's ramp moves its slot's bias)."""
+        channel = getattr(device, "hv_channel", device)
+        slots = {id(slot) for slot in self.stand.slots.values() if slot.hv_channel is channel}
+        return {id(device), id(channel)} | slots
 
     async def _guarded(self, device_suffix: str, what: str, action: Awaitable[Any]) -> None:
         try:
@@ -98,7 +100,7 @@ class Puts:
             elif isinstance(spec.signal, SignalW):
                 await spec.signal.set(value)
         finally:  # a failed move (a trip) changed the device too: its PVs say how
-            await self.refresh(_affected(device), spec.signal)
+            await self.refresh(self._affected(device), spec.signal)
 
     async def _move(self, device: Device, target: float) -> None:
         assert isinstance(device, StandardMovable)
@@ -150,4 +152,4 @@ class Puts:
             await method(**arguments)
         else:
             await method()
-        await self.refresh(_affected(spec.device), None)
+        await self.refresh(self._affected(spec.device), None)
