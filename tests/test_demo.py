@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
 TESTSTAND = str(Path(sys.executable).parent / "teststand")
 
@@ -22,6 +24,7 @@ def _free_port() -> int:
         return port
 
 
+@pytest.mark.timeout(300)
 def test_quick_demo_stores_analyses_and_writes_reports(tmp_path: Path) -> None:
     # the demo serves the stand with its own IOC: isolated CA ports and prefix for the test
     ports = {"EPICS_CA_SERVER_PORT": str(_free_port()), "EPICS_CA_REPEATER_PORT": str(_free_port())}

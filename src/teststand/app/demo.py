@@ -26,6 +26,8 @@ from teststand.callbacks.tiled_writer import storage_writer
 from teststand.config import StandConfig, load_stand
 from teststand.errors import TeststandError
 from teststand.plans import iv_scan, module_qualification
+from teststand.safety.ca_control import CAControl
+from teststand.safety.runengine import Attachment, attach
 from teststand.stand import build
 from teststand.storage.catalog import Catalog
 from teststand.storage.server import API_KEY_FILE
@@ -113,6 +115,7 @@ def _run(
     RE.subscribe(analysis)
     RE.subscribe(_progress)
     stand = build(stand_config)
+    safety = _attach_safety(RE, stand_config)
     try:
         if quick:
             RE(iv_scan(stand, [1, 3], 0, 150, 10, settle=scale, stage="TEST", operator="demo"))
@@ -132,6 +135,9 @@ def _run(
                 )
             )
     finally:
+        if safety is not None:
+            safety.detach()
+            safety.control.close()  # type: ignore[attr-defined]  # a CAControl
         call_in_bluesky_event_loop(stand.close())
     try:
         if not writer.wait(120):
@@ -140,6 +146,14 @@ def _run(
     finally:
         writer.close()
     return 0
+
+
+def _attach_safety(RE: RunEngine, config: StandConfig) -> Attachment | None:
+    """Over CA, the plans move the IOC's state machine (READY, RUN) as they run."""
+    if config.server is None:
+        return None
+    control = call_in_bluesky_event_loop(CAControl.connect(config.server.prefix, "demo"))
+    return attach(RE, control)
 
 
 def print_results(config: StandConfig, analysis: IVAnalysis, seconds: float) -> None:
