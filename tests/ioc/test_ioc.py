@@ -136,7 +136,7 @@ def test_a_trip_during_the_ramp_fails_the_put_and_alarms(
 def test_a_lost_link_alarms_its_pvs_and_clears_when_it_returns(
     RE: RunEngine, served: TestStand, sims: Sims
 ) -> None:
-    sims.ask("lv1 faults drop=1")
+    sims.ask("lv1 faults hang")  # the instrument stops answering until reset
     try:
         invalid = AlarmSeverity.INVALID_ALARM
         lost = (AlarmStatus.COMM, invalid)
@@ -146,7 +146,7 @@ def test_a_lost_link_alarms_its_pvs_and_clears_when_it_returns(
         with pytest.raises(StaleValue, match="lost the instrument"):
             run(RE, served.slots[1].lv_voltage.get_value)  # type: ignore[attr-defined]
     finally:
-        sims.ask("lv1 faults drop=0")
+        sims.ask("lv1 reset")
     wait_for(lambda: severity("LV1:CH1:MEASURED_VOLTAGE") == AlarmSeverity.NO_ALARM, what="clear")
     assert run(RE, served.slots[1].lv_voltage.get_value) >= 0  # type: ignore[attr-defined]
 
