@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench lock clean databases
+.PHONY: demo test lint typecheck pytest databases bench mutate lock clean
 
 # Package folders as prerequisites: adding a module re-runs the strict editable install (link tree).
 PACKAGE_DIRS := $(shell find src devices plans callbacks sim -type d -not -name __pycache__)
@@ -34,11 +34,23 @@ typecheck: $(STAMP)
 pytest: $(STAMP) databases
 	$(BIN)/pytest
 
-# The monitor's tests write to a real InfluxDB 1.x and VictoriaMetrics (Debian packages, as root).
+# Debian packages the tests need, installed when missing (apt-get, as root, as on CI): InfluxDB 1.x
+# and VictoriaMetrics for the monitor's tests, PostgreSQL (initdb, pg_ctl) for the PostgreSQL
+# catalog test. The full-disk journal test needs none: it mounts its tmpfs in an unprivileged user
+# and mount namespace (util-linux unshare).
 databases:
 	@command -v influxd >/dev/null && command -v victoria-metrics >/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		influxdb victoria-metrics >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		postgresql >/dev/null; }
+
+# Mutation testing of the safety-critical modules (slow; not part of `make test`): scores and
+# survivors in benchmarks/mutation.json. `make mutate MUTATE="caen plans"` runs some groups only.
+MUTATE ?=
+mutate: $(STAMP)
+	$(BIN)/python benchmarks/mutation.py $(MUTATE)
 
 bench: $(STAMP) databases
 	$(BIN)/python benchmarks/transport.py

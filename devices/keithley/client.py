@@ -78,15 +78,22 @@ def parse_reading_2450(text: str, form: re.Pattern[str] | None = None) -> Readin
     return Reading(voltage=voltage, current=current, status=status)
 
 
+#: A `:SOUR:FUNC?` reply (`VOLT`) and a `:SENS:FUNC?` reply (`"CURR:DC"`, a list on the 2400).
+SOURCE_FUNCTION = re.compile(r"[A-Za-z]+")
+SENSE_FUNCTIONS = re.compile(r'"[A-Za-z:]+"(?:,"[A-Za-z:]+")*')
+
+
 def parse_settings(text: str, form: re.Pattern[str] | None = None) -> Settings:
     """The replies to the six queries of `KeithleyClient.settings()`, on one line."""
     parts = text.split(";")
     if len(parts) != 6:
         raise ReplyFormatError(f"expected 6 settings separated by ';', got {text!r}")
-    source, sense, compliance, nplc, voltage_range, auto = parts
+    source, sense, compliance, nplc, voltage_range, auto = (part.strip() for part in parts)
+    if not SOURCE_FUNCTION.fullmatch(source) or not SENSE_FUNCTIONS.fullmatch(sense):
+        raise ReplyFormatError(f"expected SCPI function names, got {source!r} and {sense!r}")
     return Settings(
-        source_function=source.strip(),
-        sense_function=sense.strip().strip('"'),
+        source_function=source,
+        sense_function=sense.strip('"'),
         compliance=parse_float(compliance, form),
         nplc=parse_float(nplc, form),
         voltage_range=parse_float(voltage_range, form),

@@ -27,18 +27,31 @@ class Gauge(StandardReadable):
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 kB tmpfs (needs root, as on the CI machines)."""
+    """A 64 kB tmpfs, without root: mounted in a user and mount namespace of its own
+    (`unshare -rm`, util-linux) by a holder process, and reached through /proc/PID/root."""
     mount = tmp_path / "tiny"
     mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+    script = f'mount -t tmpfs -o size=64k tmpfs "{mount}" && echo mounted && exec sleep 3600'
+    holder = subprocess.Popen(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill: {done.stderr.decode().strip()}")
+    assert holder.stdout is not None and holder.stderr is not None
+    if holder.stdout.readline().strip() != "mounted":
+        holder.wait(10)
+        raise AssertionError(
+            f"cannot mount a small tmpfs in a namespace: {holder.stderr.read().strip()}; the "
+            "kernel must allow unprivileged user namespaces (kernel.unprivileged_userns_clone=1)"
+        )
     try:
-        yield mount
+        yield Path(f"/proc/{holder.pid}/root") / mount.relative_to("/")
     finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
+        holder.kill()
+        holder.wait(10)
+        holder.stdout.close()
+        holder.stderr.close()
 
 
 def test_full_journal_disk_warns_early_and_loses_nothing(

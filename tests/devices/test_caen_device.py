@@ -13,9 +13,9 @@ from bluesky import RunEngine
 from helpers import run
 from ophyd_async.core import init_devices
 
-from teststand.devices.caen import CaenError, CaenHV, PowerDown
-from teststand.devices.caen.client import Dialect, decode_status
-from teststand.errors import InstrumentRefused, TransportTimeout
+from teststand.devices.caen import CaenError, CaenHV, PowerDown, protocol
+from teststand.devices.caen.client import ChannelStatus, Dialect, decode_status
+from teststand.errors import InstrumentRefused, ReplyFormatError, TransportTimeout
 from teststand.sim.runner import RunningSim, start_simulator
 
 
@@ -208,3 +208,33 @@ def test_ovc_trip_and_maxv_come_through_the_wire(RE: RunEngine, model: str) -> N
     assert [s.in_compliance for s in statuses] == [False, True, True] + [False] * (channels - 3)
     if dialect == "14xx":
         assert flags["capped"] == {"ON", "MAXV"}
+
+
+def test_client_verbs_are_retried_over_a_noisy_link(RE: RunEngine, hv: CaenHV, sim: RunningSim):
+    client = hv.client
+    sim.set_faults("garble=0.5,seed=2")  # every verb is idempotent: retried until it gets through
+
+    async def verbs() -> list[ChannelStatus]:
+        statuses = []
+        for verb in (client.on, client.off):
+            await verb(3)
+            statuses.append(decode_status(int(await client.mon("STAT", 3)), "803x"))
+        group = await client.mon_all("STAT")
+        return [*statuses, decode_status(int(group[3]), "803x")]
+
+    on, off, group = run(RE, verbs)
+    sim.set_faults("none")
+    assert (str(on), str(off), str(group)) == ("ON", "OFF", "OFF")
+    assert str(decode_status(0b1001001, "803x")) == "ON|OVC|TRIP"
+    assert client.transport.stats.retries > 0
+
+
+def test_group_reply_with_a_value_missing_is_garbled() -> None:
+    with pytest.raises(ReplyFormatError, match="expected 8 values, got 7"):
+        protocol.parse_numbers("#CMD:OK,VAL:1;2;3;4;5;6;7", count=8)
+    with pytest.raises(ReplyFormatError, match="not from board 3"):
+        protocol.parse_numbers("#BD:02,CMD:OK,VAL:1", board=3)
+    with pytest.raises(ReplyFormatError, match="expected a value"):
+        protocol.parse_values("#CMD:OK,VAL:")
+    with pytest.raises(ReplyFormatError, match="expected a bare OK"):
+        protocol.parse_ok("#CMD:OK,VAL:1")

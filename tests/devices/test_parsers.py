@@ -15,7 +15,7 @@ from teststand.devices import scpi
 from teststand.devices.caen import protocol as caen
 from teststand.devices.coldbox import protocol as coldbox
 from teststand.devices.hmp4040 import protocol as hmp
-from teststand.devices.keithley.client import parse_elements, parse_reading_2450
+from teststand.devices.keithley.client import parse_elements, parse_reading_2450, parse_settings
 from teststand.devices.keithley.protocol import parse_reading
 from teststand.devices.lauda import protocol as lauda
 from teststand.devices.scpi import KEITHLEY_READING
@@ -46,6 +46,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "caen.parse_reply(board=3)": lambda t: caen.parse_reply(t, board=3),
     "caen.parse_numbers": lambda t: caen.parse_numbers(t, count=8),
     "caen.parse_ok": caen.parse_ok,
+    "caen.parse_values": caen.parse_values,
     "caen.VMON": lambda t: caen.parse_parameter(t, "VMON", 1),
     "caen.STAT(8)": lambda t: caen.parse_parameter(t, "STAT", 8),
     "caen.IMON(4,lenient)": lambda t: caen.parse_parameter(t, "IMON", 4, strict=False),
@@ -60,6 +61,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     ),
     "hmp.measure(strict)": selected(lambda r: hmp.parse_measurement(r, strict=True), 2),
     "keithley.parse_elements": parse_elements,
+    "keithley.parse_settings": parse_settings,
     "coldbox.parse_status": coldbox.parse_status,
     "lauda.parse_number": lauda.parse_number,
     "lauda.parse_integer": lauda.parse_integer,
@@ -85,6 +87,7 @@ VALID: dict[str, list[tuple[str, Any]]] = {
     "caen.parse_reply(board=3)": [("#BD:03,CMD:OK,VAL:12", "12")],
     "caen.parse_numbers": [("#CMD:OK,VAL:1;2;3;4;5;6;7;8.5", [1, 2, 3, 4, 5, 6, 7, 8.5])],
     "caen.parse_ok": [("#CMD:OK", None)],
+    "caen.parse_values": [("#CMD:OK,VAL:0123.4;+;00005", ["0123.4", "+", "00005"])],
     "caen.VMON": [("#CMD:OK,VAL:0123.4", ["0123.4"])],
     "caen.STAT(8)": [
         ("#CMD:OK,VAL:" + ";".join(["00005"] * 7 + ["00064"]), ["00005"] * 7 + ["00064"])
@@ -103,6 +106,10 @@ VALID: dict[str, list[tuple[str, Any]]] = {
         ("VOLTage,CURRent", ("VOLT", "CURR")),
     ],
     "coldbox.parse_status": [(STATUS, None)],
+    "keithley.parse_settings": [
+        ('VOLT;"CURR:DC";+1.000000E-04;+1.000000E+00;+2.100000E+02;1', None),
+        ('VOLT;"VOLT:DC","CURR:DC";1e-4;1;200;0', None),
+    ],
     "lauda.parse_number": [("020.00", 20.0), ("-12.5", -12.5), ("A005_ 19.99", 19.99)],
     "lauda.parse_integer": [("1", 1), ("0", 0)],
     "lauda.parse_ok": [("OK", None)],
@@ -193,6 +200,7 @@ GRAMMAR: dict[str, str] = {
     "caen.parse_reply(board=3)": rf"#BD:03,CMD:OK(?:,VAL:{VALUE})?",
     "caen.parse_numbers": rf"#CMD:OK,VAL:{NUM}(?:;{NUM}){{7}}",
     "caen.parse_ok": "#CMD:OK",
+    "caen.parse_values": rf"#CMD:OK,VAL:{VALUE}",
     "lauda.parse_number": rf"(?:A[0-9]{{3}}_)?{NUM}",
     "lauda.parse_integer": r"(?:A[0-9]{3}_)? *[+-]?[0-9]+ *",
     "lauda.parse_ok": r"(?:A[0-9]{3}_)? *OK *",
@@ -218,6 +226,9 @@ GRAMMAR: dict[str, str] = {
     "hmp.measure(strict)": r" *[+-]?0*2 *; *[0-9]{1,2}\.[0-9]{3} *; *[0-9]{1,2}\.[0-9]{4} *",
     "keithley.parse_reading_2450": rf"{NUM},{NUM}; *(?:0|1|ON|OFF) *",
     "keithley.parse_elements": f"(?i){ELEMENT}(?:,{ELEMENT})*",
+    "keithley.parse_settings": (
+        rf' *[A-Za-z]+ *; *"[A-Za-z:]+"(?:,"[A-Za-z:]+")* *;{NUM};{NUM};{NUM}; *(?:0|1|ON|OFF) *'
+    ),
     "coldbox.parse_status": (
         rf"(?i:status) = Temp={NUM}(?:,{NUM}){{7}};Temp_Set={NUM}(?:,{NUM}){{7}};"
         r"Power=(?:on|off)(?:,(?:on|off)){7};"

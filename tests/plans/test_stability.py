@@ -93,7 +93,7 @@ def test_paused_then_aborted_run_ends_at_zero(
     assert vmon(stand)[2] == pytest.approx(60.0, abs=2)  # a pause alone leaves the bias
     RE.abort("operator abort")
     assert docs.of("stop")[0]["exit_status"] == "abort"
-    assert len(docs.primary()) < 10
+    assert len(docs.primary()) < 40  # of 50: aborted well before its end, however late
     assert all(v < 2 for v in vmon(stand).values())
 
 

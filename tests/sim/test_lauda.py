@@ -277,4 +277,5 @@ def test_bath_lag_in_accelerated_real_time(raw_sim: Start) -> None:
     coldest = lag(20.0, -10.0, read_after - start_before, 300.0)
     warmest = lag(20.0, -10.0, read_before - start_after, 300.0)
     assert coldest - 0.01 <= bath <= warmest + 0.01
-    assert 0.5 < (20.0 - bath) / 30.0 < 0.85
+    # at least one time constant has passed (63 %), however late the read: never all the way
+    assert 0.63 < (20.0 - bath) / 30.0 < 1.0

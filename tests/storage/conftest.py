@@ -79,10 +79,12 @@ def stored(tiled_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """One real PostgreSQL server for the session (skipped where its binaries are missing)."""
+    """One real PostgreSQL server for the session (`make test` installs its binaries)."""
     bindir = postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed")
+    assert bindir is not None, (
+        "PostgreSQL's initdb and pg_ctl are not installed: `make test` installs them as root "
+        "(apt-get install postgresql)"
+    )
     with postgres_cluster(bindir) as uri:
         yield uri
 

@@ -1,0 +1,178 @@
+"""Mutation testing of the safety-critical modules (`make mutate`; not part of `make test`).
+
+Each group is a few modules and the tests that cover them. mutmut 3 imports the mutated code
+from `mutants/src` by the module names it derives from the file paths, so the mapped folders
+(devices/, plans/, callbacks/, sim/) are first staged under one `src/teststand/`, as in the
+wheel, in build/mutation/GROUP/; mutmut runs there ([tool.mutmut] of pyproject.toml, plus the
+group's `only_mutate` and tests). Writes the scores per module and the survivors to
+benchmarks/mutation.json (groups not run keep their last result) and prints that JSON last.
+
+    python benchmarks/mutation.py [GROUP ...] [--max-children N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT = ROOT / "benchmarks" / "mutation.json"
+STAGE = ROOT / "build" / "mutation"
+MAPPED = {"devices": "devices", "plans": "plans", "callbacks": "callbacks", "sim": "sim"}
+
+#: group -> (modules mutated, as repository paths; the tests that cover them)
+GROUPS: dict[str, tuple[list[str], list[str]]] = {
+    "transport": (
+        ["src/teststand/transport/core.py"],
+        ["tests/core/test_transport.py"],
+    ),
+    "storage": (
+        [
+            "src/teststand/storage/journal.py",
+            "src/teststand/storage/replay.py",
+            "src/teststand/storage/runwriter.py",
+            "callbacks/journal.py",
+            "callbacks/tiled_writer.py",
+        ],
+        [
+            "tests/storage/test_replay.py",
+            "tests/callbacks/test_live_writer.py",
+            "tests/callbacks/test_journal_disk.py",
+        ],
+    ),
+    "caen": (
+        ["devices/caen/client.py", "devices/caen/protocol.py"],
+        ["tests/devices/test_caen_device.py", "tests/devices/test_parsers.py"],
+    ),
+    "plans": (
+        ["plans/common.py", "plans/iv.py"],
+        ["tests/plans/test_iv.py", "tests/plans/test_hv.py"],
+    ),
+    "iv_analysis": (
+        ["callbacks/iv_analysis.py"],
+        ["tests/callbacks/test_iv_analysis.py"],
+    ),
+    "safety": (
+        ["src/teststand/safety/state.py", "src/teststand/safety/watchdog.py"],
+        ["tests/safety/test_state.py", "tests/safety/test_watchdog.py"],
+    ),
+}
+
+#: Survivors looked at and why they may stay (mutmut's name -> the reason).
+EXPLAINED: dict[str, str] = {}
+
+
+def staged_path(path: str) -> str:
+    """Where a repository file lives in the staged tree (`devices/x.py` -> `src/teststand/...`)."""
+    top, _, rest = path.partition("/")
+    return f"src/teststand/{MAPPED[top]}/{rest}" if top in MAPPED else path
+
+
+def module_name(path: str) -> str:
+    return staged_path(path).removeprefix("src/").removesuffix(".py").replace("/", ".")
+
+
+def stage(group: str) -> Path:
+    """A fresh copy of the package as installed, the tests, and a pyproject for this group."""
+    modules, tests = GROUPS[group]
+    where = STAGE / group
+    shutil.rmtree(where, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+    shutil.copytree(ROOT / "src" / "teststand", where / "src" / "teststand", ignore=ignore)
+    for folder, name in MAPPED.items():
+        shutil.copytree(ROOT / folder, where / "src" / "teststand" / name, ignore=ignore)
+    for folder in ("tests", "profile_collection"):
+        shutil.copytree(ROOT / folder, where / folder, ignore=ignore)
+    text = (ROOT / "pyproject.toml").read_text()
+    base = tomllib.loads(text)["tool"]["mutmut"]
+    settings = {
+        **base,
+        "only_mutate": [staged_path(m) for m in modules],
+        "pytest_add_cli_args_test_selection": tests,
+    }
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    text = re.sub(r"\[tool\.mutmut\]\n(?:[^\[\n].*\n|\n)*", "", text)
+    (where / "pyproject.toml").write_text(text + "\n[tool.mutmut]\n" + "\n".join(lines) + "\n")
+    return where
+
+
+def run_group(group: str, max_children: int) -> dict[str, object]:
+    where = stage(group)
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    started = time.monotonic()
+    with (where / "mutmut.log").open("w") as log:
+        subprocess.run(
+            [mutmut, "run", "--max-children", str(max_children)],
+            cwd=where,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    listing = subprocess.run(
+        [mutmut, "results", "--all", "true"], cwd=where, env=env, capture_output=True, text=True
+    ).stdout
+    statuses: dict[str, Counter[str]] = {module_name(m): Counter() for m in GROUPS[group][0]}
+    survivors: dict[str, str] = {}
+    for line in listing.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        module = name.split(".x_")[0].split(".xǁ")[0]
+        if module not in statuses:
+            continue
+        statuses[module][status] += 1
+        if status != "killed":
+            diff = subprocess.run(
+                [mutmut, "show", name], cwd=where, env=env, capture_output=True, text=True
+            ).stdout
+            survivors[name] = diff.split("\n", 1)[-1].strip()
+    modules = {}
+    for module, counts in statuses.items():
+        total = sum(counts.values())
+        modules[module] = {
+            "mutants": total,
+            "killed": counts["killed"],
+            "score": round(counts["killed"] / total, 3) if total else None,
+            **{status: n for status, n in counts.items() if status != "killed"},
+        }
+    return {
+        "tests": GROUPS[group][1],
+        "seconds": round(time.monotonic() - started),
+        "modules": modules,
+        "survivors": {
+            name: {"diff": diff, "why": EXPLAINED.get(name, "not yet explained")}
+            for name, diff in survivors.items()
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("groups", nargs="*", help=f"of {', '.join(GROUPS)} (default: all)")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    unknown = set(args.groups) - set(GROUPS)
+    if unknown:
+        parser.error(f"unknown group(s) {', '.join(sorted(unknown))}; known: {', '.join(GROUPS)}")
+    args.groups = args.groups or list(GROUPS)
+    results = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    for group in args.groups:
+        print(f"mutating {group}: {', '.join(GROUPS[group][0])}", file=sys.stderr, flush=True)
+        results[group] = run_group(group, args.max_children)
+        RESULT.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        for name, survivor in results[group]["survivors"].items():
+            print(f"survived: {name}\n{survivor['diff']}\n", file=sys.stderr)
+    print(json.dumps({g: r["modules"] for g, r in results.items()}))
+
+
+if __name__ == "__main__":
+    main()
