@@ -13,7 +13,7 @@ from teststand.storage.embedded import EmbeddedServer
 @pytest.fixture(scope="session")
 def tiled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     server = EmbeddedServer(tmp_path_factory.mktemp("tiled"))
-    server.wait_ready(60)
+    server.wait_ready(180)
     yield server
     server.close()
 

@@ -109,7 +109,7 @@ def test_killed_server_then_replay_stores_every_event_once(engine: Any, tmp_path
     RE, box = engine
     data = tmp_path / "tiled"
     server = EmbeddedServer(data)
-    server.wait_ready(60)
+    server.wait_ready(180)
     url, key = server.url, server.api_key
     killed = threading.Event()
 
@@ -127,7 +127,7 @@ def test_killed_server_then_replay_stores_every_event_once(engine: Any, tmp_path
     server.close()
     restarted = EmbeddedServer(data)  # same data directory, same port
     try:
-        assert restarted.wait_ready(60) == url
+        assert restarted.wait_ready(180) == url
         writer.wait(120)
         writer.close()
         client = from_uri(url, api_key=key)

@@ -69,10 +69,10 @@ def test_non_loopback_bind_with_key_is_accepted(
 def test_embedded_server_keeps_data_key_and_port_across_restarts(tmp_path: Path) -> None:
     with EmbeddedServer(tmp_path / "data") as server:
         write_run(server.client(), documents("run-1", "M-7", [1.0, 2.0]))
-        url, key = server.wait_ready(60), server.api_key
+        url, key = server.wait_ready(180), server.api_key
     assert (tmp_path / "data" / "catalog.db").exists()
     with EmbeddedServer(tmp_path / "data") as again:
-        assert again.wait_ready(60) == url and again.api_key == key
+        assert again.wait_ready(180) == url and again.api_key == key
         assert url in again.browse_message and key in again.browse_message
         data = again.client()["run-1"]["primary"].read()
         assert list(data["v"].values) == [1.0, 2.0]
