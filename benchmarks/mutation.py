@@ -67,8 +67,21 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
 }
 
-#: Survivors looked at and why they may stay (mutmut's name -> the reason).
-EXPLAINED: dict[str, str] = {}
+#: Survivors looked at and why they stay: a pattern of the mutant's changed lines -> the reason.
+EXPLAINED: list[tuple[str, str]] = [
+    (
+        r"(Error|Refused|Timeout)\(None\)|\(f?\"XX|\"XX.*XX\"\)|[A-Z ]{12,}\"",
+        "message text only: the tests check the error's type and the words that matter, not the "
+        "whole sentence",
+    ),
+    (
+        r"terminator=(None|\"crlf\")|baudrate=|timeout=[12]\.0",
+        "equivalent: the transport's defaults are the same (CRLF, 9600 baud, 1 s), and a pty "
+        "has no baud rate",
+    ),
+    (r"ramp_down_name = ", "equivalent: on_open() always sets the discovered name"),
+    (r"await self\.mon\(name, 1\)", "equivalent: any channel answers the discovery read"),
+]
 
 
 def staged_path(path: str) -> str:
@@ -103,6 +116,17 @@ def stage(group: str) -> Path:
     text = re.sub(r"\[tool\.mutmut\]\n(?:[^\[\n].*\n|\n)*", "", text)
     (where / "pyproject.toml").write_text(text + "\n[tool.mutmut]\n" + "\n".join(lines) + "\n")
     return where
+
+
+def explain(diff: str) -> str:
+    """Why a survivor may stay, from EXPLAINED, or "not explained" (a test is missing)."""
+    changed = "\n".join(
+        line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    )
+    for pattern, reason in EXPLAINED:
+        if re.search(pattern, changed):
+            return reason
+    return "not explained: a test is missing"
 
 
 def run_group(group: str, max_children: int) -> dict[str, object]:
@@ -149,8 +173,7 @@ def run_group(group: str, max_children: int) -> dict[str, object]:
         "seconds": round(time.monotonic() - started),
         "modules": modules,
         "survivors": {
-            name: {"diff": diff, "why": EXPLAINED.get(name, "not yet explained")}
-            for name, diff in survivors.items()
+            name: {"diff": diff, "why": explain(diff)} for name, diff in survivors.items()
         },
     }
 
@@ -159,12 +182,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("groups", nargs="*", help=f"of {', '.join(GROUPS)} (default: all)")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--explain", action="store_true", help="only re-explain the survivors")
     args = parser.parse_args()
     unknown = set(args.groups) - set(GROUPS)
     if unknown:
         parser.error(f"unknown group(s) {', '.join(sorted(unknown))}; known: {', '.join(GROUPS)}")
     args.groups = args.groups or list(GROUPS)
     results = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    if args.explain:  # only re-explain the stored survivors
+        for result in results.values():
+            for survivor in result["survivors"].values():
+                survivor["why"] = explain(survivor["diff"])
+        RESULT.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        args.groups = []
     for group in args.groups:
         print(f"mutating {group}: {', '.join(GROUPS[group][0])}", file=sys.stderr, flush=True)
         results[group] = run_group(group, args.max_children)

@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,15 @@ def engine() -> tuple[RunEngine, Box]:
     return engine, box
 
 
-def ramp(box: Box, points: int, pause_after: int = -1, pause: float = 0.0) -> Generator[Any]:
-    """A run of `points` events with distinct values; optionally pauses mid-run."""
+def ramp(
+    box: Box,
+    points: int,
+    pause_after: int = -1,
+    pause: float = 0.0,
+    until: Callable[[], bool] = lambda: False,
+) -> Generator[Any]:
+    """A run of `points` events with distinct values; optionally pauses mid-run for `pause` s
+    or until `until()` says so."""
 
     @bpp.run_decorator(md={"module_id": "M-1", "test": "iv"})
     def inner() -> Generator[Any]:
@@ -52,7 +59,9 @@ def ramp(box: Box, points: int, pause_after: int = -1, pause: float = 0.0) -> Ge
             yield from bps.mv(box.volts, float(i), box.amps, i * 1e-6)
             yield from bps.trigger_and_read([box])
             if i == pause_after:
-                yield from bps.sleep(pause)
+                deadline = time.monotonic() + pause
+                while time.monotonic() < deadline and not until():
+                    yield from bps.sleep(0.05)
 
     return (yield from inner())
 
@@ -81,14 +90,15 @@ def test_events_are_visible_while_the_run_goes_on(
     engine: Any, tiled_server: Any, tmp_path: Path
 ) -> None:
     RE, box = engine
+    starts: list[str] = []
     seen: list[int] = []
     stop = threading.Event()
 
     def watch() -> None:
         client = from_uri(tiled_server.url, api_key=tiled_server.api_key)
         while not stop.is_set() and not seen:
-            for uid in client:
-                run = client[uid]
+            if starts and starts[0] in client:
+                run = client[starts[0]]
                 if "primary" in run and not run.metadata.get("stop"):
                     table = run["primary"].base["internal"].read()
                     if len(table) >= 5:
@@ -97,12 +107,14 @@ def test_events_are_visible_while_the_run_goes_on(
 
     with LiveTiledWriter(tiled_server.client, tmp_path / "journal") as writer:
         RE.subscribe(writer)
+        RE.subscribe(lambda name, doc: starts.append(doc["uid"]) if name == "start" else None)
         watcher = threading.Thread(target=watch)
         watcher.start()
-        RE(ramp(box, 6, pause_after=4, pause=3.0))
+        # the run holds after its fifth event until the watcher has seen them (or 60 s)
+        RE(ramp(box, 6, pause_after=4, pause=60.0, until=lambda: bool(seen)))
         stop.set()
         watcher.join()
-    assert seen, "the first five events were not visible during the 3 s pause"
+    assert seen, "the first five events were not visible while the run held for 60 s"
 
 
 def test_killed_server_then_replay_stores_every_event_once(engine: Any, tmp_path: Path) -> None:
