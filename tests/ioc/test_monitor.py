@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import json
 import os
@@ -157,9 +158,11 @@ def test_a_database_outage_loses_nothing(
     start_ns = time.time_ns()
     run(RE, lambda: served.hv.channels[1].on())  # type: ignore[attr-defined]
     influxd.stop()
+    down_ns = time.time_ns()
     try:
         run(RE, lambda: served.slots[2].set(30.0))
         time.sleep(10)
+        up_ns = time.time_ns()
         assert monitor.backlog() > 0
         match = re.search(r": (\d+) points", monitor.status())
         assert match and int(match.group(1)) > 0, monitor.status()
@@ -176,13 +179,15 @@ def test_a_database_outage_loses_nothing(
     )[0]["values"]
     stamps = [row[0] for row in rows]
     assert stamps == sorted(set(stamps))
-    stored = {round(row[0] / 1e3): row[1] for row in rows}
-    for stamp, value in seen:
+    for stamp, value in seen:  # each update the test saw is stored (times agree within 2 µs)
         if start_ns <= stamp * 1e9 <= end_ns - 1e9:
-            assert stored.get(round(stamp * 1e6)) == pytest.approx(value), stamp
+            at = bisect.bisect_left(stamps, int(stamp * 1e9) - 2000)
+            assert at < len(stamps) and abs(stamps[at] - stamp * 1e9) < 2000, stamp
+            assert rows[at][1] == pytest.approx(value), stamp
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    assert max(gaps) < (MAX_PERIOD + 1.5) * 1e9
-    assert len(rows) > 10
+    assert max(gaps) < (MAX_PERIOD + 4.0) * 1e9  # far below the 10 s outage, on a busy machine
+    inside = [stamp for stamp in stamps if down_ns <= stamp <= up_ns]
+    assert len(inside) >= 10 / (MAX_PERIOD + 4.0), "points written while the database was down"
 
 
 def test_a_wrong_password_or_database_stops_with_a_clear_message(
