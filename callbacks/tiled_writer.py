@@ -23,6 +23,7 @@ from teststand.callbacks.journal import RunJournal
 from teststand.errors import TeststandError
 from teststand.storage.annotations import apply_annotations, save_annotation
 from teststand.storage.config import StorageConfig
+from teststand.storage.embedded import EmbeddedServer
 from teststand.storage.errors import StorageError
 from teststand.storage.journal import JournalFile
 from teststand.storage.replay import replay_directory
@@ -85,6 +86,8 @@ class LiveTiledWriter:
         self._next_replay = time.monotonic()
         self._on_close = on_close
         self._closed = False
+        #: The embedded Tiled server this writer started (None: a server of the stand file).
+        self.embedded: EmbeddedServer | None = None
         self._thread = threading.Thread(target=self._loop, name="tiled-writer", daemon=True)
         self._thread.start()
 
@@ -271,7 +274,6 @@ class LiveTiledWriter:
 def storage_writer(config: StorageConfig, **options: Any) -> LiveTiledWriter:
     """The writer for a stand's `storage:` settings; starts the embedded server if no URI."""
     from teststand.storage.client import connect
-    from teststand.storage.embedded import EmbeddedServer
 
     journal = config.journal_path
     common: dict[str, Any] = {
@@ -285,10 +287,12 @@ def storage_writer(config: StorageConfig, **options: Any) -> LiveTiledWriter:
         return LiveTiledWriter(lambda: connect(uri, key), journal, **common)
     server = EmbeddedServer(config.data_path, config.detector_path)
     try:
-        return LiveTiledWriter(server.client, journal, on_close=server.close, **common)
+        writer = LiveTiledWriter(server.client, journal, on_close=server.close, **common)
     except BaseException:
         server.close()
         raise
+    writer.embedded = server
+    return writer
 
 
 __all__ = ["LiveTiledWriter", "StorageError", "storage_writer"]

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
+import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from tiled.client import from_uri
 
+from teststand.app.profile import SessionCatalog, session_catalog
 from teststand.storage.catalog import Catalog
+from teststand.storage.config import StorageConfig
 from teststand.storage.embedded import EmbeddedServer
-from teststand.storage.errors import InsecureBind
+from teststand.storage.errors import InsecureBind, TiledUnreachable
 from teststand.storage.runwriter import write_run
 from teststand.storage.server import ServerSettings, resolve_config
 
@@ -76,6 +81,49 @@ def test_embedded_server_keeps_data_key_and_port_across_restarts(tmp_path: Path)
         assert url in again.browse_message and key in again.browse_message
         data = again.client()["run-1"]["primary"].read()
         assert list(data["v"].values) == [1.0, 2.0]
+
+
+def ended(pid: int) -> None:
+    """Wait until process `pid` has ended (without reaping it: its Popen does that)."""
+    fd = os.pidfd_open(pid)
+    try:
+        assert select.select([fd], [], [], 30)[0], f"process {pid} did not end"
+    finally:
+        os.close(fd)
+
+
+def test_the_embedded_server_ignores_the_terminals_signals_and_comes_back(tmp_path: Path) -> None:
+    """Ctrl-C at the prompt signals the terminal's process group: the child is not in it. A
+    child that ended anyway (killed, crashed) is started again on the next connection."""
+    with EmbeddedServer(tmp_path / "data") as server:
+        write_run(server.client(timeout=120), documents("run-1", "M-7", [1.0]))
+        assert os.getsid(server.pid) == server.pid != os.getsid(0)
+        assert os.getpgid(server.pid) != os.getpgid(0)
+        first, url = server.pid, server.wait_ready(60)
+        os.kill(first, signal.SIGKILL)
+        ended(first)
+        client = server.client(timeout=120)  # restarted, on the same port
+        assert server.pid != first and server.restarts == 1 and server.wait_ready() == url
+        assert list(client["run-1"]["primary"].read()["v"].values) == [1.0]
+
+
+def test_the_session_catalog_survives_a_dead_server_and_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    config = StorageConfig(data_dir=tmp_path / "data")
+    with EmbeddedServer(config.data_path) as server:
+        write_run(server.client(timeout=120), documents("run-1", "M-7", [1.0]))
+        catalog = session_catalog(config, SimpleNamespace(embedded=server))
+        assert [run.uid for run in catalog.search(module_id="M-7")] == ["run-1"]
+        os.kill(server.pid, signal.SIGKILL)
+        ended(server.pid)
+        assert [run.uid for run in catalog.search(module_id="M-7")] == ["run-1"]
+        assert server.restarts == 1
+        stale = from_uri(server.wait_ready(), api_key=server.api_key)
+    gone = SessionCatalog(lambda: stale)  # a server that stopped for good
+    with pytest.raises(TiledUnreachable, match="stopped answering") as failed:
+        gone.search(module_id="M-7")
+    assert "\n" not in str(failed.value)
 
 
 def test_postgresql_catalog(postgres: str, tmp_path: Path) -> None:

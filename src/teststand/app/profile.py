@@ -8,6 +8,7 @@ IPython settings; the IPython session gets them all.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import multiprocessing.util
@@ -22,7 +23,7 @@ from teststand.errors import TeststandError
 from teststand.storage.catalog import Catalog
 from teststand.storage.client import connect
 from teststand.storage.config import StorageConfig
-from teststand.storage.embedded import STATE_FILE
+from teststand.storage.embedded import STATE_FILE, EmbeddedServer
 from teststand.storage.errors import TiledUnreachable
 from teststand.storage.server import stored_api_key
 
@@ -140,12 +141,17 @@ def close_at_exit(writer: Flushable) -> None:
     multiprocessing.util.Finalize(None, callback, exitpriority=10)
 
 
-def storage_connector(config: StorageConfig) -> Callable[[], Any]:
+def storage_connector(
+    config: StorageConfig, server: EmbeddedServer | None = None
+) -> Callable[[], Any]:
     """A function that connects to the stand's Tiled: its server, or the embedded one that the
-    storage writer of this process started (found by its state file; never starts another)."""
+    storage writer of this process started (`server`, restarted if it ended; without it, found
+    by its state file; never starts another)."""
     if config.tiled is not None:
         uri = config.tiled
         return lambda: connect(uri, config.resolved_api_key())
+    if server is not None:
+        return server.client
     data = config.data_path
 
     def embedded() -> Any:
@@ -162,17 +168,27 @@ def storage_connector(config: StorageConfig) -> Callable[[], Any]:
 
 
 class SessionCatalog(Catalog):
-    """A `Catalog` that connects on first use, and again after a failed attempt: the embedded
-    server starts in the background while the rest of the profile loads."""
+    """A `Catalog` that connects on first use, and again after a failed attempt or after the
+    embedded server was restarted: the server starts in the background while the rest of the
+    profile loads. A Tiled server that stops answering is one `TiledUnreachable`, not a
+    traceback of the HTTP client."""
 
-    def __init__(self, connector: Callable[[], Any]) -> None:
+    def __init__(self, connector: Callable[[], Any], server: EmbeddedServer | None = None) -> None:
         self._connector = connector
+        self._server = server
+        self._restarts = -1
         self._client: Any = None
 
     @property
     def client(self) -> Any:
+        server = self._server
+        if server is not None:
+            server.ensure_running()
+            if server.restarts != self._restarts:
+                self._client = None
         if self._client is None:
             self._client = self._connector()
+            self._restarts = server.restarts if server is not None else -1
         return self._client
 
     @client.setter
@@ -184,8 +200,33 @@ class SessionCatalog(Catalog):
         return f"<SessionCatalog ({state}): catalog.search(module_id=...), catalog.run(uid)>"
 
 
-def session_catalog(config: StorageConfig) -> SessionCatalog:
-    return SessionCatalog(storage_connector(config))
+def _answering(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`method`, with the HTTP client's connection errors as one `TiledUnreachable`."""
+
+    @functools.wraps(method)
+    def call(self: SessionCatalog, *args: Any, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            return method(self, *args, **kwargs)
+        except httpx.TransportError as exc:
+            self._client = None
+            raise TiledUnreachable(
+                f"the stand's Tiled server stopped answering ({type(exc).__name__}: {exc}); "
+                "`catalog` connects again on its next use. Runs are kept in the journal meanwhile"
+            ) from None
+
+    return call
+
+
+for _name in ("search", "newest", "module_ids", "run", "xarray", "pandas", "set_verdict"):
+    setattr(SessionCatalog, _name, _answering(getattr(Catalog, _name)))
+
+
+def session_catalog(config: StorageConfig, writer: Any = None) -> SessionCatalog:
+    """The session's `catalog`; with the storage `writer`, over the embedded server it started."""
+    server = getattr(writer, "embedded", None)
+    return SessionCatalog(storage_connector(config, server), server)
 
 
 def attach_safety(RE: Any, stand: Any) -> Any:

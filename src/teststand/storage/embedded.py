@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from teststand.storage.client import connect
-from teststand.storage.errors import StorageError
+from teststand.storage.errors import StorageError, TiledUnreachable
 from teststand.storage.server import stored_api_key
 
 log = logging.getLogger("teststand.storage")
@@ -30,16 +30,25 @@ class EmbeddedServer:
     def __init__(self, data_dir: Path, detector_dir: Path | None = None) -> None:
         self.data_dir = data_dir.expanduser().resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.detector_dir = detector_dir
         self.api_key = stored_api_key(self.data_dir)
+        self.restarts = 0
+        self._log = self.data_dir / "server.log"
+        self._lock = threading.Lock()
+        self._closed = False
+        self._start()
+
+    def _start(self) -> None:
+        """Start the child in its own session: the terminal's Ctrl-C (SIGINT to the foreground
+        process group) reaches the session, never the server. It ends when our stdin closes."""
         self.url = ""
         self._ready = threading.Event()
         self._failure = ""
         command = [sys.executable, "-m", "teststand.app.cli", "tiled", "serve"]
         command += ["--data", str(self.data_dir), "--port", str(self._last_port())]
-        command += ["--embedded", "--log-file", str(self.data_dir / "server.log")]
-        if detector_dir is not None:
-            command += ["--read", str(detector_dir.expanduser().resolve())]
-        self._log = self.data_dir / "server.log"
+        command += ["--embedded", "--log-file", str(self._log)]
+        if self.detector_dir is not None:
+            command += ["--read", str(self.detector_dir.expanduser().resolve())]
         with self._log.open("a") as errors:
             self._process = subprocess.Popen(
                 command,
@@ -49,8 +58,29 @@ class EmbeddedServer:
                 text=True,
                 cwd=self.data_dir,
                 env={**os.environ, "TILED_SINGLE_USER_API_KEY": self.api_key},
+                start_new_session=True,
             )
         threading.Thread(target=self._watch, name="tiled-embedded", daemon=True).start()
+
+    def ensure_running(self) -> None:
+        """Restart the server if it ended (killed, crashed) since it started; on the same port
+        when that is free, so clients that kept the URL find it again."""
+        with self._lock:
+            if self._closed or self._process.poll() is None:
+                return
+            code = self._process.returncode
+            log.warning(
+                "the embedded Tiled server (pid %d) ended with exit code %s; restarting it "
+                "(its log: %s)",
+                self._process.pid,
+                code,
+                self._log,
+            )
+            for stream in (self._process.stdin, self._process.stdout):
+                if stream is not None:
+                    stream.close()
+            self.restarts += 1
+            self._start()
 
     def _last_port(self) -> int:
         try:
@@ -94,10 +124,20 @@ class EmbeddedServer:
         return self.url
 
     def client(self, timeout: float = 30.0) -> Any:
+        """A client of the server, restarted first if it ended."""
+        self.ensure_running()
+        try:
+            return connect(self.wait_ready(timeout), self.api_key)
+        except TiledUnreachable:
+            if self._process.poll() is None:
+                raise
+        self.ensure_running()  # it ended meanwhile
         return connect(self.wait_ready(timeout), self.api_key)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the server (it also stops by itself when this process ends)."""
+        with self._lock:
+            self._closed = True
         if self._process.poll() is None:
             assert self._process.stdin is not None
             self._process.stdin.close()
