@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint typecheck pytest databases bench mutate lock clean
 
 # Package folders as prerequisites: adding a module re-runs the strict editable install (link tree).
-PACKAGE_DIRS := $(shell find src devices plans callbacks sim -type d -not -name __pycache__)
+PACKAGE_DIRS := $(shell find src devices plans callbacks sim profile_collection -type d -not -name __pycache__)
 
 $(STAMP): requirements.lock pyproject.toml setup.py $(PACKAGE_DIRS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

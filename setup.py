@@ -14,6 +14,8 @@ ROOTS = {
     "teststand.plans": "plans",
     "teststand.callbacks": "callbacks",
     "teststand.sim": "sim",
+    # The IPython profile and the simulated stand, shipped as package data.
+    "teststand.profile_collection": "profile_collection",
 }
 
 

@@ -34,7 +34,7 @@ def test_quick_demo_stores_analyses_and_writes_reports(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=ROOT,
+        cwd=tmp_path,  # any folder: the simulated stand ships with the package
         env={**os.environ, **ports},
     )
     assert result.returncode == 0, result.stderr

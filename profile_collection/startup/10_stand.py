@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ophyd_async.core import NotConnectedError
 
-from teststand.app import profile
+from teststand.app import profile, shell
 from teststand.errors import TeststandError
 from teststand.stand import build
 
@@ -21,6 +21,8 @@ except (TeststandError, NotConnectedError) as _error:
     raise profile.loading_failed(_error) from None
 # Served by `teststand ioc`: plans move the IOC's state machine, a SAFE stand fails the plan.
 safety = profile.attach_safety(RE, stand)  # noqa: F821 - RE comes from 00_run_engine.py
+RE.pause_msg = shell.PauseMessage(stand.slots)  # noqa: F821 (00_run_engine.py)
+globals().update(shell.shell_helpers(stand))  # wa(), read(device), where()
 globals().update(stand.instruments)
 globals().update({f"slot{number}": slot for number, slot in stand.slots.items()})
-del build, NotConnectedError, TeststandError
+del build, NotConnectedError, TeststandError, shell

@@ -139,11 +139,23 @@ class SlotConfig(_Strict):
 
 
 class BiasLimits(_Strict):
-    planar: float = Field(default=200.0, gt=0)
-    three_d: float = Field(default=100.0, gt=0, alias="3d")
+    """The highest bias (V) per sensor type. No default: a safety limit is never invented, so
+    every sensor type that a slot's module has needs its limit in the stand file."""
+
+    planar: float | None = Field(default=None, gt=0)
+    three_d: float | None = Field(default=None, gt=0, alias="3d")
+
+    def given(self, sensor: SensorType) -> float | None:
+        return self.planar if sensor is SensorType.PLANAR else self.three_d
 
     def for_sensor(self, sensor: SensorType) -> float:
-        return self.planar if sensor is SensorType.PLANAR else self.three_d
+        limit = self.given(sensor)
+        if limit is None:
+            raise ConfigError(
+                f"limits.max_bias.{sensor.value} is missing: give the highest bias (V) for "
+                f"{sensor.value} sensors in the stand file"
+            )
+        return limit
 
 
 class TemperatureRange(_Strict):
@@ -340,8 +352,8 @@ class StandConfig(_Strict):
                 continue
             assert hardware.max_voltage is not None and hardware.max_current is not None
             for sensor in SensorType:
-                bias = self.limits.max_bias.for_sensor(sensor)
-                if bias > hardware.max_voltage:
+                bias = self.limits.max_bias.given(sensor)
+                if bias is not None and bias > hardware.max_voltage:
                     raise ValueError(
                         f"limits.max_bias.{sensor.value}: {bias} V is above the "
                         f"{hardware.max_voltage:g} V range of {instrument.kind} {name!r}"
@@ -350,6 +362,19 @@ class StandConfig(_Strict):
                 raise ValueError(
                     f"limits.compliance: {self.limits.compliance} A is above the "
                     f"{hardware.max_current:g} A range of {instrument.kind} {name!r}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _a_bias_limit_for_every_module(self) -> StandConfig:
+        for number, slot in self.slots.items():
+            sensor = slot.module.sensor if slot.module is not None else None
+            if sensor is not None and self.limits.max_bias.given(sensor) is None:
+                raise ValueError(
+                    f"limits.max_bias.{sensor.value} is missing, and slot {number} holds a "
+                    f"{sensor.value} module ({slot.module.id if slot.module else ''}): give the "
+                    f"highest bias (V) for {sensor.value} sensors; a safety limit is never "
+                    "taken from a default"
                 )
         return self
 

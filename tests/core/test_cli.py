@@ -123,9 +123,10 @@ def test_query_through_a_simulator_url() -> None:
         (["sim", "serve", "nope"], "unknown simulator kind 'nope'"),
         (["sim", "serve", "lauda", "--faults", "boom"], "unknown fault 'boom'"),
         (["sim", "serve", "lauda", "--tcp", "nonsense"], "--tcp wants HOST:PORT"),
+        (["sim", "serve", "caen-n1470", "-o", "board=five"], "-o board=five: board takes int"),
         (["query", "serial:///dev/ttyUSB-missing", "*IDN?"], "does not exist"),
         (["query", "serial:///dev/null?baudrate=12", "*IDN?"], "bad baud rate 12"),
-        (["demo", "--stand", "/nonexistent.yaml"], "not found"),
+        (["demo", "--stand", "/nonexistent.yaml"], "/nonexistent.yaml does not exist"),
     ],
 )
 def test_bad_input_gives_one_clear_error(args: list[str], message: str) -> None:
@@ -133,3 +134,23 @@ def test_bad_input_gives_one_clear_error(args: list[str], message: str) -> None:
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sim_options_take_the_type_the_simulator_declares() -> None:
+    """`dialect` is text: -o dialect=2450 is the 2450, not the number 2450."""
+    server = subprocess.Popen(
+        [TESTSTAND, "sim", "serve", "keithley2410", "--tcp", "127.0.0.1:0", "-o", "dialect=2450"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        address = server.stdout.readline().strip()
+        assert address, server.stderr.read() if server.stderr else ""
+        result = run("query", f"tcp://{address}?terminator=LF", "*IDN?")
+        assert "MODEL 2450" in result.stdout, result.stdout + result.stderr
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from teststand.config import ConfigError, load_stand
+from teststand.config import ConfigError, SensorType, load_stand
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,6 +99,10 @@ def slotted(**changes: Any) -> dict[str, Any]:
         ({"limits": {"compliance": 0.01}}, "above the 0.003 A range"),
         ({"limits": {"temperature": {"min": 10, "max": 0}}}, "min 10.0 must be below max 0.0"),
         ({"storage": {"tiled": "ftp://x"}}, "storage.tiled"),
+        (
+            {"limits": {"max_bias": {"planar": 250}}},
+            "limits.max_bias.3d is missing, and slot 4 holds a 3d module (20UPGM23210004)",
+        ),
         ({"storage": {"api_key": "a", "api_key_env": "B"}}, "either api_key or api_key_env"),
     ],
 )
@@ -127,3 +131,12 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     broken.write_text("- just a list\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_stand(broken)
+
+
+def test_no_bias_limit_is_needed_for_a_sensor_type_no_slot_holds() -> None:
+    data = slotted(limits={"max_bias": {"planar": 250}})
+    data["slots"] = {n: slot for n, slot in data["slots"].items() if n != 4}
+    config = load_stand(data)
+    assert config.limits.max_bias.for_sensor(SensorType.PLANAR) == 250
+    with pytest.raises(ConfigError, match=r"limits.max_bias.3d is missing"):
+        config.limits.max_bias.for_sensor(SensorType.THREE_D)

@@ -95,7 +95,7 @@ def test_mock_stand_needs_no_instrument(RE: RunEngine) -> None:
         run(RE, lambda: stand.slots[4].set(150))  # a 3D module: limit 120 V
 
 
-def test_stand_check_prints_every_reading() -> None:
+def test_stand_check_groups_the_readings_and_sums_them_up() -> None:
     teststand = str(Path(sys.executable).with_name("teststand"))
     result = subprocess.run(
         [teststand, "stand", "check", str(STAND_FILE)],
@@ -106,9 +106,16 @@ def test_stand_check_prints_every_reading() -> None:
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert any(line.startswith("hv-channels-0-current_limit") for line in lines)
-    assert any(line.startswith("slot8-module_id") and "20UPGM22110008" in line for line in lines)
-    assert any(line.startswith("chiller") for line in lines)
+    headers = [line.split(":")[0] for line in lines if not line.startswith(" ")]
+    assert headers[:6] == ["hv", "chiller", "coldbox", "smu", "lv1", "lv2"]
+    assert headers[6:14] == [f"slot{n}" for n in range(1, 9)]
+    assert any(line.startswith("smu: (readings not taken: ") for line in lines)  # output off
+    slot8 = lines[lines.index("slot8:") + 1 :]
+    assert any(line.split() == ["module_id", "20UPGM22110008"] for line in slot8)
+    assert any(line.split()[0] == "bias" and line.endswith(" V") for line in slot8)
+    assert any(line.split()[0] == "leakage_current" and line.endswith(" µA") for line in slot8)
+    assert not any("e-0" in line for line in lines)  # no 1.234e-06 A: µA instead
+    assert lines[-1].startswith("OK: all 14 devices answered")
 
 
 def test_stand_check_reports_a_bad_stand_file(tmp_path: Path) -> None:

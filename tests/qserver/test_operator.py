@@ -80,7 +80,7 @@ def test_an_iv_scan_through_the_queue_is_read_back_from_tiled(operator: Operator
     assert last.exit_status == "completed" and len(last.run_uids) == 1
     assert operator.status().manager_state == "idle"
 
-    (run,) = operator.results(uid)
+    (run,) = operator.results(uid, wait=120)  # a loaded machine stores slowly
     assert run.uid == last.run_uids[0]
     assert (run.test, run.stage, run.exit_status) == ("iv", "TEST", "success")
     assert run.module_ids == ("20UPGM22110001", "20UPGM22110002")
@@ -136,10 +136,11 @@ def test_a_bad_plan_argument_fails_the_item_with_the_plans_message(operator: Ope
         uid = operator.submit("iv_scan", **arguments)
         last = operator.wait(uid, timeout=60)
         assert last.exit_status == "failed" and last.error_type == "PlanArgumentError"
-        assert last.requeued and last.run_uids == ()
+        assert last.removed and not last.requeued and last.run_uids == ()
+        assert "its arguments were refused: taken off the queue" in last.describe()
         assert re.search(message, last.message), last.message
         assert operator.results(uid) == []
-        operator.clear()
+        assert operator.status().queue == ()  # not re-queued
     uid = operator.submit_qualification("1-2", "INITIAL_COLD", cycles=0)
     last = operator.wait(uid, timeout=60)
     assert (last.name, last.exit_status, last.error_type) == (
@@ -212,9 +213,11 @@ def test_pause_resume_and_abort(operator: Operator) -> None:
     assert until("paused").runs_open == 1, seen
     operator.resume()
     until("running")
-    operator.abort()
+    aborted = operator.abort()
+    assert aborted is not None and aborted.uid == uid
     last = until("finished")
-    assert last.exit_status == "aborted" and last.requeued, seen
+    assert last.exit_status == "aborted" and not last.requeued, seen
+    assert operator.status().queue == ()  # the aborted scan is not back at the front
     (run,) = operator.results(uid)
     assert run.exit_status == "abort"
     assert run.table()["iv_voltage"].max() < 200
@@ -237,10 +240,11 @@ def test_the_queue_command_line(manager: Manager, operator: Operator) -> None:
     )
     assert code == 0 and output.startswith("queued iv_scan as "), output
     uid = output.split()[3]
-    code, output = manager.cli("watch", uid)
+    code, output = manager.cli("watch", uid[:8])  # the short uid the commands print
     assert code == 0 and f"iv_scan {uid[:8]}: completed, 1 run(s)" in output
-    code, output = manager.cli("results", uid)
+    code, output = manager.cli("results", uid[:8])
     assert code == 0 and "iv TEST  exit success  verdict fail" in output
+    assert "  slot 1 20UPGM22110001: fail: " in output and "operating voltage" in output
     code, output = manager.cli("status")
     assert (
         code == 0 and f"completed iv_scan(slots='1-2', stop=20, step=10, settle=0)  {uid}" in output
@@ -257,8 +261,7 @@ def test_the_queue_command_line(manager: Manager, operator: Operator) -> None:
 
     code, output = manager.cli("add", "iv_scan", "--slots", "9", "--watch")
     assert code == 1 and "failed, 0 run(s): PlanArgumentError: unknown slot(s) [9]" in output
-    code, output = manager.cli("clear")
-    assert code == 0 and operator.status().queue == ()
+    assert operator.status().queue == ()
     code, output = manager.cli("add", "mv", "--param", "bad")
     assert code == 1 and "error: --param 'bad': give KEY=VALUE" in output
     code, output = manager.cli("add", "mv")
@@ -312,3 +315,45 @@ def test_redis_not_reachable_is_said_clearly(
     finally:
         stop(state_dir, force=True)
         stop_component(redis)
+
+
+def test_a_refused_item_does_not_hold_up_the_queue(manager: Manager, operator: Operator) -> None:
+    """900 V is refused when the item runs: it stops the queue once, says why, and is taken off;
+    the item queued behind it then runs."""
+    operator.open_environment()
+    code, output = manager.cli(
+        "add", "iv_scan", "--slots", "1-2", "--param", "stop=900", "--no-start"
+    )
+    assert code == 0, output
+    code, output = manager.cli(
+        "add",
+        "iv_scan",
+        *("--slots", "1-2", "--param", "stop=20", "--param", "step=10"),
+        "--param",
+        "settle=0",
+        "--watch",
+    )
+    assert code == 1, output
+    assert "but the queue stopped: iv_scan" in output and "failed" in output, output
+    assert "above its 250 V limit" in output and "taken off the queue" in output, output
+    (waiting,) = operator.status().queue  # only the valid item is left
+    assert waiting.kwargs["stop"] == 20
+    code, output = manager.cli("start")
+    assert code == 0 and "queue started" in output
+    assert operator.wait(waiting.uid, timeout=120).exit_status == "completed"
+
+    uid = operator.submit("iv_scan", slots="1-2", stop=200, step=5, settle=0.05)
+    for update in operator.follow(uid, timeout=120):
+        if update.state == "running" and update.runs_open:
+            break
+    code, output = manager.cli("abort")
+    assert (
+        code == 0
+        and f"aborted iv_scan(slots='1-2', stop=200, step=5, settle=0.05)  {uid}" in output
+    )
+    assert "taken off the queue" in output and operator.status().queue == ()
+    operator.submit("hv_off", slots="1-2", start=False)
+    operator.submit("hv_off", slots="1", start=False)
+    code, output = manager.cli("clear")
+    assert code == 0 and "queue cleared: 2 item(s) removed" in output
+    assert "removed hv_off(slots='1')" in output

@@ -137,8 +137,9 @@ def test_queue_a_plan_over_0mq(running: Running, profile: Path) -> None:
         RM.wait_for_condition(
             lambda status: status["manager_state"] == "executing_queue", timeout=30
         )
-        with pytest.raises(ManagerBusy, match="--force"):
+        with pytest.raises(ManagerBusy, match="--force") as busy:
             stop(running.state_dir)
+        assert "`teststand queue abort`" in str(busy.value) and "qserver re" not in str(busy.value)
         assert running.manager.alive and running.http.alive
         assert RM.status(reload=True)["manager_state"] == "executing_queue"
         RM.re_pause("immediate")

@@ -27,6 +27,7 @@ from teststand.app.report import (
     judge,
     module_report,
     write_all,
+    write_report,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,6 +188,26 @@ def test_a_failed_stage_fails_the_module_with_its_reasons(written: Written) -> N
     )
     unknown = judge(A, 4, [replace(warm, result={"verdict": None})], [], "INITIAL_WARM")
     assert unknown.verdict == "incomplete" and "has no analysis" in unknown.reasons[0]
+
+
+def test_a_test_run_never_changes_the_module_verdict(written: Written, tmp_path: Path) -> None:
+    """A quick 50 V TEST scan fails ("never reached the operating voltage"): shown, not judged."""
+    warm, cold = written.reports[A].stages
+    quick = replace(
+        warm,
+        stage="TEST",
+        uid="quick-test-run",
+        result={"verdict": "fail", "reasons": ["the scan never reached the 100 V operating"]},
+    )
+    report = judge(A, 5, [quick, warm, cold], [], "INITIAL_COLD")
+    assert report.verdict == "pass" and report.reasons == ()
+    assert [s.stage for s in report.stages] == ["TEST", "INITIAL_WARM", "INITIAL_COLD"]
+    only_test = judge(A, 1, [quick], [], "TEST")
+    assert only_test.verdict == "incomplete"
+    assert "no completed IV run of a qualification stage" in only_test.reasons[0]
+    index = write_report(report, tmp_path)
+    notes = page(index).rows["stage-TEST"][10]
+    assert notes.startswith("TEST run: shown, not part of the module's verdict")
 
 
 def test_all_writes_an_index_of_every_module(written: Written) -> None:

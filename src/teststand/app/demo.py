@@ -21,6 +21,7 @@ from bluesky.run_engine import call_in_bluesky_event_loop
 
 from teststand.app.ioc.process import IocProcess, local_ca_environment
 from teststand.app.report import breakdown_text, write_all
+from teststand.app.sessionlog import log_plans, start_session_log
 from teststand.callbacks.iv_analysis import IVAnalysis
 from teststand.callbacks.tiled_writer import storage_writer
 from teststand.config import StandConfig, load_stand
@@ -43,9 +44,7 @@ WATCH_ENV = "EPICS_CA_AUTO_ADDR_LIST=NO EPICS_CA_ADDR_LIST=127.0.0.1"
 def load_simulated(stand_file: str) -> StandConfig:
     """The stand file, which must describe a simulated stand (`sim: true`)."""
     if not Path(stand_file).exists():
-        raise TeststandError(
-            f"stand file {stand_file} not found; run from the repository root or pass --stand FILE"
-        )
+        raise TeststandError(f"stand file {stand_file} not found; pass --stand FILE")
     config = load_stand(stand_file)
     if not config.sim:
         raise TeststandError(
@@ -108,6 +107,8 @@ def _run(
 ) -> int:
     scale = 1.0 / speed  # one simulated second in real seconds
     RE = RunEngine(call_returns_result=True)
+    start_session_log(config.storage.data_path, "demo")
+    log_plans(RE)
     print(f"Simulated stand {config.name!r} at {speed:g}x; runs go to {config.storage.data_path}")
     writer = storage_writer(config.storage)
     analysis = IVAnalysis(publish=writer.annotate, itk=config.itk)

@@ -12,13 +12,14 @@ import functools
 import json
 import logging
 import multiprocessing.util
-import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from teststand.app.qserver import STAND_ENV
+from teststand.app.locate import find_stand
+from teststand.app.sessionlog import log_commands, log_plans, start_session_log
+from teststand.app.shell import install_error_display
 from teststand.errors import TeststandError
 from teststand.storage.catalog import Catalog
 from teststand.storage.client import connect
@@ -33,9 +34,9 @@ NON_INTERACTIVE = {"agg", "pdf", "ps", "svg", "cairo", "pgf", "template"}
 
 
 def stand_file(profile_dir: Path) -> Path:
-    """`$TESTSTAND_STAND`, else the profile directory's `stand.yaml`."""
-    configured = os.environ.get(STAND_ENV)
-    return Path(configured).expanduser() if configured else profile_dir / "stand.yaml"
+    """The stand file the startup files build: `$TESTSTAND_STAND`, else the profile
+    directory's `stand.yaml` (the user's config file's `stand:` for the shipped profile)."""
+    return find_stand(None, profile_dir)
 
 
 class ProfileLoadError(TeststandError):
@@ -110,6 +111,8 @@ def prepare_shell(shell: Any) -> bool:
     backend is available; without one (a terminal without display) the session has no plots.
     """
     shell.autoawait = False
+    install_error_display(shell)
+    log_commands(shell)
     try:
         import matplotlib
 
@@ -244,3 +247,11 @@ def attach_safety(RE: Any, stand: Any) -> Any:
     who = f"pid={os.getpid()} {'queue worker' if in_worker() else 'session'}"
     control = call_in_bluesky_event_loop(CAControl.connect(server.prefix, who))
     return attach(RE, control)
+
+
+def session_log(config: StorageConfig, RE: Any) -> Path:
+    """The session's rotating log under the data directory (`worker.log` in the queue server's
+    worker, `shell.log` in IPython), with every plan the RunEngine runs."""
+    path = start_session_log(config.data_path, "worker" if in_worker() else "shell")
+    log_plans(RE)
+    return path

@@ -110,7 +110,7 @@ class EmbeddedServer:
     def browse_message(self) -> str:
         return f"Tiled (embedded, data in {self.data_dir}): {self.url}/?api_key={self.api_key}"
 
-    def wait_ready(self, timeout: float = 30.0) -> str:
+    def wait_ready(self, timeout: float = 120.0) -> str:
         """The server's URL once it answers; a typed error if it failed to start."""
         if not self._ready.wait(timeout):
             raise StorageError(
@@ -123,7 +123,7 @@ class EmbeddedServer:
             )
         return self.url
 
-    def client(self, timeout: float = 30.0) -> Any:
+    def client(self, timeout: float = 120.0) -> Any:
         """A client of the server, restarted first if it ended."""
         self.ensure_running()
         try:

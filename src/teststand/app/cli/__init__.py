@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from teststand import __version__
 from teststand.app.cli.pairs import parse_pairs
+from teststand.app.locate import find_stand
 from teststand.errors import TeststandError
 
 
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="qualify the simulated stand's modules, store the runs, write reports"
     )
-    demo.add_argument("--stand", default="profile_collection/stand.yaml", help="stand file")
+    demo.add_argument("--stand", help="stand file (default: the simulated stand, see README)")
     demo.add_argument("--quick", action="store_true", help="one IV of 2 slots (under 30 s)")
     demo.add_argument("--data", type=Path, help="data directory (default: the stand file's)")
     demo.add_argument(
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Connect every instrument of the stand file (starting the simulators when it "
         "says sim: true), write the hardware limits, and print every device's readings.",
     )
-    check.add_argument("file", help="stand file (YAML)")
+    check.add_argument("file", nargs="?", help="stand file (default: as `--stand` finds it)")
     check.set_defaults(handler=_stand_check)
 
     query = commands.add_parser(
@@ -147,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     from teststand.app.cli.monitor import register as register_monitor
 
     register_monitor(commands)
+    from teststand.app.cli.logs import register as register_logs
+
+    register_logs(commands)
     return parser
 
 
@@ -154,45 +158,29 @@ def _demo(args: argparse.Namespace) -> int:
     if args.transport:
         from teststand.app.tour import run_tour
 
-        return run_tour(args.stand)
+        return run_tour(str(find_stand(args.stand)))
     from teststand.app.demo import run_demo
 
     prefix = None if args.direct else args.prefix
-    return run_demo(args.stand, quick=args.quick, data_dir=args.data, prefix=prefix)
+    return run_demo(
+        str(find_stand(args.stand)), quick=args.quick, data_dir=args.data, prefix=prefix
+    )
 
 
 def _stand_check(args: argparse.Namespace) -> int:
+    from teststand.app.readings import group_lines, read_groups, summary
     from teststand.stand import open_stand
 
-    async def run() -> None:
-        stand = await open_stand(args.file)
+    async def run() -> bool:
+        stand = await open_stand(find_stand(args.file))
         try:
-            rows: list[tuple[str, str, str]] = []
-            for device in [*stand.instruments.values(), *stand.slots.values()]:
-                description = await device.describe_configuration()
-                readings = await device.read_configuration()
-                try:
-                    description |= await device.describe()
-                    readings |= await device.read()
-                except TeststandError as exc:  # e.g. an SMU with its output off
-                    rows.append((device.name, "(not read)", str(exc)))
-                for key, reading in readings.items():
-                    units = str(description[key].get("units", ""))
-                    rows.append((key, _format(reading["value"]), units))
-            width = max(len(key) for key, _, _ in rows)
-            for key, value, units in rows:
-                print(f"{key:<{width}}  {value:>14}  {units}")
+            groups = await read_groups([*stand.instruments.values(), *stand.slots.values()])
         finally:
             await stand.close()
+        print("\n".join([*group_lines(groups), summary(groups)]))
+        return all(group.answered for group in groups)
 
-    asyncio.run(run())
-    return 0
-
-
-def _format(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(getattr(value, "value", value))
+    return 0 if asyncio.run(run()) else 1
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -220,6 +208,16 @@ def _sim_kinds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim_options(kind: str, items: list[str]) -> dict[str, Any]:
+    """`-o KEY=VALUE` converted to the types the simulator's constructor declares."""
+    from teststand.app.cli.pairs import declared_types
+    from teststand.sim import kinds
+
+    simulator = kinds().get(kind)
+    types = declared_types(simulator.__init__) if simulator is not None else None
+    return parse_pairs(items, "-o", "dialect=2410", types)
+
+
 def _sim_serve(args: argparse.Namespace) -> int:
     from teststand.sim import FaultSpecError, UnknownSimulator, start_simulator
 
@@ -240,7 +238,7 @@ def _sim_serve(args: argparse.Namespace) -> int:
             baud=args.baud,
             latency=args.latency,
             faults=args.faults,
-            **parse_pairs(args.option, "-o", "dialect=2410"),
+            **_sim_options(args.kind, args.option),
         )
     except (UnknownSimulator, FaultSpecError, ValueError) as exc:
         raise TeststandError(str(exc)) from None

@@ -89,9 +89,14 @@ def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 def _where(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--profile", type=Path, default=Path("profile_collection"), help="profile directory"
+        "--profile", type=Path, help="profile directory (default: the one shipped with teststand)"
     )
-    parser.add_argument("--stand", type=Path, help="stand file (default PROFILE/stand.yaml)")
+    parser.add_argument(
+        "--stand",
+        type=Path,
+        help="stand file (default $TESTSTAND_STAND, PROFILE/stand.yaml, stand: in "
+        "~/.config/teststand/config.yaml, else the simulated stand)",
+    )
     parser.add_argument(
         "--state-dir", type=Path, help="pids, logs, Redis data (default DATA_DIR/qserver)"
     )

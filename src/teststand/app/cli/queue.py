@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from teststand.app.cli.pairs import parse_pairs
 from teststand.app.cli.qserver import _base, _where
-from teststand.app.qserver import OPERATOR_GROUP, STAND_ENV, QserverConfigError, default_state_dir
+from teststand.app.locate import STAND_ENV, find_profile, find_stand
+from teststand.app.qserver import OPERATOR_GROUP, default_state_dir
 from teststand.config import load_stand
 from teststand.errors import TeststandError
 
@@ -64,6 +65,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[t
     _verb(verbs, "resume", "resume the paused plan", _resume)
     _verb(verbs, "abort", "abort the running or paused plan (HV goes to 0 V)", _abort)
     _verb(verbs, "clear", "remove every queued item", _clear)
+    _verb(verbs, "start", "start the queue (runs the queued items in order)", _start)
+    remove = _verb(verbs, "remove", "take one item off the queue", _remove)
+    remove.add_argument("item", help="item uid")
     lock = _verb(verbs, "lock", "lock the environment and the queue with a key", _lock)
     lock.add_argument("key", help="the lock key (keep it: it unlocks)")
     lock.add_argument("--note", help="why, for whoever finds it locked")
@@ -77,7 +81,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[t
         'teststand shell -- -c "print(stand)"',
     )
     shell.add_argument(
-        "--profile", type=Path, default=Path("profile_collection"), help="profile directory"
+        "--profile", type=Path, help="profile directory (default: the one shipped with teststand)"
     )
     shell.add_argument("--stand", type=Path, help=f"stand file (sets {STAND_ENV})")
     shell.add_argument("ipython_args", nargs="*", help="arguments for IPython (after --)")
@@ -173,6 +177,11 @@ def _results(args: argparse.Namespace) -> int:
                 f"{run.uid}  {run.test or '-'} {run.stage or '-'}  exit {run.exit_status or '?'}"
                 f"  verdict {run.verdict or '-'}  modules {modules}"
             )
+            slots = (run.analysis or {}).get("slots") or {}
+            for slot, result in sorted(slots.items(), key=lambda item: int(item[0])):
+                reasons = "; ".join(str(r) for r in result.get("reasons") or []) or "-"
+                module = result.get("module_id") or "-"
+                print(f"  slot {slot} {module}: {result.get('verdict') or '-'}: {reasons}")
     return 0
 
 
@@ -203,11 +212,36 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _abort(args: argparse.Namespace) -> int:
-    return _simple(args, "abort", "aborted")
+    with _operator(args) as operator:
+        item = operator.abort()
+    if item is None:
+        print("abort requested; nothing was aborted (no plan was running or paused)")
+    else:
+        print(
+            f"aborted {item.call()}  {item.uid}: its cleanup brought HV to 0 V; it is in the "
+            "history as aborted and was taken off the queue"
+        )
+    return 0
 
 
 def _clear(args: argparse.Namespace) -> int:
-    return _simple(args, "clear", "queue cleared")
+    with _operator(args) as operator:
+        removed = operator.clear()
+    print(f"queue cleared: {len(removed)} item(s) removed")
+    for item in removed:
+        print(f"  removed {item.call()}  {item.uid}")
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    return _simple(args, "start", "queue started")
+
+
+def _remove(args: argparse.Namespace) -> int:
+    with _operator(args) as operator:
+        uid = operator.remove(args.item)
+    print(f"removed {uid} from the queue")
+    return 0
 
 
 def _lock(args: argparse.Namespace) -> int:
@@ -225,17 +259,8 @@ def _unlock(args: argparse.Namespace) -> int:
 
 
 def _shell(args: argparse.Namespace) -> int:
-    profile = args.profile.expanduser().resolve()
-    if not (profile / "startup").is_dir():
-        raise QserverConfigError(
-            f"{profile} has no startup/ directory: give --profile the stand's profile directory "
-            "(profile_collection)"
-        )
-    env = dict(os.environ)
-    if args.stand is not None:
-        if not args.stand.is_file():
-            raise TeststandError(f"--stand {args.stand}: no such file")
-        env[STAND_ENV] = str(args.stand.resolve())
+    profile = find_profile(args.profile)
+    env = {**os.environ, STAND_ENV: str(find_stand(args.stand, profile))}
     command = [sys.executable, "-m", "IPython", f"--profile-dir={profile}", *args.ipython_args]
     sys.stdout.flush()
     os.execve(sys.executable, command, env)  # IPython takes over this process (and Ctrl-C)

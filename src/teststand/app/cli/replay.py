@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from teststand.app.cli.report import DEFAULT_STAND
 from teststand.app.cli.storage import _where, storage_config
+from teststand.app.locate import find_stand
 from teststand.errors import TeststandError
 
 
@@ -44,8 +44,8 @@ def _replay(args: argparse.Namespace) -> int:
     from teststand.storage.playback import replay
     from teststand.storage.session import storage_client
 
-    if args.stand is None and not args.tiled:
-        args.stand = DEFAULT_STAND
+    if not args.tiled:
+        args.stand = find_stand(args.stand)
     callbacks: list[Any] = []
     table = RunTable(sys.stdout) if args.table else None
     analysis = IVAnalysis() if args.analysis else None

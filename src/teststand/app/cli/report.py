@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from teststand.app.cli.storage import storage_config
-
-DEFAULT_STAND = Path("profile_collection/stand.yaml")
+from teststand.app.locate import find_stand
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,8 +30,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[t
     report.add_argument(
         "--stand",
         type=Path,
-        default=DEFAULT_STAND,
-        help=f"stand file whose storage: section to use (default {DEFAULT_STAND})",
+        help="stand file whose storage: section to use (default: as `teststand shell` finds it)",
     )
     report.set_defaults(handler=_report)
 
@@ -45,7 +43,10 @@ def _report(args: argparse.Namespace) -> int:
     if args.all == (args.module_id is not None):
         raise ReportError("give one MODULE_ID, or --all for every module (not both)")
     where = argparse.Namespace(
-        stand=None if args.tiled else args.stand, data=None, tiled=args.tiled, api_key=args.api_key
+        stand=None if args.tiled else find_stand(args.stand),
+        data=None,
+        tiled=args.tiled,
+        api_key=args.api_key,
     )
     config = storage_config(where)
     out: Path = args.out or (Path("reports") if args.tiled else config.data_path / "reports")

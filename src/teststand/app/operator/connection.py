@@ -192,3 +192,18 @@ class ManagerConnection:
             self._call(doing, self._api.wait_for_condition, condition, timeout=timeout)
         except self._api.WaitTimeoutError:
             raise OperatorError(f"could not {doing} within {timeout:g} s") from None
+
+    def full_uid(self, prefix: str) -> str:
+        """The uid of the queued, running or finished item that `prefix` starts (the 8 digits
+        the commands print are enough); `prefix` itself when no item matches."""
+        queue = self._call("read the queue", self._api.queue_get, reload=True)
+        history = self._call("read the history", self._api.history_get, reload=True)["items"]
+        running = [queue["running_item"]] if queue.get("running_item") else []
+        uids = {str(i["item_uid"]) for i in [*queue["items"], *running, *history]}
+        found = sorted(uid for uid in uids if uid.startswith(prefix))
+        if len(found) > 1:
+            raise RequestRefused(
+                f"{prefix!r} starts {len(found)} items ({', '.join(found[:4])}): give more of "
+                "the uid"
+            )
+        return found[0] if found else prefix

@@ -119,14 +119,22 @@ class Operator(Following, Results):
         return self.submit(QUALIFICATION_PLAN, slots=slots, stage=stage, **kwargs)
 
     def start(self) -> None:
+        """Start the queue; first takes off the front a copy of the last item if its arguments
+        were refused or it was aborted (running it again cannot help)."""
+        self.drop_refused_copy()
         self._call("start the queue", self._api.queue_start)
 
-    def clear(self) -> None:
-        """Remove every queued item (not the running one)."""
+    def clear(self) -> tuple[QueueItem, ...]:
+        """Remove every queued item (not the running one); returns what was removed."""
+        queue = self._call("read the queue", self._api.queue_get, reload=True)["items"]
         self._call("clear the queue", self._api.queue_clear)
+        return tuple(QueueItem.of(item) for item in queue)
 
-    def remove(self, item_uid: str) -> None:
+    def remove(self, item_uid: str) -> str:
+        """Take a queued item off the queue (any unique prefix of its uid); returns its uid."""
+        item_uid = self.full_uid(item_uid)
         self._call(f"remove item {item_uid}", self._api.item_remove, uid=item_uid)
+        return item_uid
 
     def pause(self, *, immediate: bool = False) -> None:
         """Pause the running plan at its next checkpoint (or at once with `immediate`)."""
@@ -136,12 +144,23 @@ class Operator(Following, Results):
     def resume(self) -> None:
         self._call("resume the plan", self._api.re_resume)
 
-    def abort(self) -> None:
-        """Abort the paused plan (its cleanup brings HV to 0 V); pauses a running one first."""
+    def abort(self, timeout: float = 60.0) -> QueueItem | None:
+        """Abort the paused plan (its cleanup brings HV to 0 V); pauses a running one first.
+
+        Waits for the manager to be idle; the aborted item stays in the history and is taken
+        off the queue (the queue server would put it back at the front). Returns it.
+        """
         if self._status()["manager_state"] == "executing_queue":
             self.pause(immediate=True)
             self._wait("pause the plan", lambda s: s["manager_state"] != "executing_queue", 60.0)
         self._call("abort the plan", self._api.re_abort)
+        self._wait("abort the plan", idle, timeout)
+        history = self._call("read the history", self._api.history_get, reload=True)["items"]
+        last = history[-1] if history else {}
+        if (last.get("result") or {}).get("exit_status") != "aborted":
+            return None
+        self.drop_requeued(last)
+        return QueueItem.of(last)
 
     def stop(self) -> None:
         """Stop the paused plan (a clean end: the item counts as done)."""

@@ -12,6 +12,9 @@ from teststand.storage.catalog import run_module_ids
 SUCCESS = ("completed", "stopped")
 #: Failed, aborted and halted items go back to the front of the queue (queueserver's rule).
 REQUEUED = ("failed", "aborted", "halted")
+#: Errors of a plan that refused its arguments before touching the hardware: running the item
+#: again cannot succeed, so its copy is taken off the queue (see `Operator.follow`).
+REFUSED_ARGUMENTS = ("PlanArgumentError", "BiasLimitError", "MetadataError")
 
 ItemState = Literal["queued", "running", "paused", "finished"]
 
@@ -98,6 +101,10 @@ class StatusUpdate:
     error_type: str | None = None
     run_uids: tuple[str, ...] = ()
     name: str = ""
+    #: The copy the queue server put back at the front of the queue was removed.
+    removed: bool = False
+    #: Set while queued when the queue has stopped: why (the last item's end), what to do.
+    queue_stopped: str = ""
 
     @property
     def finished(self) -> bool:
@@ -109,11 +116,17 @@ class StatusUpdate:
 
     @property
     def requeued(self) -> bool:
-        """True when the queue server put the item back at the front of the queue."""
-        return self.exit_status in REQUEUED
+        """True when the queue server put the item back at the front of the queue (and it is
+        still there)."""
+        return self.exit_status in REQUEUED and not self.removed
 
     def describe(self) -> str:
         what = f"{self.name} {self.item_uid[:8]}" if self.name else self.item_uid[:8]
+        if self.state == "queued" and self.queue_stopped:
+            return (
+                f"{what}: still queued, position {self.position} of {self.queue_length}, but the "
+                f"queue stopped: {self.queue_stopped}"
+            )
         if self.state == "queued":
             return (
                 f"{what}: queued, position {self.position} of {self.queue_length} "
@@ -125,8 +138,14 @@ class StatusUpdate:
         text = f"{what}: {self.exit_status}, {len(self.run_uids)} run(s)"
         if self.message:
             text += f": {self.error_type + ': ' if self.error_type else ''}{self.message}"
-        if self.requeued:
-            text += " (back at the front of the queue: `teststand queue clear` removes it)"
+        if self.removed:
+            why = "aborted" if self.exit_status == "aborted" else "its arguments were refused"
+            text += f" ({why}: taken off the queue, kept in the history)"
+        elif self.requeued:
+            text += (
+                " (back at the front of the queue under a new uid: `teststand queue start` runs "
+                "it again, `teststand queue remove UID` takes it off)"
+            )
         return text
 
 

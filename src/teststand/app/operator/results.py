@@ -29,6 +29,7 @@ class Results(ManagerConnection):
         """The runs of queue item `uid` (found by the run uids in its history entry), or the run
         `uid` itself, from Tiled. Waits up to `wait` s for each run to be stored complete (its
         stop document; for an IV run, its analysis)."""
+        uid = self.full_uid(uid)
         history = self._call("read the history", self._api.history_get, reload=True)["items"]
         items = {str(i["item_uid"]): i for i in history}
         if uid not in items:

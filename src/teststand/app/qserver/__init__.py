@@ -10,6 +10,7 @@ Modules: `errors`, `redis_db` (address, PING, SHUTDOWN), `processes` (psutil sup
 `control` (stop, status).
 """
 
+from teststand.app.locate import STAND_ENV
 from teststand.app.qserver.control import ComponentStatus, status, stop
 from teststand.app.qserver.errors import (
     AlreadyRunning,
@@ -32,7 +33,6 @@ from teststand.app.qserver.redis_db import RedisAddress, ping_redis
 from teststand.app.qserver.start import (
     LOOPBACK,
     OPERATOR_GROUP,
-    STAND_ENV,
     manager_client,
     start,
     start_redis,

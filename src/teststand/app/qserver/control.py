@@ -54,8 +54,8 @@ def _ask_manager_to_stop(manager: Component, force: bool) -> None:
         signal_group(manager.pid, signal.SIGTERM)
     except RequestFailedError as exc:
         raise ManagerBusy(
-            f"the RE Manager refused to stop ({exc}). Stop or abort the plan first "
-            "(`qserver re pause`, then `qserver re abort`), or stop anyway with "
+            f"the RE Manager refused to stop ({exc}). End the plan first with `teststand queue "
+            "abort` (it pauses the plan; its cleanup brings HV to 0 V), or stop anyway with "
             "`teststand qserver stop --force` (kills the running plan)"
         ) from None
     finally:

@@ -12,6 +12,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from teststand.app.locate import STAND_ENV
 from teststand.app.qserver.errors import QserverConfigError, RedisUnreachable
 from teststand.app.qserver.http import PASSWORD_ENV, http_answers, stored_passwords
 from teststand.app.qserver.processes import Component, spawn, stop_component, wait_ready
@@ -30,8 +31,6 @@ from teststand.app.qserver.state import (
 )
 from teststand.config import load_stand
 
-#: The stand file the worker's startup code should build, as an absolute path.
-STAND_ENV = "TESTSTAND_STAND"
 LOOPBACK = ("127.0.0.1", "localhost")
 #: The queueserver user group of the stand's operators (user_group_permissions.yaml): the
 #: queue server's default, so its stock clients (`qserver`, `REManagerAPI()`) work as shipped.
@@ -102,7 +101,7 @@ def start(options: QserverOptions) -> list[Component]:
     load_stand(options.stand_file)  # a stand file with errors stops here
     stand_file = options.stand_file.resolve()
     state_dir = default_state_dir(options)
-    profile = options.profile
+    profile = options.profile_dir
     startup = existing(
         options.startup_dir or profile / "startup",
         "startup directory",

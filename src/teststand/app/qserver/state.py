@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from teststand.app.locate import find_profile, find_stand
 from teststand.app.qserver.errors import (
     AlreadyRunning,
     PortInUse,
@@ -25,9 +26,10 @@ STATE_FILE = "qserver.json"
 
 @dataclass(frozen=True)
 class QserverOptions:
-    """What `teststand qserver start` starts; paths default to the profile directory's files."""
+    """What `teststand qserver start` starts; paths default to the profile directory's files
+    (the profile shipped with teststand unless `profile` or the user's config file names one)."""
 
-    profile: Path = Path("profile_collection")
+    profile: Path | None = None
     startup_dir: Path | None = None
     stand: Path | None = None
     state_dir: Path | None = None
@@ -46,8 +48,13 @@ class QserverOptions:
     timeout: float = 60.0
 
     @property
+    def profile_dir(self) -> Path:
+        return self.profile.expanduser().resolve() if self.profile else find_profile()
+
+    @property
     def stand_file(self) -> Path:
-        return self.stand or self.profile / "stand.yaml"
+        """`stand`, else as `teststand.app.locate.find_stand` finds it for this profile."""
+        return find_stand(self.stand, self.profile_dir)
 
 
 def default_state_dir(options: QserverOptions) -> Path:

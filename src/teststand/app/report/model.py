@@ -142,23 +142,26 @@ def judge(
     temperatures: list[TemperatureTrace],
     last_stage: str | None,
 ) -> ModuleReport:
-    """The verdict: fail on a failed stage or a stage-to-stage limit, incomplete without IV."""
+    """The verdict, from the qualification stages only: fail on a failed stage or a
+    stage-to-stage limit, incomplete without an IV run of a stage. TEST runs are reported but
+    never change it."""
     flow = [s for s in stages if stage_order(s.stage) >= 0]
     comparisons = [
         compare(before.stage, before.result, now.stage, now.result)
         for before, now in itertools.pairwise(flow)
     ]
     reasons: list[str] = []
-    for s in stages:
+    for s in flow:
         if s.verdict == "fail":
             why = "; ".join(str(r) for r in s.result.get("reasons") or []) or "no reason recorded"
             reasons.append(f"{s.stage}: the IV analysis failed (run {s.uid}): {why}")
     for c in comparisons:
         reasons += [f"{c.stage} against {c.previous}: {problem}" for problem in c.problems]
     verdict: Verdict = "fail" if reasons else "pass"
-    if not stages:
-        verdict, reasons = "incomplete", ["no completed IV run of this module in Tiled"]
-    elif not reasons and (unknown := [s for s in stages if s.verdict not in ("pass", "fail")]):
+    if not flow:
+        verdict = "incomplete"
+        reasons = ["no completed IV run of a qualification stage of this module in Tiled"]
+    elif not reasons and (unknown := [s for s in flow if s.verdict not in ("pass", "fail")]):
         verdict = "incomplete"
         reasons = [f"{s.stage}: the IV run {s.uid} has no analysis" for s in unknown]
     return ModuleReport(

@@ -17,6 +17,7 @@ from teststand.app.report.model import (
     ModuleReport,
     StageResult,
     finite,
+    stage_order,
     volts_text,
 )
 from teststand.app.report.plots import plot_iv, plot_temperature
@@ -129,6 +130,8 @@ def _stage_row(s: StageResult, comparison: Comparison | None) -> _Row:
     notes = [str(n) for n in [*(r.get("reasons") or []), *(r.get("notes") or [])]]
     if s.recomputed:
         notes.append("no stored analysis: analysed again from the data, default criteria")
+    if stage_order(s.stage) < 0:
+        notes.insert(0, f"{s.stage} run: shown, not part of the module's verdict")
     cells = (
         (s.stage, ""),
         (_date(s.time), ""),
