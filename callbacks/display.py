@@ -16,8 +16,9 @@ bars with no code of their own.
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("teststand.callbacks.display")
 
 VOLTAGE_KEY = "iv_voltage"  #: the nominal step of an IV run's events (V, magnitude)
+VOLTAGE_COLUMN = "step V"  #: its column in the live table
 MEASURING = "measuring"
 IV_WINDOW = "teststand IV"  #: the pyplot window the session's IV plot reuses
 MICROAMPS_PER_AMP = 1e6
@@ -60,8 +62,8 @@ class IVSlot:
 
     @property
     def column(self) -> str:
-        """The table column of its current, in µA."""
-        return f"slot{self.slot} µA"
+        """The table column of its leakage current, in µA."""
+        return f"slot{self.slot} I µA"
 
     @property
     def label(self) -> str:
@@ -86,6 +88,14 @@ def iv_run(start: RunStart | dict[str, Any]) -> tuple[RunMetadata, list[IVSlot]]
         return None
     ordered = sorted(md.iv_keys, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
     return md, [IVSlot(s, md.slots[s].module_id, md.iv_keys[s]) for s in ordered]
+
+
+def column_label(field: str, info: Mapping[str, Any]) -> str:
+    """A table column that says what the field is and its unit: `slot1 bias V` for the bias
+    readback named after its slot (its source `slot1:bias` says what it is), `probe-x mm`."""
+    word = str(info.get("source", "")).rpartition(":")[2]
+    what = f"{field} {word}" if re.fullmatch(r"[a-z_]+", word) and word not in field else field
+    return f"{what} {info.get('units') or ''}".strip()
 
 
 def hinted_fields(start: RunStart | dict[str, Any], descriptor: EventDescriptor) -> list[str]:
@@ -127,6 +137,7 @@ class RunTable(CallbackBase):
         self._start: dict[str, Any] = {}
         self._slots: list[IVSlot] = []
         self._stopped: set[str] = set()
+        self._labels: dict[str, str] = {}  # data key -> its column
 
     def write(self, text: str) -> None:
         print(text, file=sys.stdout if self.stream is None else self.stream)
@@ -155,16 +166,23 @@ class RunTable(CallbackBase):
                 info = md.slots[slot.slot]
                 channel = f", {info.hv_channel}" if info.hv_channel else ""
                 self.write(f"  slot {slot.slot}: {info.module_id} ({info.sensor}{channel})")
-            self._new_table([VOLTAGE_KEY, *(slot.column for slot in slots)])
+            self._labels = {VOLTAGE_KEY: VOLTAGE_COLUMN}
+            self._new_table([VOLTAGE_COLUMN, *(slot.column for slot in slots)])
 
     def descriptor(self, doc: EventDescriptor) -> None:
         if self.table is None:
             if doc["name"] != "primary":
                 return
-            self._new_table(hinted_fields(self._start, doc))
+            fields = hinted_fields(self._start, doc)
+            self._labels = {f: column_label(f, doc["data_keys"][f]) for f in fields}
+            self._new_table(list(self._labels.values()))
         assert self.table is not None
+        keys = dict(doc["data_keys"])
+        for key, label in self._labels.items():
+            if key in keys:
+                keys[label] = keys[key]
+        doc = {**doc, "data_keys": keys}
         if self._slots:
-            keys = dict(doc["data_keys"])
             for slot in self._slots:
                 if slot.keys.current in keys:
                     keys[slot.column] = {
@@ -180,8 +198,11 @@ class RunTable(CallbackBase):
     def event(self, doc: Event) -> Event:
         if self.table is None:
             return doc
+        data = dict(doc["data"])
+        for key, label in self._labels.items():
+            if key in data:
+                data[label] = data[key]
         if self._slots:
-            data = dict(doc["data"])
             for slot in self._slots:
                 current = data.get(slot.keys.current)
                 if not slot.measuring(data):
@@ -190,9 +211,7 @@ class RunTable(CallbackBase):
                         self.write(f"  {slot.label} stopped: {data[slot.keys.state]}")
                 elif current is not None:
                     data[slot.column] = abs(float(current)) * MICROAMPS_PER_AMP
-            self.table.event({**doc, "data": data})  # type: ignore[no-untyped-call]
-        else:
-            self.table.event(doc)  # type: ignore[no-untyped-call]
+        self.table.event({**doc, "data": data})  # type: ignore[no-untyped-call]
         return doc
 
     def stop(self, doc: RunStop) -> None:

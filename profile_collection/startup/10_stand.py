@@ -1,5 +1,7 @@
-"""The stand from its stand file ($TESTSTAND_STAND, else profile_collection/stand.yaml), and every
-instrument and slot by name: `stand`, `hv`, `chiller`, `coldbox`, `smu`, `lv1`, `lv2`, `slot1`...
+"""The stand from its stand file ($TESTSTAND_STAND, else this profile's stand.yaml, or `stand:` in
+~/.config/teststand/config.yaml for the shipped profile), and every instrument and slot by name:
+`stand`, `hv`, `chiller`, `coldbox`, `smu`, `lv1`, `lv2`, `slot1`...; at the prompt also `wa()`,
+`read(device)`, `where()` and a pause message that says which slots hold high voltage.
 With `server:` in the stand file (served by `teststand ioc`), the RunEngine is tied to the IOC's
 state machine (`safety`, see teststand.safety).
 
@@ -21,8 +23,9 @@ except (TeststandError, NotConnectedError) as _error:
     raise profile.loading_failed(_error) from None
 # Served by `teststand ioc`: plans move the IOC's state machine, a SAFE stand fails the plan.
 safety = profile.attach_safety(RE, stand)  # noqa: F821 - RE comes from 00_run_engine.py
-RE.pause_msg = shell.PauseMessage(stand.slots)  # noqa: F821 (00_run_engine.py)
-globals().update(shell.shell_helpers(stand))  # wa(), read(device), where()
+if not profile.in_worker():  # the session's prompt: which slots hold HV, and how to end it
+    RE.pause_msg = shell.PauseMessage(stand.slots)  # noqa: F821 (00_run_engine.py)
+    globals().update(shell.shell_helpers(stand))  # wa(), read(device), where()
 globals().update(stand.instruments)
 globals().update({f"slot{number}": slot for number, slot in stand.slots.items()})
 del build, NotConnectedError, TeststandError, shell

@@ -121,9 +121,9 @@ def test_iv_table_shows_each_slots_current_in_microamps(
     assert [c.strip() for c in header.strip("|").split("|")] == [
         "seq_num",
         "time",
-        "iv_voltage",
-        "slot3 µA",
-        "slot5 µA",
+        "step V",
+        "slot3 I µA",
+        "slot5 I µA",
     ]
     rows = [line for line in text.splitlines() if line.startswith("|") and "seq_num" not in line]
     cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
@@ -143,7 +143,7 @@ def test_iv_table_shows_each_slots_current_in_microamps(
 class Probe(StandardReadable):
     def __init__(self, name: str = "") -> None:
         with self.add_children_as_readables(Format.HINTED_SIGNAL):
-            self.shown = soft_signal_rw(float, 1.25, precision=2)
+            self.shown = soft_signal_rw(float, 1.25, precision=2, units="mm")
         with self.add_children_as_readables():
             self.hidden = soft_signal_rw(float, 7.0)
         super().__init__(name=name)
@@ -157,7 +157,11 @@ def test_other_runs_show_their_hinted_fields(RE: RunEngine) -> None:
     RE(bp.count([probe], 3))
     text = out.getvalue()
     header = next(line for line in text.splitlines() if "seq_num" in line)
-    assert [c.strip() for c in header.strip("|").split("|")] == ["seq_num", "time", "probe-shown"]
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "seq_num",
+        "time",
+        "probe-shown mm",
+    ]
     rows = [line for line in text.splitlines() if line.startswith("|") and "seq_num" not in line]
     assert [row.strip("|").split("|")[2].strip() for row in rows] == ["1.25"] * 3
     assert "hidden" not in text

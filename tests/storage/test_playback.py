@@ -73,7 +73,7 @@ def test_the_replay_command(stored: Stored, tmp_path: Path) -> None:
     assert code == 0, text
     assert f"replayed {2 + stored.events[uid] + 1} documents of run {uid}" in text
     assert '"verdict": "pass"' in text
-    assert re.search(r"\|\s+seq_num \|\s+time \|\s+iv_voltage \|\s+slot1 µA", text)  # the table
+    assert re.search(r"\|\s+seq_num \|\s+time \|\s+step V \|\s+slot1 I µA", text)  # the table
     assert text.count("measuring") == 0 and "slot 2 · 20UPGM22110002 stopped: done" in text
     assert plot.read_bytes().startswith(PNG)
 

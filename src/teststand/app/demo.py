@@ -119,7 +119,11 @@ def _run(
     safety = _attach_safety(RE, stand_config)
     try:
         if quick:
-            RE(iv_scan(stand, [1, 3], 0, 150, 10, settle=scale, stage="TEST", operator="demo"))
+            RE(
+                iv_scan(
+                    stand, [1, 3], 0, 150, 10, settle=scale, stage="INITIAL_WARM", operator="demo"
+                )
+            )
         else:
             RE(
                 module_qualification(
