@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import multiprocessing.util
+import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
