@@ -101,7 +101,7 @@ def slotted(**changes: Any) -> dict[str, Any]:
         ({"storage": {"tiled": "ftp://x"}}, "storage.tiled"),
         (
             {"limits": {"max_bias": {"planar": 250}}},
-            "limits.max_bias.3d is missing, and slot 4 holds a 3d module (20UPGM23210004)",
+            "limits.max_bias.3d is missing, and slot 4 holds a 3d module (",
         ),
         ({"storage": {"api_key": "a", "api_key_env": "B"}}, "either api_key or api_key_env"),
     ],
