@@ -37,8 +37,10 @@ import yaml
 from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
 
+from teststand.app.demo import attach_safety
 from teststand.app.ioc import StandIOC, open_ioc
 from teststand.app.ioc.process import IocProcess, local_ca_environment
+from teststand.config import load_stand
 from teststand.plans.iv import iv_scan
 from teststand.stand import build
 
@@ -186,12 +188,15 @@ def iv_costs(points: int) -> dict[str, float]:
                 ioc = IocProcess(stand_file, PREFIX, log=Path(tmp) / "ioc.log").start()
                 data = {**data, "server": {"prefix": PREFIX, "connect_timeout": 60.0}}
             stand = build(data)
+            safety = attach_safety(RE, load_stand(data))  # over CA: the IOC's state machine
             try:
                 RE(iv_scan(stand, [1, 2, 4], stop=stop, step=10, settle=0))  # warm-up
                 started = time.perf_counter()
                 RE(iv_scan(stand, [1, 2, 4], stop=stop, step=10, settle=0))
                 costs[mode] = (time.perf_counter() - started) / points
             finally:
+                if safety is not None:
+                    safety.detach()
                 call_in_bluesky_event_loop(stand.close())
                 if mode == "served":
                     ioc.stop()

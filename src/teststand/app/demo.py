@@ -116,7 +116,7 @@ def _run(
     RE.subscribe(analysis)
     RE.subscribe(_progress)
     stand = build(stand_config)
-    safety = _attach_safety(RE, stand_config)
+    safety = attach_safety(RE, stand_config)
     try:
         if quick:
             RE(
@@ -153,7 +153,7 @@ def _run(
     return 0
 
 
-def _attach_safety(RE: RunEngine, config: StandConfig) -> Attachment | None:
+def attach_safety(RE: RunEngine, config: StandConfig) -> Attachment | None:
     """Over CA, the plans move the IOC's state machine (READY, RUN) as they run."""
     if config.server is None:
         return None
