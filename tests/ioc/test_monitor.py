@@ -375,6 +375,7 @@ def test_the_v2_api_writes_to_victoria_metrics(ioc: Ioc, sims: Sims, tmp_path: P
         victoria.close()
 
 
+@pytest.mark.timeout(300)  # its own simulators and IOC start on a loaded machine
 def test_state_transitions_and_interlock_actions_arrive_as_events(
     influxd: Influxd, tmp_path: Path
 ) -> None:
@@ -386,7 +387,7 @@ def test_state_transitions_and_interlock_actions_arrive_as_events(
         try:
             started = Monitor(monitored_dict(sims, influxd.url, tmp_path / "j"), tmp_path, "TSW:")
             try:
-                wait_for(lambda: last(influxd, "state", "stand"), 60, "the stand's state")
+                wait_for(lambda: last(influxd, "state", "stand"), 150, "the stand's state")
                 write("TSW:ESTOP", [1], notify=True, timeout=10, repeater=False)
                 where = "WHERE kind='interlock' AND time > now() - 5m"
                 title = wait_for(lambda: last(influxd, "title", "events", where), 30, "the event")
