@@ -8,8 +8,14 @@ from typing import Any
 
 import pytest
 from bluesky import RunEngine
+from hypothesis import HealthCheck, settings
 
 from teststand.sim.runner import RunningSim, start_simulator
+
+# The fuzz tests check what parsers accept, not how fast: on a loaded machine Hypothesis's
+# 200 ms deadline and its too-slow health check fail them for reasons unrelated to the parsers.
+settings.register_profile("teststand", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("teststand")
 
 
 class RawClient:

@@ -88,7 +88,7 @@ def parse_settings(text: str, form: re.Pattern[str] | None = None) -> Settings:
     parts = text.split(";")
     if len(parts) != 6:
         raise ReplyFormatError(f"expected 6 settings separated by ';', got {text!r}")
-    source, sense, compliance, nplc, voltage_range, auto = (part.strip() for part in parts)
+    source, sense, compliance, nplc, voltage_range, auto = (part.strip(" ") for part in parts)
     if not SOURCE_FUNCTION.fullmatch(source) or not SENSE_FUNCTIONS.fullmatch(sense):
         raise ReplyFormatError(f"expected SCPI function names, got {source!r} and {sense!r}")
     return Settings(
