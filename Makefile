@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml setup.py $(PACKAGE_DIRS)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/teststand demo
+	$(BIN)/teststand demo --direct
 
 test: lint typecheck pytest
 
