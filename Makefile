@@ -31,8 +31,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	cd $(VENV) && bin/mypy --config-file ../pyproject.toml --cache-dir .mypy_cache -p teststand
 
+# libca reads the EPICS_CA_* settings once per process: tests that start an IOC of their own on
+# other ports than the session's IOC run in a second pytest process (they fail after the session's
+# CA context exists, and pass in a fresh process).
+OWN_CA_CONTEXT := tests/ioc/test_restart.py \
+	tests/ioc/test_monitor.py::test_state_transitions_and_interlock_actions_arrive_as_events
+
 pytest: $(STAMP) databases
-	$(BIN)/pytest
+	$(BIN)/pytest $(addprefix --deselect ,$(OWN_CA_CONTEXT))
+	$(BIN)/pytest $(OWN_CA_CONTEXT)
 
 # Debian packages the tests need, installed when missing (apt-get, as root, as on CI): InfluxDB 1.x
 # and VictoriaMetrics for the monitor's tests, PostgreSQL (initdb, pg_ctl) for the PostgreSQL
