@@ -205,7 +205,9 @@ class RunTable(CallbackBase):
         if self._slots:
             for slot in self._slots:
                 current = data.get(slot.keys.current)
-                if not slot.measuring(data):
+                if data.get(slot.keys.state) == "unsettled":
+                    self.write(f"  {slot.label}: not settled at this point (not a valid point)")
+                elif not slot.measuring(data):
                     if slot.slot not in self._stopped:
                         self._stopped.add(slot.slot)
                         self.write(f"  {slot.label} stopped: {data[slot.keys.state]}")

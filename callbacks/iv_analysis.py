@@ -49,7 +49,7 @@ from teststand.itk import ITkConfig
 
 log = logging.getLogger(__name__)
 
-STOP_REASONS = IV_STATES[1:]  # the states that end a slot's scan
+STOP_REASONS = IV_STATES[2:]  # the states that end a slot's scan (not measuring, unsettled)
 #: A last point at this fraction of iv.compliance is a compliance stop (as the plans decide it).
 COMPLIANCE_FRACTION = 0.95
 Publish = Callable[[str, dict[str, Any]], object]

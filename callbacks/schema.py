@@ -30,8 +30,9 @@ class MetadataError(TeststandError, ValueError):
 
 STAGES: tuple[str, ...] = get_args(Stage)
 TestName = Literal["iv", "hv_ramp", "hv_off", "temperature", "thermal_cycle", "long_term_stability"]
-#: How an IV scan ended for one slot: still measuring, or stopped and why.
-IVState = Literal["measuring", "done", "compliance", "breakdown", "error"]
+#: A slot's state at an IV point: measuring (a valid point), unsettled (its bias was not at the
+#: set point when read: not a valid point, the scan goes on), or stopped and why.
+IVState = Literal["measuring", "unsettled", "done", "compliance", "breakdown", "error"]
 IV_STATES: tuple[IVState, ...] = get_args(IVState)
 
 

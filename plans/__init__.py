@@ -8,7 +8,8 @@ Every plan takes the built `TestStand` first and checks its arguments before any
 from teststand.plans.binding import bind_plans
 from teststand.plans.common import HVSafetyError, PlanArgumentError, hv_zero
 from teststand.plans.hv import hv_off, hv_ramp
-from teststand.plans.iv import iv_scan, keithley_iv_scan
+from teststand.plans.iv import iv_scan
+from teststand.plans.iv_smu import keithley_iv_scan
 from teststand.plans.qualification import StandNotReady, module_qualification
 from teststand.plans.stability import long_term_stability
 from teststand.plans.suspenders import install_suspenders, stand_suspenders

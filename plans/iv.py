@@ -1,4 +1,4 @@
-"""IV scans: every chosen slot stepped together on the HV supply, or one module on the SMU.
+"""IV scans: every chosen slot stepped together on the HV supply (the SMU scan: `iv_smu`).
 
 The step loop yields bare messages (no decorated plan stubs per point): bluesky's own stubs cost
 milliseconds per call in `traceback.format_stack`, which would dominate a fast scan. Each point is
@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from bluesky import Msg
 from bluesky import preprocessors as bpp
@@ -27,7 +27,12 @@ from ophyd_async.core import (
     soft_signal_r_and_setter,
 )
 
-from teststand.callbacks.iv_analysis import COMPLIANCE_FRACTION, criteria_for, find_breakdown
+from teststand.callbacks.iv_analysis import (
+    COMPLIANCE_FRACTION,
+    STOP_REASONS,
+    criteria_for,
+    find_breakdown,
+)
 from teststand.callbacks.schema import IVKeys, IVSettings, IVState
 from teststand.plans.common import (
     PlanArgumentError,
@@ -45,10 +50,11 @@ from teststand.plans.common import (
     switch_on,
     zero_setpoint,
 )
-from teststand.roles import SMU, RampFailed
+from teststand.roles import RampFailed
 from teststand.stand import ModuleSlot, TestStand
 
 log = logging.getLogger("teststand.plans.iv")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def iv_voltages(start: float, stop: float, step: float) -> list[float]:
@@ -73,23 +79,58 @@ def iv_voltages(start: float, stop: float, step: float) -> list[float]:
 
 class IVReadout(StandardReadable):
     """Reads every scanned slot, the nominal step voltage (`iv_voltage`) and each slot's scan
-    state (`iv-slotN_state`) in one go."""
+    state (`iv-slotN_state`) in one go; with `states_apart`, the states are left to an
+    `IVStates` read after the point's checks, in the same event."""
 
-    def __init__(self, slots: Sequence[ModuleSlot], name: str = "iv") -> None:
+    def __init__(
+        self, slots: Sequence[ModuleSlot], name: str = "iv", *, states_apart: bool = False
+    ) -> None:
         self.states: dict[int, Callable[[IVState], None]] = {}
+        self.state_signals: list[SignalR[str]] = []
         voltage, self.set_voltage = soft_signal_r_and_setter(
             float, name=f"{name}_voltage", units="V"
         )
-        readables: list[SignalR[Any]] = [voltage]
         for slot in slots:
             signal, setter = soft_signal_r_and_setter(
                 str, "measuring", name=f"{name}-slot{slot.number}_state"
             )
-            readables.append(signal)
+            self.state_signals.append(signal)
             self.states[slot.number] = setter
+        readables: list[SignalR[Any]] = [voltage, *([] if states_apart else self.state_signals)]
         self.add_readables(list(slots))
         self.add_readables(readables, StandardReadableFormat.UNCACHED_SIGNAL)
         super().__init__(name=name)
+
+
+class IVStates(StandardReadable):
+    """The scan states of an `IVReadout` made with `states_apart`, read on their own."""
+
+    def __init__(self, readout: IVReadout) -> None:
+        self.add_readables(readout.state_signals, StandardReadableFormat.UNCACHED_SIGNAL)
+        super().__init__(name=f"{readout.name}_states")
+
+
+#: The scan-range parameters of both IV plans' docstrings (`{range}` in them).
+RANGE_PARAMETERS = """start : float
+        First bias, V (a magnitude).
+    stop : float
+        Last bias, V (a magnitude, included), at most each slot's limit (limits.max_bias).
+    step : float
+        Bias step, V; its sign must lead from `start` to `stop`.
+    settle : float
+        Wait after each step before reading, s (>= 0)."""
+#: The closing parameters of both IV plans' docstrings (`{closing}` in them).
+CLOSING_PARAMETERS = """stage : str
+        The ITk test stage recorded with the run, e.g. "TEST", "INITIAL_WARM".
+    operator : str, optional
+        Who runs the test (default: $TESTSTAND_OPERATOR or the login name).
+    md : dict, optional
+        Extra start-document metadata."""
+
+
+def document(plan: F) -> F:
+    plan.__doc__ = (plan.__doc__ or "").format(range=RANGE_PARAMETERS, closing=CLOSING_PARAMETERS)
+    return plan
 
 
 def _keys(slot: ModuleSlot, readout: str) -> IVKeys:
@@ -101,6 +142,7 @@ def _keys(slot: ModuleSlot, readout: str) -> IVKeys:
     )
 
 
+@document
 def iv_scan(
     stand: TestStand,
     slots: SlotSelection = None,
@@ -118,8 +160,10 @@ def iv_scan(
     """IV scan of the chosen slots together, `start`→`stop` V in `step`s, ending at 0 V.
 
     Voltages are magnitudes (the supply's polarity applies the sign). At each point every slot
-    still measuring is set, waited for, settled `settle` s, and read. A slot whose current
-    reaches `compliance` (default: the stand's) stops there and ramps down; with
+    still measuring is set, waited for, settled `settle` s, and read; a point whose channel
+    tripped (or hit its current limit) or had not settled is marked, not a valid point (see
+    `check_points`). A slot whose current reaches `compliance` (default: the stand's) stops
+    there and ramps down; with
     `stop_at_breakdown`, so does a slot whose current jumps by its sensor's breakdown ratio.
     Whatever way the scan ends, every scanned slot is brought back to 0 V. Returns the run uid.
 
@@ -127,24 +171,12 @@ def iv_scan(
     ----------
     slots : int, str or list of int, optional
         Slot numbers: 3, [1, 2] or "1-4,7" (default: every slot holding a module).
-    start : float
-        First bias, V (a magnitude).
-    stop : float
-        Last bias, V (a magnitude, included), at most each slot's limit (limits.max_bias).
-    step : float
-        Bias step, V; its sign must lead from `start` to `stop`.
-    settle : float
-        Wait after each step before reading, s (>= 0).
+    {range}
     compliance : float, optional
         Current at which a slot stops, A (default and maximum: the stand's limits.compliance).
     stop_at_breakdown : bool
         Also stop a slot whose current jumps by its sensor's breakdown ratio.
-    stage : str
-        The ITk test stage recorded with the run, e.g. "TEST", "INITIAL_WARM".
-    operator : str, optional
-        Who runs the test (default: $TESTSTAND_OPERATOR or the login name).
-    md : dict, optional
-        Extra start-document metadata.
+    {closing}
     """
     chosen = module_slots(stand, slots)
     voltages = iv_voltages(start, stop, step)
@@ -152,7 +184,11 @@ def iv_scan(
     compliance = check_compliance(stand, compliance)
     if settle < 0:
         raise PlanArgumentError(f"settle {settle} s: give a settle time >= 0 s")
-    readout = IVReadout(chosen)
+    readout = IVReadout(chosen, states_apart=True)
+    states = IVStates(readout)
+    tolerances = {
+        s.number: criteria_for(slot_info(stand, s).sensor).voltage_tolerance for s in chosen
+    }
     metadata = run_metadata(
         stand,
         chosen,
@@ -190,11 +226,18 @@ def iv_scan(
                 yield Msg("sleep", None, settle)
             yield Msg("create", None, name="primary")
             reading = yield Msg("read", readout)
+            marks: dict[int, IVState] = {}
+            yield from await_all(partial(check_points, active, voltage, reading, tolerances, marks))
+            for slot in active:
+                readout.states[slot.number](marks.get(slot.number, "measuring"))
+            yield Msg("read", states)
             yield Msg("save")
             if reading is None:  # a rewind interrupted the read: read again for the checks
                 reading = yield from read_now(readout)
-            stopped = []
+            stopped = [s for s in active if marks.get(s.number) in STOP_REASONS]
             for slot in active:
+                if slot.number in marks:
+                    continue
                 current = abs(reading[slot.leakage_current.name]["value"])
                 history[slot.number].append((voltage, current))
                 reason = _stop_reason(
@@ -211,6 +254,7 @@ def iv_scan(
         if stopped or tripped:  # record why the last points stopped them
             yield Msg("create", None, name="primary")
             yield Msg("read", readout)
+            yield Msg("read", states)
             yield Msg("save")
         for slot in active:
             readout.states[slot.number]("done")
@@ -255,8 +299,44 @@ async def step_slots(
             continue
         if not isinstance(result, RampFailed):
             raise result
-        tripped[slot.number] = stop_state(await slot.hv_channel.read_status())
-        log.warning("slot %d stopped at %s V: %s", slot.number, voltage, result)
+        status = await slot.hv_channel.read_status()
+        tripped[slot.number] = stop_state(status)
+        why = ", ".join(sorted(status.faults)) or str(result)
+        verb = "tripped" if status.faults else "stopped"
+        log.warning("slot %d %s on the way to %g V: %s", slot.number, verb, voltage, why)
+
+
+async def check_points(
+    slots: Sequence[ModuleSlot],
+    voltage: float,
+    reading: dict[str, Any] | None,
+    tolerances: dict[int, float],
+    marks: dict[int, IVState],
+) -> None:
+    """Mark in `marks` the slots whose point just read is not a valid measurement: a channel
+    that tripped or is off (its stop state), one held by its current limit ("compliance"), and
+    one that had not settled, still ramping or its bias more than its tolerance (V) from
+    `voltage` ("unsettled": the slot goes on). `reading` None (a rewind): the bias is read now."""
+    statuses = await asyncio.gather(*(s.hv_channel.read_status() for s in slots))
+    for slot, status in zip(slots, statuses, strict=True):
+        number = slot.number
+        if status.faults or not status.on:
+            marks[number] = stop_state(status)
+            why = ", ".join(sorted(status.faults)) or "switched off"
+            log.warning("slot %d tripped at %g V: %s", number, voltage, why)
+        elif status.in_compliance:
+            marks[number] = "compliance"
+            log.warning("slot %d reached its channel's current limit at %g V", number, voltage)
+        else:
+            bias = reading[slot.bias.name]["value"] if reading else await slot.bias.get_value()
+            if status.ramping or abs(abs(bias) - voltage) > tolerances[number]:
+                marks[number] = "unsettled"
+                log.warning(
+                    "slot %d had not settled at %g V (read %.1f V): point marked unsettled",
+                    number,
+                    voltage,
+                    abs(bias),
+                )
 
 
 def _stop_reason(
@@ -274,108 +354,3 @@ def _stop_reason(
         if find_breakdown(list(voltages), list(currents), criteria[number]) is not None:
             return "breakdown"
     return None
-
-
-def keithley_iv_scan(
-    stand: TestStand,
-    slot: int,
-    start: float = 0.0,
-    stop: float = 200.0,
-    step: float = 5.0,
-    settle: float = 1.0,
-    compliance: float | None = None,
-    *,
-    smu: str = "smu",
-    stage: str = "TEST",
-    operator: str | None = None,
-    md: dict[str, Any] | None = None,
-) -> MsgGenerator[str]:
-    """IV scan of one module on the source-measure unit `smu` (its output wired to the slot's
-    module), ending with the output at 0 V and off. Voltages are magnitudes; the SMU sources
-    the negative (reverse) bias. Returns the run uid.
-
-    Parameters
-    ----------
-    slot : int
-        The slot whose module the SMU biases.
-    start : float
-        First bias, V (a magnitude).
-    stop : float
-        Last bias, V (a magnitude, included), at most the slot's limit (limits.max_bias).
-    step : float
-        Bias step, V; its sign must lead from `start` to `stop`.
-    settle : float
-        Wait after each step before reading, s (>= 0).
-    compliance : float, optional
-        The SMU's current compliance, A (default and maximum: the stand's limits.compliance).
-    smu : str
-        The stand file's name of the source-measure unit.
-    stage : str
-        The ITk test stage recorded with the run, e.g. "TEST", "INITIAL_WARM".
-    operator : str, optional
-        Who runs the test (default: $TESTSTAND_OPERATOR or the login name).
-    md : dict, optional
-        Extra start-document metadata.
-    """
-    (chosen,) = module_slots(stand, [slot])
-    smus = stand.role(SMU)
-    if smu not in smus:
-        raise PlanArgumentError(
-            f"{smu!r} is not a source-measure unit of this stand; its SMUs: "
-            f"{', '.join(smus) or 'none'}"
-        )
-    device = smus[smu]
-    voltages = iv_voltages(start, stop, step)
-    check_bias(stand, [chosen], max(voltages))
-    compliance = check_compliance(stand, compliance)
-    state, set_state = soft_signal_r_and_setter(str, "measuring", name=f"iv-slot{slot}_state")
-    keys = IVKeys(bias=device.voltage.name, current=device.current.name, state=state.name)
-    metadata = run_metadata(
-        stand,
-        [chosen],
-        "iv",
-        stage,
-        operator,
-        md,
-        iv=IVSettings(
-            start=start, stop=stop, step=step, settle=settle, compliance=compliance, polarity="-"
-        ),
-        iv_keys={str(slot): keys},
-    )
-
-    def scan() -> MsgGenerator[str]:
-        uid = yield Msg("open_run", **metadata)
-        yield from await_all(partial(device.configure_iv, compliance))
-        yield from await_all(device.on)
-        for voltage in voltages:
-            yield Msg("checkpoint")
-            yield Msg("set", device, -voltage, group="iv")
-            yield Msg("wait", None, group="iv")
-            if settle:
-                yield Msg("sleep", None, settle)
-            yield Msg("trigger", device, group="iv-read")
-            yield Msg("wait", None, group="iv-read")
-            yield Msg("create", None, name="primary")
-            reading = yield Msg("read", device)
-            yield Msg("read", state)
-            yield Msg("save")
-            if abs(reading[device.current.name]["value"]) >= COMPLIANCE_FRACTION * compliance:
-                set_state("compliance")
-                yield Msg("create", None, name="primary")
-                yield Msg("read", device)
-                yield Msg("read", state)
-                yield Msg("save")
-                break
-        else:
-            set_state("done")
-        yield Msg("close_run")
-        return str(uid)
-
-    def smu_to_zero() -> MsgGenerator[None]:
-        yield Msg("set", device, 0.0, group="iv-zero")
-        yield Msg("wait", None, group="iv-zero")
-        yield from await_all(device.off)
-
-    plan = bpp.baseline_wrapper(scan(), instruments(stand))
-    uid: str = yield from bpp.finalize_wrapper(plan, smu_to_zero())
-    return uid

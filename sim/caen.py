@@ -196,6 +196,13 @@ class CaenHV(SimInstrument):
             self.tick()
             self._channels[channel].stuck = stuck
 
+    def trip(self, channel: int) -> None:
+        """Fault injection: channel `channel` trips now, as after TRIP s in OVC (off as PDWN
+        says, TRIP set until ON)."""
+        with self.lock:
+            self.tick()
+            self._channels[channel].trip_off()
+
     def _status(self, channel: Channel) -> int:
         bits = self.status_bits
         return sum(1 << bits[flag] for flag in channel.flags() if flag in bits)

@@ -78,10 +78,16 @@ class CaenMoveLogic(MovableLogic[float]):
 
     async def _ramp(self, new_position: float, timeout: TimeoutCalculator) -> None:
         channel = self.channel
-        if not (await channel.read_status()).on:
+        status = await channel.read_status()
+        if not status.on:
             if new_position == 0:  # the safe state: an OFF channel at VSET 0 has arrived
                 await self.setpoint.set(0.0)
                 return
+            if status.faults:
+                raise CaenRampError(
+                    f"{channel.name} tripped ({', '.join(sorted(status.faults))}) and is off: "
+                    "find the cause (current limit, module), then switch it on (clears the trip)"
+                )
             raise CaenRampError(f"{channel.name} is OFF: switch it on before setting a voltage")
         await self.setpoint.set(new_position)
         deadline = time.monotonic() + (timeout() or float("inf"))

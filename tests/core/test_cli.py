@@ -110,11 +110,21 @@ def test_serve_stand_serves_every_instrument(tmp_path: Path) -> None:
 
 
 def test_query_through_a_simulator_url() -> None:
-    result = run("query", "sim://caen-dt8033", "$CMD:MON,CH:8,PAR:VMON", "$CMD:MON,CH:9,PAR:VMON")
+    result = run("query", "sim://caen-dt8033", "$CMD:MON,CH:8,PAR:VMON")
     assert result.returncode == 0, result.stderr
+    (reply,) = result.stdout.splitlines()
+    assert reply.startswith("#CMD:OK,VAL:") and reply.count(";") == 7
+
+
+def test_query_exits_non_zero_on_an_error_reply() -> None:
+    """Every reply is printed; an error reply names the command on stderr and fails the exit."""
+    result = run("query", "sim://caen-dt8033", "$CMD:MON,CH:9,PAR:VMON", "$CMD:MON,CH:8,PAR:VMON")
+    assert result.returncode == 1
     first, second = result.stdout.splitlines()
-    assert first.startswith("#CMD:OK,VAL:") and first.count(";") == 7
-    assert second == "#CH:ERR"
+    assert first == "#CH:ERR" and second.startswith("#CMD:OK,VAL:")
+    assert "refused '$CMD:MON,CH:9,PAR:VMON': CH:ERR: bad channel number" in result.stderr
+    lauda = run("query", "sim://lauda", "OUT_SP_00_900")
+    assert lauda.returncode == 1 and "ERR_" in lauda.stdout, lauda.stdout + lauda.stderr
 
 
 @pytest.mark.parametrize(

@@ -93,6 +93,8 @@ def test_trip_during_ramp_raises_naming_the_channel(RE: RunEngine, hv: CaenHV) -
     run(RE, lambda: channel.on())
     with pytest.raises(CaenError, match=r"hv-channels-1: ramp to 300.0 V failed: TRIP"):
         run(RE, lambda: channel.set(300.0))
+    with pytest.raises(CaenError, match=r"hv-channels-1 tripped \(TRIP\) and is off"):
+        run(RE, lambda: channel.set(100.0))  # the next step says it tripped, not "switch it on"
 
 
 def test_local_control_gives_a_clear_error(RE: RunEngine, hv: CaenHV, sim: RunningSim) -> None:

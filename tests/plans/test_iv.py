@@ -246,3 +246,53 @@ def test_trip_during_scan_is_compliance(RE: RunEngine, stand: TestStand, docs: D
     assert set(states[first:]) == {"compliance"}
     assert events[-1]["data"]["iv_voltage"] == 60  # slot 1 went on to the end
     assert all(v < 2 for v in vmon(stand).values())
+
+
+def test_a_point_that_tripped_or_did_not_settle_is_marked(
+    RE: RunEngine, stand: TestStand, docs: Documents, caplog: pytest.LogCaptureFixture
+):
+    """During the settle of the 20 V point slot 1's set point is pulled to 5 V (it reads far
+    from 20 V: unsettled, the scan goes on); during the 30 V settle slot 3's channel trips (it
+    ramps down: that point is the trip, no valid point). The analysis sees neither."""
+    from teststand.callbacks.iv_analysis import IVAnalysis
+
+    assert stand.simulators is not None
+    hv = stand.simulators["hv"]
+    instrument: Any = hv.instrument
+    actions = {
+        3: lambda: instrument.respond("$CMD:SET,CH:0,PAR:VSET,VAL:5"),
+        4: lambda: instrument.trip(2),
+    }
+    sleeps = 0
+
+    def hook(msg: Any) -> None:
+        nonlocal sleeps
+        if msg.command == "sleep":
+            sleeps += 1
+            if sleeps in actions:
+                hv.host.call(actions.pop(sleeps))
+
+    analysis = IVAnalysis()
+    RE.subscribe(analysis)
+    RE.msg_hook = hook
+    try:
+        RE(iv_scan(stand, [1, 3], stop=50, step=10, settle=0.1))
+    finally:
+        RE.msg_hook = None
+    rows = [
+        (e["data"]["iv_voltage"], e["data"]["iv-slot1_state"], e["data"]["iv-slot3_state"])
+        for e in docs.primary()
+    ]
+    assert rows[:6] == [
+        (0, "measuring", "measuring"),
+        (10, "measuring", "measuring"),
+        (20, "unsettled", "measuring"),
+        (30, "measuring", "compliance"),
+        (40, "measuring", "compliance"),
+        (50, "measuring", "compliance"),
+    ], rows
+    assert "slot 3 tripped at 30 V: TRIP" in caplog.text
+    assert "is OFF" not in caplog.text
+    assert analysis.results[3].max_voltage == 20 and analysis.results[3].stop_reason == "compliance"
+    assert analysis.results[1].max_voltage == 50
+    assert all(v < 2 for v in vmon(stand).values())

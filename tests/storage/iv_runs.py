@@ -75,7 +75,13 @@ def metadata(test: str, stage: str, modules: dict[str, Module]) -> dict[str, Any
     iv = IVSettings(start=0, stop=STOP, step=STEP, settle=0, compliance=1e-4, polarity="-")
     fields: dict[str, Any] = {"iv": iv, "iv_keys": keys} if test == "iv" else {}
     md = validate_metadata(
-        stand="test-stand", operator="tester", test=test, stage=stage, slots=slots, **fields
+        stand="test-stand",
+        operator="tester",
+        test=test,
+        stage=stage,
+        slots=slots,
+        versions={"teststand": "0.1.0", "bluesky": "1.14.6"},
+        **fields,
     )
     return md.start_metadata()
 

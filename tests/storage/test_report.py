@@ -7,6 +7,7 @@ left for the report to recompute. Module B's leakage current grows 2.5-fold from
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -20,12 +21,15 @@ from iv_runs import CONTAINER, STEP, STOP, A, B, C, Stored
 from teststand.app.cli import main
 from teststand.app.report import (
     IV_PNG,
+    STAGE_COLUMNS,
     TEMPERATURE_PNG,
     ModuleReport,
     UnknownModule,
     compare,
     judge,
     module_report,
+    plot_iv,
+    plot_temperature,
     write_all,
     write_report,
 )
@@ -208,6 +212,49 @@ def test_a_test_run_never_changes_the_module_verdict(written: Written, tmp_path:
     index = write_report(report, tmp_path)
     notes = page(index).rows["stage-TEST"][10]
     assert notes.startswith("TEST run: shown, not part of the module's verdict")
+
+
+def test_the_module_page_says_how_where_and_by_whom(stored: Stored, written: Written) -> None:
+    """Scan parameters, operator, sensor, software versions; each run links to its data in
+    Tiled and the page back to the index."""
+    tables = page(written.out / B / "index.html")
+    row = tables.rows["stage-INITIAL_WARM"]
+    scan, operator, software = (
+        row[STAGE_COLUMNS.index(c)] for c in ("Scan", "Operator", "Software")
+    )
+    assert scan == "0 → 200 V, steps of 5.0 V, settle 0.0 s, compliance 100.0 µA"
+    assert operator == "tester" and software == "teststand 0.1.0, bluesky 1.14.6"
+    html = (written.out / B / "index.html").read_text(encoding="utf-8")
+    assert "Sensor: planar, 15.76 cm²" in html
+    assert tables.links[0] == "../index.html"
+    warm = f"{stored.server.url}/api/v1/metadata/{CONTAINER}/{stored.uids['warm']}"
+    assert warm in tables.links
+    assert row[STAGE_COLUMNS.index("Date")].endswith("UTC") and row[1].count(":") == 2
+
+
+def test_the_plots_mark_breakdown_and_compliance_and_show_dates(
+    written: Written, tmp_path: Path
+) -> None:
+    """Two identical stage curves stay apart (marker, line style, legend); the breakdown point
+    and the compliance are drawn; the temperature axis reads as dates."""
+    warm, cold = written.reports[A].stages
+    twin = replace(cold, result={**cold.result, "breakdown_voltage": 150.0})
+    report = replace(
+        written.reports[A],
+        stages=(replace(warm, voltages=twin.voltages, currents=twin.currents), twin),
+    )
+    axes = plot_iv(report, tmp_path / IV_PNG).axes[0]
+    curves = axes.lines[:1] + [
+        line for line in axes.lines if line.get_label().startswith("INITIAL_COLD")
+    ]
+    assert len({(line.get_marker(), line.get_linestyle()) for line in curves}) == 2
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert any(label.startswith("INITIAL_WARM (") for label in labels)
+    assert "breakdown INITIAL_COLD: 150 V" in labels and "compliance 100 µA" in labels
+    figure = plot_temperature(written.reports[A], tmp_path / TEMPERATURE_PNG)
+    figure.canvas.draw()
+    ticks = [tick.get_text() for tick in figure.axes[0].get_xticklabels() if tick.get_text()]
+    assert ticks and all(re.match(r"\d{4}-\d\d-\d\d\n\d\d:\d\d:\d\d", t) for t in ticks), ticks
 
 
 def test_all_writes_an_index_of_every_module(written: Written) -> None:

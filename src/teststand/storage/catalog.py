@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +28,7 @@ from tiled.queries import Contains, FullText, Key  # type: ignore[import-untyped
 
 from teststand.storage.client import connect
 from teststand.storage.errors import StorageError
+from teststand.storage.frames import frame, labelled
 
 START_KEYS = ("stage", "test", "stand")
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one token for FTS5 and PostgreSQL alike
@@ -42,8 +43,11 @@ class RunNotFound(StorageError, KeyError):
 
 @dataclass(frozen=True)
 class RunSummary:
+    """One run as a search lists it. Searched by module, `module_id`, `slot`, `verdict` and
+    `reasons` are that module's own (its IV result in the run); `run_verdict` is the run's."""
+
     uid: str
-    time: float
+    time: datetime  # the run's start, in the local time zone
     module_id: str | None
     stage: str | None
     test: str | None
@@ -51,21 +55,33 @@ class RunSummary:
     verdict: str | None
     exit_status: str | None
     module_ids: tuple[str, ...] = ()
+    slot: str | None = None
+    reasons: tuple[str, ...] = ()
+    run_verdict: str | None = None
 
     @classmethod
-    def of(cls, uid: str, metadata: dict[str, Any]) -> RunSummary:
+    def of(cls, uid: str, metadata: dict[str, Any], module_id: str | None = None) -> RunSummary:
         start = metadata.get("start", {})
         stop = metadata.get("stop") or {}
+        module = module_id if module_id is not None else start.get("module_id")
+        slot: str | None = None
+        verdict: str | None = metadata.get("verdict")
+        reasons: tuple[str, ...] = ()
+        if module is not None:
+            slot, verdict, reasons = module_result(metadata, str(module))
         return cls(
             module_ids=tuple(run_module_ids(start)),
             uid=uid,
-            time=float(start.get("time", 0.0)),
-            module_id=start.get("module_id"),
+            time=datetime.fromtimestamp(float(start.get("time", 0.0))).astimezone(),
+            module_id=module,
             stage=start.get("stage"),
             test=start.get("test"),
             stand=start.get("stand"),
-            verdict=metadata.get("verdict"),
+            verdict=verdict,
             exit_status=stop.get("exit_status"),
+            slot=slot,
+            reasons=reasons,
+            run_verdict=metadata.get("verdict"),
         )
 
 
@@ -76,6 +92,29 @@ def run_module_ids(start: dict[str, Any]) -> list[str]:
         return [str(module) for module in listed]
     single = start.get("module_id")
     return [str(single)] if single is not None else []
+
+
+def module_slot(start: Mapping[str, Any], module_id: str) -> str | None:
+    """The slot that held `module_id` in a run (its start document's `slots`), or None."""
+    for slot, info in (start.get("slots") or {}).items():
+        if isinstance(info, Mapping) and info.get("module_id") == module_id:
+            return str(slot)
+    return None
+
+
+def module_result(
+    metadata: Mapping[str, Any], module_id: str
+) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """(slot, verdict, reasons) of one module in a run: its slot's stored analysis; the run's
+    verdict when the module is the run's only one; no verdict otherwise."""
+    start = metadata.get("start", {})
+    slot = module_slot(start, module_id)
+    stored = ((metadata.get("analysis") or {}).get("slots") or {}).get(slot)
+    if isinstance(stored, Mapping):
+        return slot, stored.get("verdict"), tuple(str(r) for r in stored.get("reasons") or ())
+    if run_module_ids(start) == [module_id]:
+        return slot, metadata.get("verdict"), ()
+    return slot, None, ()
 
 
 def _timestamp(value: float | datetime) -> float:
@@ -146,6 +185,7 @@ class Catalog:
         if module_id is None:
             yield from self._sorted(self.queries(**filters), newest_first)
             return
+        verdict = filters.pop("verdict", None)  # the module's own, not the run's
         searches = [self._sorted(self.queries(module_id=module_id, **filters), newest_first)]
         if not WORD.fullmatch(module_id):
             single = [*self.queries(**filters), Key("start.module_id") == module_id]
@@ -154,13 +194,19 @@ class Catalog:
         for uid, run in heapq.merge(*searches, key=_start_time, reverse=newest_first):
             if uid not in seen and module_id in run_module_ids(run.metadata.get("start", {})):
                 seen.add(uid)
-                yield uid, run
+                if verdict is None or module_result(run.metadata, module_id)[1] == verdict:
+                    yield uid, run
 
-    def search(self, *, newest_first: bool = False, **filters: Any) -> list[RunSummary]:
-        """Runs matching every filter (module_id, stage, test, stand, verdict, since, until)."""
+    def search(
+        self, *, newest_first: bool = False, module_id: str | None = None, **filters: Any
+    ) -> list[RunSummary]:
+        """Runs matching every filter (module_id, stage, test, stand, verdict, since, until).
+
+        With `module_id`, each summary holds that module's own result in the run, and `verdict`
+        filters on it."""
         return [
-            RunSummary.of(uid, run.metadata)
-            for uid, run in self.runs(newest_first=newest_first, **filters)
+            RunSummary.of(uid, run.metadata, module_id)
+            for uid, run in self.runs(newest_first=newest_first, module_id=module_id, **filters)
         ]
 
     def newest(self, module_id: str, test: str) -> Any:
@@ -187,12 +233,17 @@ class Catalog:
             raise RunNotFound(f"no run {uid!r} in Tiled; search by module_id to find it") from None
 
     def xarray(self, uid: str, stream: str = "primary") -> Any:
-        """One stream of a run as an `xarray.Dataset`."""
-        return self._stream(uid, stream).read()
+        """One stream of a run as an `xarray.Dataset`: `units` and `long_name` on each
+        variable, the run (start and stop documents, verdict, analysis) in `attrs`."""
+        data = self._stream(uid, stream)
+        metadata = self.run(uid).metadata
+        return labelled(data.read(), metadata, data.metadata.get("data_keys") or {}, stream)
 
     def pandas(self, uid: str, stream: str = "primary") -> Any:
-        """One stream of a run as a `pandas.DataFrame` (one row per event)."""
-        return self._stream(uid, stream).read().to_dataframe()
+        """One stream of a run as a `pandas.DataFrame`, one row per event: a `DatetimeIndex`,
+        per slot its bias (`slotN-bias`), leakage current and temperature first, and in `attrs`
+        the `units` and `data_keys` of the columns and the run (`teststand.storage.frames`)."""
+        return frame(self.xarray(uid, stream))
 
     def _stream(self, uid: str, stream: str) -> Any:
         run = self.run(uid)

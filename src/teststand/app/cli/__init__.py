@@ -184,18 +184,24 @@ def _stand_check(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
+    from teststand.app.cli.refusals import refusal
     from teststand.transport import connect
 
-    async def run() -> None:
+    async def run() -> int:
+        refused = 0
         async with connect(args.url, name="query") as link:
             for command in args.commands:
                 if args.no_reply:
                     await link.write(command)
-                else:
-                    print(await link.query(command))
+                    continue
+                reply = await link.query(command)
+                print(reply, flush=True)
+                if (why := refusal(reply)) is not None:
+                    refused += 1
+                    print(f"error: {args.url} refused {command!r}: {why}", file=sys.stderr)
+        return refused
 
-    asyncio.run(run())
-    return 0
+    return 1 if asyncio.run(run()) else 0
 
 
 def _sim_kinds(args: argparse.Namespace) -> int:

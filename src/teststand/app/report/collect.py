@@ -17,14 +17,7 @@ from teststand.app.report.model import (
 )
 from teststand.callbacks.iv_analysis import STOP_REASONS, IVAnalysis, IVPoint
 from teststand.errors import TeststandError
-from teststand.storage.catalog import Catalog
-
-
-def _slot_of(start: Mapping[str, Any], module_id: str) -> str | None:
-    for slot, info in (start.get("slots") or {}).items():
-        if isinstance(info, dict) and info.get("module_id") == module_id:
-            return str(slot)
-    return None
+from teststand.storage.catalog import Catalog, module_slot
 
 
 def _read(run: Any, keys: Iterable[str | None]) -> dict[str, list[Any]]:
@@ -112,7 +105,7 @@ def collect(catalog: Catalog, module_id: str) -> ModuleReport:
     chosen: dict[str, str] = {}  # stage -> uid of its newest completed IV run (runs: oldest first)
     for uid, run in runs:
         start, stop = run.metadata.get("start", {}), run.metadata.get("stop") or {}
-        slot = _slot_of(start, module_id)
+        slot = module_slot(start, module_id)
         completed = start.get("test") == "iv" and stop.get("exit_status") == "success"
         if completed and slot is not None and slot in (start.get("iv_keys") or {}):
             chosen[str(start.get("stage"))] = uid
@@ -120,7 +113,7 @@ def collect(catalog: Catalog, module_id: str) -> ModuleReport:
     temperatures: list[TemperatureTrace] = []
     for uid, run in runs:
         start = run.metadata.get("start", {})
-        slot = _slot_of(start, module_id)
+        slot = module_slot(start, module_id)
         if slot is None:
             continue
         test, stage = str(start.get("test", "?")), str(start.get("stage", "?"))
@@ -144,8 +137,11 @@ def collect(catalog: Catalog, module_id: str) -> ModuleReport:
             voltages = tuple(p.voltage for p in points)
             currents = tuple(p.current for p in points)
             time = float(start.get("time", 0.0))
+            link = str(getattr(run, "uri", ""))
             stages.append(
-                StageResult(stage, uid, time, slot, result, recomputed, voltages, currents)
+                StageResult(
+                    stage, uid, time, slot, result, recomputed, voltages, currents, start, link
+                )
             )
     stages.sort(key=lambda s: (stage_order(s.stage), s.time))
     seen = {

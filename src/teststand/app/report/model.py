@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from teststand.callbacks.schema import STAGES
@@ -38,6 +38,14 @@ class StageResult:
     recomputed: bool  # True: analysed here, the run had no stored analysis for the module
     voltages: tuple[float, ...]  # |V| of the "measuring" points, scan order
     currents: tuple[float, ...]  # |I| in A
+    start: Mapping[str, Any] = field(default_factory=dict)  # the run's start document
+    link: str = ""  # the run in Tiled
+
+    @property
+    def slot_info(self) -> Mapping[str, Any]:
+        """The module's entry of the run's `slots` (sensor, area_cm2, ...)."""
+        info = (self.start.get("slots") or {}).get(self.slot)
+        return info if isinstance(info, Mapping) else {}
 
     @property
     def verdict(self) -> str:

@@ -39,6 +39,9 @@ STAGE_COLUMNS = (
     "Official analysis (module-qc-analysis-tools)",
     "Live analysis (QUALIFICATION.md)",
     "Official and live disagree",
+    "Scan",
+    "Operator",
+    "Software",
 )
 
 _TEMPLATES = jinja2.Environment(
@@ -57,7 +60,7 @@ def folder_name(module_id: str) -> str:
 
 
 def _date(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _render(template: str, title: str, **context: Any) -> str:
@@ -118,10 +121,42 @@ def _comparison_text(comparison: Comparison | None) -> tuple[str, str]:
     return text, "pass"
 
 
+def scan_text(start: Mapping[str, Any]) -> str:
+    """The IV scan's parameters from the run's `iv` settings."""
+    iv = start.get("iv")
+    if not isinstance(iv, Mapping):
+        return "—"
+    parts = [
+        f"{_fmt(iv.get('start'), digits=0)} → {_fmt(iv.get('stop'), digits=0)} V",
+        f"steps of {_fmt(iv.get('step'), digits=1)} V",
+        f"settle {_fmt(iv.get('settle'), digits=1)} s",
+        f"compliance {_fmt(iv.get('compliance'), 1e6, 1)} µA",
+    ]
+    return ", ".join(parts)
+
+
+def versions_text(start: Mapping[str, Any]) -> str:
+    versions = start.get("versions")
+    if not isinstance(versions, Mapping) or not versions:
+        return "—"
+    return ", ".join(f"{name} {version}" for name, version in versions.items())
+
+
+def sensor_text(report: ModuleReport) -> str:
+    """The module's sensor type and area, from its newest IV run."""
+    for stage in reversed(report.stages):
+        info = stage.slot_info
+        if info.get("sensor"):
+            area = finite(info.get("area_cm2"))
+            return f"{info['sensor']}" + (f", {area:g} cm²" if area is not None else "")
+    return "—"
+
+
 @dataclass(frozen=True)
 class _Row:
     stage: str
     cells: tuple[tuple[str, str], ...]  # (text, css class)
+    links: Mapping[int, str]  # cell index -> link target
 
 
 def _stage_row(s: StageResult, comparison: Comparison | None) -> _Row:
@@ -147,8 +182,11 @@ def _stage_row(s: StageResult, comparison: Comparison | None) -> _Row:
         official_text(r),
         live_text(r),
         ("; ".join(str(d) for d in r.get("disagreement") or []), "disagree"),
+        (scan_text(s.start), ""),
+        (str(s.start.get("operator") or "—"), ""),
+        (versions_text(s.start), ""),
     )
-    return _Row(s.stage, cells)
+    return _Row(s.stage, cells, {2: s.link} if s.link else {})
 
 
 def module_html(report: ModuleReport, images: Mapping[str, str]) -> str:
@@ -166,6 +204,7 @@ def module_html(report: ModuleReport, images: Mapping[str, str]) -> str:
         disagreements=disagreements,
         columns=STAGE_COLUMNS,
         images=images,
+        sensor=sensor_text(report),
     )
 
 
