@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest databases bench mutate lock clean
+.PHONY: demo test lint typecheck pytest databases browser test-web bench mutate lock clean
 
 # Package folders as prerequisites: adding a module re-runs the strict editable install (link tree).
 PACKAGE_DIRS := $(shell find src devices plans callbacks sim profile_collection -type d -not -name __pycache__)
@@ -37,8 +37,12 @@ typecheck: $(STAMP)
 OWN_CA_CONTEXT := tests/ioc/test_restart.py \
 	tests/ioc/test_monitor.py::test_state_transitions_and_interlock_actions_arrive_as_events
 
-pytest: $(STAMP) databases
-	$(BIN)/pytest $(addprefix --deselect ,$(OWN_CA_CONTEXT))
+# The web page's tests that drive the queue server (minutes: the RE environment, Tiled) run in
+# `make test-web`; `make test` runs the page's other browser tests.
+SLOW_WEB := tests/web/test_web_queue.py
+
+pytest: $(STAMP) databases browser
+	$(BIN)/pytest $(addprefix --deselect ,$(OWN_CA_CONTEXT)) --ignore=$(SLOW_WEB)
 	$(BIN)/pytest $(OWN_CA_CONTEXT)
 
 # Debian packages the tests need, installed when missing (apt-get, as root, as on CI): InfluxDB 1.x
@@ -52,6 +56,17 @@ databases:
 	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		postgresql >/dev/null; }
+
+# Debian's Chromium and its WebDriver for the web page's tests (Selenium drives it headless),
+# installed when missing (apt-get, as root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		chromium chromium-driver >/dev/null; }
+
+# Every browser test of the web page, the queue server's included (a few minutes).
+test-web: $(STAMP) browser
+	$(BIN)/pytest tests/web
 
 # Mutation testing of the safety-critical modules (slow; not part of `make test`): scores and
 # survivors in benchmarks/mutation.json. `make mutate MUTATE="caen plans"` runs some groups only.

@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     from teststand.app.cli.logs import register as register_logs
 
     register_logs(commands)
+    from teststand.app.cli.web import register as register_web
+
+    register_web(commands)
     return parser
 
 

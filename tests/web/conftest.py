@@ -1,0 +1,274 @@
+"""The whole stand behind the web page, in real processes on loopback, for the session:
+simulators, `teststand ioc` (with its watchdog) on Channel Access ports of its own, the queue
+server (embedded Redis, RE Manager with the shipped profile) over that IOC, `teststand web`
+with a users file, and headless Chromium driven by Selenium.
+
+The queue server starts when a test first needs it (`Stack.environment_open`): those tests,
+in `test_web_queue.py`, take minutes (the RE environment, Tiled) and run in `make test-web`,
+not in `make test`. The test process itself never opens a CA context: the processes get their
+CA settings in their environment, so these tests run beside the IOC tests' session IOC without
+sharing its ports.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from helpers import stand_dict
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from teststand.app.web import Users
+
+BIN = Path(sys.executable).parent
+TESTSTAND = str(BIN / "teststand")
+PREFIX = "TSB:"
+SPEED = 200.0
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+PASSWORDS = {"alice": "alice-pass-1", "bob": "bob-pass-22", "olga": "olga-pass-333"}
+ROLES = {"alice": "operator", "bob": "operator", "olga": "observer"}
+
+
+def ca_port() -> int:
+    """A port free for both TCP and UDP on loopback (CA uses both)."""
+    while True:
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
+def ca_env() -> dict[str, str]:
+    server, repeater = ca_port(), ca_port()
+    return {
+        **os.environ,
+        "EPICS_CA_AUTO_ADDR_LIST": "NO",
+        "EPICS_CA_ADDR_LIST": "127.0.0.1",
+        "EPICS_CA_SERVER_PORT": str(server),
+        "EPICS_CA_REPEATER_PORT": str(repeater),
+        "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
+        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+        "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
+        "EPICS_CAS_BEACON_PORT": str(repeater),
+    }
+
+
+@dataclass
+class Stack:
+    """The running processes and how to reach them."""
+
+    root: Path
+    env: dict[str, str]
+    stand: Path
+    state_dir: Path
+    url: str = ""
+    processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
+    queue_started: bool | str = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def sim(self, line: str) -> str:
+        """A console line to the simulators (`hv status`, `chiller call ...`); their reply."""
+        sims = self.processes["sims"]
+        assert sims.stdin is not None and sims.stdout is not None
+        with self.lock:
+            sims.stdin.write(line + "\n")
+            sims.stdin.flush()
+            return sims.stdout.readline().strip()
+
+    def vmon(self) -> list[float]:
+        import json
+
+        return [abs(c["vmon"]) for c in json.loads(self.sim("hv status"))["channels"]]
+
+    def cli(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [TESTSTAND, *argv], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def start_ioc(self, wait: bool = True) -> None:
+        command = [TESTSTAND, "ioc", str(self.root / "ioc.yaml"), "--prefix", PREFIX]
+        command += ["--interfaces", "127.0.0.1", "--poll", "0.1"]
+        log = (self.root / "ioc.log").open("a")
+        ioc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=self.env)
+        self.processes["ioc"] = ioc
+        if wait:
+            self.ioc_serving()
+
+    def ioc_serving(self) -> None:
+        ioc = self.processes["ioc"]
+        assert ioc.stdout is not None
+        line = ioc.stdout.readline()
+        assert line.startswith("serving"), (self.root / "ioc.log").read_text()[-3000:]
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+    def start_queue(self) -> None:
+        where = ["--stand", str(self.stand), "--state-dir", str(self.state_dir)]
+        started = self.cli(
+            "qserver", "start", *where, "--control-port", str(ca_port()), "--info-port",
+            str(ca_port()), "--redis-name-prefix", "qs_web",
+        )  # fmt: skip
+        self.queue_started = started.returncode == 0 or started.stdout + started.stderr
+
+    def environment_open(self) -> None:
+        """The queue server started and its environment open (the worker builds the stand over
+        CA and claims the IOC's control)."""
+        if self.queue_started is not True:
+            self.start_queue()
+            assert self.queue_started is True, self.queue_started
+            _open_environment(self)
+
+    def stop_queue(self) -> None:
+        self.cli("qserver", "stop", "--force", "--state-dir", str(self.state_dir), timeout=60)
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/login", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("web")
+    env = ca_env()
+    data = stand_dict(SPEED, storage={"data_dir": str(root / "data")})
+    (root / "sims.yaml").write_text(yaml.safe_dump(data))
+    stack = Stack(root, env, root / "stand.yaml", root / "qserver")
+    try:
+        stack.processes["repeater"] = subprocess.Popen(
+            [str(BIN / "caproto-repeater"), "-q"], env=env, text=True
+        )
+        sims = subprocess.Popen(
+            [TESTSTAND, "sim", "serve-stand", str(root / "sims.yaml"), "--tcp"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        stack.processes["sims"] = sims
+        assert sims.stdout is not None
+        urls = dict(sims.stdout.readline().split() for _ in data["instruments"])
+        data["sim"] = False
+        for name, instrument in data["instruments"].items():
+            instrument["url"] = urls[name]
+        (root / "ioc.yaml").write_text(yaml.safe_dump(data))
+        stack.start_ioc(wait=False)  # the IOC and the page start together
+        data["server"] = {"prefix": PREFIX, "connect_timeout": 30.0}
+        stack.stand.write_text(yaml.safe_dump(data))
+        users = Users({}, root / "users.yaml")
+        for name, password in PASSWORDS.items():
+            users.add(name, ROLES[name], password)
+        port = ca_port()
+        stack.url = f"http://127.0.0.1:{port}"
+        web = [TESTSTAND, "web", "--stand", str(stack.stand), "--state-dir", str(stack.state_dir)]
+        web += ["--bind", f"127.0.0.1:{port}", "--users", str(root / "users.yaml")]
+        log = (root / "web.log").open("w")
+        stack.processes["web"] = subprocess.Popen(web, stdout=log, stderr=log, env=env, text=True)
+        stack.ioc_serving()
+        _wait_http(stack.url, 60)
+        yield stack
+    finally:
+        stack.stop("web")
+        if stack.queue_started:
+            stack.stop_queue()
+        for name in ("ioc", "sims", "repeater"):
+            stack.stop(name)
+
+
+def _open_environment(stack: Stack) -> None:
+    where = ["--stand", str(stack.stand), "--state-dir", str(stack.state_dir)]
+    opened = stack.cli("queue", "open", *where, timeout=180)
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+
+
+class Page:
+    """One headless Chromium on the page; `login(name)` logs in as a test user."""
+
+    def __init__(self, url: str) -> None:
+        options = webdriver.ChromeOptions()
+        options.binary_location = "/usr/bin/chromium"
+        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                         "--window-size=1400,1800", "--disable-gpu"):  # fmt: skip
+            options.add_argument(argument)
+        self.driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+        self.url = url
+
+    def login(self, name: str, password: str | None = None) -> None:
+        self.driver.get(self.url + "/login")
+        self.driver.find_element(By.ID, "username").send_keys(name)
+        self.driver.find_element(By.ID, "password").send_keys(password or PASSWORDS[name])
+        self.driver.find_element(By.ID, "login").click()
+
+    def logout(self) -> None:
+        self.driver.find_element(By.ID, "logout").click()
+
+    def text(self, css: str) -> str:
+        return str(self.driver.find_element(By.CSS_SELECTOR, css).text)
+
+    def pv(self, suffix: str) -> str:
+        return self.text(f'[data-pv="{suffix}"]')
+
+    def click(self, element_id: str) -> None:
+        self.driver.find_element(By.ID, element_id).click()
+
+    def enabled(self, element_id: str) -> bool:
+        return bool(self.driver.find_element(By.ID, element_id).is_enabled())
+
+    def wait(self, condition: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(
+            lambda _: condition(), message=what
+        )
+
+    def cookies(self) -> dict[str, str]:
+        return {c["name"]: c["value"] for c in self.driver.get_cookies()}
+
+    def screenshot(self, name: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+    def quit(self) -> None:
+        self.driver.quit()
+
+
+@pytest.fixture(scope="session")
+def pages(stack: Stack) -> Iterator[tuple[Page, Page]]:
+    """Two browsers (two people at two screens)."""
+    first = Page(stack.url)
+    try:
+        second = Page(stack.url)
+        try:
+            yield first, second
+        finally:
+            second.quit()
+    finally:
+        first.quit()
