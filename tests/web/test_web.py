@@ -87,7 +87,7 @@ def test_two_operators_the_second_cannot_act_until_control_is_released(
 
 def test_the_ioc_down_is_said_and_the_page_recovers(stack: Stack, pages: tuple[Page, Page]) -> None:
     page, _ = pages
-    stack.stop("ioc")
+    stack.stop("ioc", kill=True)  # a crash: nothing answers any more
     page.wait(lambda: "IOC" in page.text("#health-ioc"), 20, "the IOC's absence")
     page.screenshot("ioc-down")
     stack.start_ioc()
