@@ -39,7 +39,7 @@ OWN_CA_CONTEXT := tests/ioc/test_restart.py \
 
 # The web page's tests that drive the queue server (minutes: the RE environment, Tiled) run in
 # `make test-web`; `make test` runs the page's other browser tests.
-SLOW_WEB := tests/web/test_web_queue.py
+SLOW_WEB := tests/web/test_queue_page.py
 
 pytest: $(STAMP) databases browser
 	$(BIN)/pytest $(addprefix --deselect ,$(OWN_CA_CONTEXT)) --ignore=$(SLOW_WEB)

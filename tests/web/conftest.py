@@ -4,7 +4,7 @@ server (embedded Redis, RE Manager with the shipped profile) over that IOC, `tes
 with a users file, and headless Chromium driven by Selenium.
 
 The queue server starts when a test first needs it (`Stack.environment_open`): those tests,
-in `test_web_queue.py`, take minutes (the RE environment, Tiled) and run in `make test-web`,
+in `test_queue_page.py`, take minutes (the RE environment, Tiled) and run in `make test-web`,
 not in `make test`. The test process itself never opens a CA context: the processes get their
 CA settings in their environment, so these tests run beside the IOC tests' session IOC without
 sharing its ports.

@@ -2,7 +2,7 @@
 // suffix (data-pv); buttons post requests (the server checks every one of them).
 "use strict";
 const me = { user: document.body.dataset.user, role: document.body.dataset.role };
-const state = { values: {}, control: null, tiled: "", seen: {} };
+const state = { values: {}, control: null, tiled: "", seen: {}, hooks: [] };
 window.teststand = state; // read by the tests and the benchmark
 const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 const PREFIXES = [[1e-12, "p"], [1e-9, "n"], [1e-6, "µ"], [1e-3, "m"], [1, ""]];
@@ -24,13 +24,15 @@ function format(value, units) {
 }
 
 function showPV(suffix, pv) {
-  state.seen[suffix] = { value: pv.v, at: performance.timeOrigin + performance.now() };
+  const at = performance.timeOrigin + performance.now();
+  state.seen[suffix] = { value: pv.v, at: at };
   for (const element of document.querySelectorAll(`[data-pv="${CSS.escape(suffix)}"]`)) {
     element.textContent = format(pv.v, element.dataset.units || "");
     element.classList.remove("sev-1", "sev-2", "sev-3");
     if (pv.s) element.classList.add("sev-" + pv.s);
     if (suffix === "STATE") element.dataset.state = pv.v;
   }
+  for (const hook of state.hooks) hook(suffix, pv, at / 1000); // s, as Python's time.time()
 }
 
 function banner(id, text) {

@@ -1,9 +1,11 @@
 """The operator page driving the queue server, in a real browser: an IV scan from the form,
 a refused bias, the E-stop during a ramp, the queue server down and back. Slow (the RE
-environment opens, runs go to Tiled): run by `make test-web`, not by `make test`."""
+environment opens, runs go to Tiled): run by `make test-web`, not by `make test`. They run
+before `test_web.py` (its IOC-down test restarts the IOC, whose watchdog may latch ERROR)."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import Page, Stack
 from test_web import volts
 
@@ -19,6 +21,7 @@ def _history_top(page: Page) -> str:
     return page.text("#queue-history li") if page.text("#queue-history") else ""
 
 
+@pytest.mark.timeout(400)  # the RE environment opens first, on a loaded machine
 def test_an_iv_scan_queued_from_the_form_runs_and_shows_its_verdict(
     stack: Stack, pages: tuple[Page, Page]
 ) -> None:
