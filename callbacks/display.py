@@ -7,6 +7,10 @@ figure from a factory, `pyplot_figure` in the session (only when plots are asked
 (bluesky's `make_class_safe`; set BLUESKY_DEBUG_CALLBACKS=1 to raise), so a display problem never
 stops a run.
 
+The running plan's point, voltage and settle countdown stay on one status line below the table
+(`teststand.callbacks.progress.StatusLine`, on a terminal); table rows erase it and any bars
+before they print, so neither garbles the table.
+
 Progress bars are bluesky's `ProgressBarManager` as the RunEngine's waiting hook: it draws a bar
 for every status with `watch()`. ophyd-async's `StandardMovable.set` returns such a status and
 reports each readback update, so CAEN ramps, slot biasing and chiller or coldbox set points show
@@ -18,16 +22,17 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bluesky.callbacks.core import CallbackBase, LiveTable, make_class_safe
 from bluesky.callbacks.mpl_plotting import QtAwareCallback
-from bluesky.utils import ProgressBarBase, ProgressBarManager, TerminalProgressBar
+from bluesky.utils import ProgressBarManager
 from event_model import Event, EventDescriptor, RunStart, RunStop
 
+from teststand.callbacks.progress import CLEAR_BELOW, StatusLine, progress, progress_bars
 from teststand.callbacks.schema import IVKeys, RunMetadata, read_metadata
 from teststand.errors import TeststandError
 
@@ -129,9 +134,12 @@ class RunTable(CallbackBase):
     `table_options` go to `LiveTable` (e.g. `min_width`).
     """
 
-    def __init__(self, stream: TextIO | None = None, **table_options: Any) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, terminal: bool = False, **table_options: Any
+    ) -> None:
         super().__init__()
         self.stream = stream
+        self.terminal = terminal  # erase below before each line even if `stream` is no tty
         self.table: LiveTable | None = None
         self._options = table_options
         self._start: dict[str, Any] = {}
@@ -140,7 +148,9 @@ class RunTable(CallbackBase):
         self._labels: dict[str, str] = {}  # data key -> its column
 
     def write(self, text: str) -> None:
-        print(text, file=sys.stdout if self.stream is None else self.stream)
+        """Print a line; on a terminal, first erase the status line and the bars below it."""
+        out = sys.stdout if self.stream is None else self.stream
+        print((CLEAR_BELOW if self.terminal or out.isatty() else "") + text, file=out)
 
     def _new_table(self, fields: list[str]) -> None:
         self.table = LiveTable(fields, out=self.write, **self._options)  # type: ignore[no-untyped-call]
@@ -313,19 +323,6 @@ class LiveIVPlot(QtAwareCallback):
         return target
 
 
-def progress_bars(stream: TextIO | None = None) -> ProgressBarManager:
-    """bluesky's progress bars for `RE.waiting_hook`, drawn on `stream` (default sys.stdout)."""
-    if stream is None:
-        return ProgressBarManager()
-
-    def bars(statuses: Iterable[Any]) -> ProgressBarBase:
-        bar = TerminalProgressBar(statuses, delay_draw=0.2)  # type: ignore[no-untyped-call]
-        bar.fp = stream  # nothing is drawn before delay_draw has passed
-        return bar
-
-    return ProgressBarManager(bars)
-
-
 @dataclass
 class Display:
     """What `install_display` subscribed; `uninstall()` takes it all back."""
@@ -336,11 +333,14 @@ class Display:
     progress: ProgressBarManager
     previous_hook: Callable[..., Any] | None
     tokens: list[int] = field(default_factory=list)
+    status_line: StatusLine | None = None
 
     def uninstall(self) -> None:
         for token in self.tokens:
             self.RE.unsubscribe(token)  # type: ignore[no-untyped-call]
         self.tokens.clear()
+        if self.status_line in progress.listeners:
+            progress.listeners.remove(self.status_line)
         if self.RE.waiting_hook is self.progress:
             self.RE.waiting_hook = self.previous_hook
 
@@ -365,12 +365,15 @@ def install_display(
             if figure_factory is None
             else LiveIVPlot(figure_factory)
         )
-    progress = progress_bars(stream)
-    display = Display(RE, table, plot, progress, RE.waiting_hook)
+    bars = progress_bars(stream)
+    display = Display(RE, table, plot, bars, RE.waiting_hook)
+    if (sys.stdout if stream is None else stream).isatty():  # point, voltage, countdown
+        display.status_line = StatusLine(stream)
+        progress.listeners.append(display.status_line)
     display.tokens.append(RE.subscribe(table))  # type: ignore[no-untyped-call]
     if plot is not None:
         display.tokens.append(RE.subscribe(plot))  # type: ignore[no-untyped-call]
-    RE.waiting_hook = progress  # type: ignore[assignment]  # untyped upstream (None)
+    RE.waiting_hook = bars  # type: ignore[assignment]  # untyped upstream (None)
     return display
 
 

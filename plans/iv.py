@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from bluesky import Msg
 from bluesky import preprocessors as bpp
@@ -33,6 +33,7 @@ from teststand.callbacks.iv_analysis import (
     criteria_for,
     find_breakdown,
 )
+from teststand.callbacks.progress import progress
 from teststand.callbacks.schema import IVKeys, IVSettings, IVState
 from teststand.plans.common import (
     PlanArgumentError,
@@ -50,11 +51,11 @@ from teststand.plans.common import (
     switch_on,
     zero_setpoint,
 )
+from teststand.plans.docs import documented
 from teststand.roles import RampFailed
 from teststand.stand import ModuleSlot, TestStand
 
 log = logging.getLogger("teststand.plans.iv")
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def iv_voltages(start: float, stop: float, step: float) -> list[float]:
@@ -110,29 +111,6 @@ class IVStates(StandardReadable):
         super().__init__(name=f"{readout.name}_states")
 
 
-#: The scan-range parameters of both IV plans' docstrings (`{range}` in them).
-RANGE_PARAMETERS = """start : float
-        First bias, V (a magnitude).
-    stop : float
-        Last bias, V (a magnitude, included), at most each slot's limit (limits.max_bias).
-    step : float
-        Bias step, V; its sign must lead from `start` to `stop`.
-    settle : float
-        Wait after each step before reading, s (>= 0)."""
-#: The closing parameters of both IV plans' docstrings (`{closing}` in them).
-CLOSING_PARAMETERS = """stage : str
-        The ITk test stage recorded with the run, e.g. "TEST", "INITIAL_WARM".
-    operator : str, optional
-        Who runs the test (default: $TESTSTAND_OPERATOR or the login name).
-    md : dict, optional
-        Extra start-document metadata."""
-
-
-def document(plan: F) -> F:
-    plan.__doc__ = (plan.__doc__ or "").format(range=RANGE_PARAMETERS, closing=CLOSING_PARAMETERS)
-    return plan
-
-
 def _keys(slot: ModuleSlot, readout: str) -> IVKeys:
     return IVKeys(
         bias=slot.bias.name,
@@ -142,7 +120,7 @@ def _keys(slot: ModuleSlot, readout: str) -> IVKeys:
     )
 
 
-@document
+@documented
 def iv_scan(
     stand: TestStand,
     slots: SlotSelection = None,
@@ -207,6 +185,13 @@ def iv_scan(
 
     def scan() -> MsgGenerator[str]:
         uid = yield Msg("open_run", **metadata)
+        progress.begin("iv_scan", len(voltages))
+        try:
+            return (yield from points(str(uid)))
+        finally:
+            progress.end()
+
+    def points(uid: str) -> MsgGenerator[str]:
         yield from switch_on(chosen)
         timeouts: dict[int, float] = {}
         yield from await_all(partial(check_range, chosen, voltages, timeouts))
@@ -214,8 +199,9 @@ def iv_scan(
         history: dict[int, list[tuple[float, float]]] = {s.number: [] for s in chosen}
         stopped: list[ModuleSlot] = []
         tripped: dict[int, IVState] = {}
-        for voltage in voltages:
+        for point, voltage in enumerate(voltages, 1):
             yield Msg("checkpoint")
+            progress.point(point, voltage)
             readout.set_voltage(voltage)
             tripped = {}
             yield from await_all(partial(step_slots, active, voltage, timeouts, tripped))
@@ -223,7 +209,9 @@ def iv_scan(
                 readout.states[number](state)
             active = [s for s in active if s.number not in tripped]
             if settle:
+                progress.wait("settling", settle)
                 yield Msg("sleep", None, settle)
+                progress.waited()
             yield Msg("create", None, name="primary")
             reading = yield Msg("read", readout)
             marks: dict[int, IVState] = {}
@@ -259,7 +247,7 @@ def iv_scan(
         for slot in active:
             readout.states[slot.number]("done")
         yield Msg("close_run")
-        return str(uid)
+        return uid
 
     plan = bpp.baseline_wrapper(scan(), instruments(stand))
     uid: str = yield from hv_safe(plan, chosen)

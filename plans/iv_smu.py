@@ -21,12 +21,13 @@ from teststand.plans.common import (
     module_slots,
     run_metadata,
 )
-from teststand.plans.iv import document, iv_voltages
+from teststand.plans.docs import documented
+from teststand.plans.iv import iv_voltages
 from teststand.roles import SMU
 from teststand.stand import TestStand
 
 
-@document
+@documented
 def keithley_iv_scan(
     stand: TestStand,
     slot: int,

@@ -17,7 +17,8 @@ say where the run was at each event.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 from bluesky import Msg
 from bluesky import preprocessors as bpp
@@ -25,6 +26,7 @@ from bluesky.utils import MsgGenerator
 
 from teststand import kinds
 from teststand.plans.common import PlanArgumentError, instruments, run_metadata
+from teststand.plans.docs import documented
 from teststand.plans.thermal_steps import DewPointError, Thermal, ThermalReadout, go_to, prepare
 from teststand.roles import CHILLER, COLDBOX, Chiller, Coldbox
 from teststand.stand import ModuleSlot, TestStand
@@ -138,6 +140,42 @@ def settings(ctx: Thermal) -> dict[str, Any]:
     }
 
 
+def thermal_run(
+    ctx: Thermal,
+    test: Literal["temperature", "thermal_cycle"],
+    parameters: dict[str, Any],
+    steps: Callable[[], MsgGenerator[None]],
+    stage: str,
+    operator: str | None,
+    md: dict[str, Any] | None,
+) -> MsgGenerator[str]:
+    """One run of `test` over every occupied slot: `parameters` and the context's settings
+    under the test's name in the start document; the box prepared, `steps`, then the reached
+    state recorded. Returns the run uid."""
+    metadata = run_metadata(
+        ctx.stand,
+        occupied_slots(ctx.stand),
+        test,
+        stage,
+        operator,
+        md,
+        **{test: {**parameters, **settings(ctx)}},
+    )
+
+    def body() -> MsgGenerator[str]:
+        uid = yield Msg("open_run", **metadata)
+        yield from prepare(ctx)
+        yield from steps()
+        ctx.readout.set_phase("reached")
+        yield from ctx.record()
+        yield Msg("close_run")
+        return str(uid)
+
+    uid: str = yield from bpp.baseline_wrapper(body(), instruments(ctx.stand))
+    return uid
+
+
+@documented
 def set_temperature(
     stand: TestStand,
     target: float,
@@ -165,52 +203,18 @@ def set_temperature(
     ----------
     target : float
         Plate temperature to reach, °C, inside limits.temperature and the coldbox's range.
-    tolerance : float
-        A step is reached within this of its target, K (> 0).
-    settle : float
-        Time the temperature must stay within `tolerance` to count as reached, s (>= 0).
-    interval : float
-        Time between readings while moving or dwelling, s (> 0).
-    chiller_offset : float
-        The chiller runs at the target plus this, K (kept inside the chiller's limits).
-    flush_rh : float
-        Relative humidity that counts as flushed before cooling, %, in (0, 100).
-    flush_timeout : float
-        Longest dry-air flush before a cooling target is judged, s (> 0).
-    timeout : float, optional
-        Longest move to a target, s (default: the coldbox's estimate from its rate).
-    stage : str
-        The ITk test stage recorded with the run, e.g. "TEST", "INITIAL_WARM".
-    operator : str, optional
-        Who runs the test (default: $TESTSTAND_OPERATOR or the login name).
-    md : dict, optional
-        Extra start-document metadata.
+    {thermal}
+    {closing}
     """
     check_temperature(stand, target)
     ctx = make_context(
         stand, tolerance, settle, interval, chiller_offset, flush_rh, flush_timeout, timeout
     )
-    metadata = run_metadata(
-        stand,
-        occupied_slots(stand),
-        "temperature",
-        stage,
-        operator,
-        md,
-        temperature={"target": target, **settings(ctx)},
+    return (
+        yield from thermal_run(
+            ctx, "temperature", {"target": target}, lambda: go_to(ctx, target), stage, operator, md
+        )
     )
-
-    def body() -> MsgGenerator[str]:
-        uid = yield Msg("open_run", **metadata)
-        yield from prepare(ctx)
-        yield from go_to(ctx, target)
-        ctx.readout.set_phase("reached")
-        yield from ctx.record()
-        yield Msg("close_run")
-        return str(uid)
-
-    uid: str = yield from bpp.baseline_wrapper(body(), instruments(stand))
-    return uid
 
 
 __all__ = [
@@ -219,4 +223,5 @@ __all__ = [
     "occupied_slots",
     "set_temperature",
     "thermal_devices",
+    "thermal_run",
 ]

@@ -5,16 +5,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bluesky import Msg
-from bluesky import preprocessors as bpp
 from bluesky.utils import MsgGenerator
 
-from teststand.plans.common import PlanArgumentError, hv_zero, instruments, run_metadata
-from teststand.plans.temperature import check_temperature, make_context, occupied_slots, settings
-from teststand.plans.thermal_steps import go_to, prepare, stay
+from teststand.plans.common import PlanArgumentError, hv_zero
+from teststand.plans.docs import documented
+from teststand.plans.temperature import check_temperature, make_context, occupied_slots, thermal_run
+from teststand.plans.thermal_steps import go_to, stay
 from teststand.stand import TestStand
 
 
+@documented
 def thermal_cycle(
     stand: TestStand,
     n: int = 10,
@@ -53,26 +53,8 @@ def thermal_cycle(
         Time held at each temperature, s (>= 0).
     end : float, optional
         Temperature the run ends at, °C (default: `high`).
-    tolerance : float
-        A step is reached within this of its target, K (> 0).
-    settle : float
-        Time the temperature must stay within `tolerance` to count as reached, s (>= 0).
-    interval : float
-        Time between readings while moving or dwelling, s (> 0).
-    chiller_offset : float
-        The chiller runs at the target plus this, K (kept inside the chiller's limits).
-    flush_rh : float
-        Relative humidity that counts as flushed before cooling, %, in (0, 100).
-    flush_timeout : float
-        Longest dry-air flush before a cooling target is judged, s (> 0).
-    timeout : float, optional
-        Longest move to a target, s (default: the coldbox's estimate from its rate).
-    stage : str
-        The ITk test stage recorded with the run, e.g. "TEST", "INITIAL_WARM".
-    operator : str, optional
-        Who runs the test (default: $TESTSTAND_OPERATOR or the login name).
-    md : dict, optional
-        Extra start-document metadata.
+    {thermal}
+    {closing}
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise PlanArgumentError(f"n {n!r}: give the number of cycles as an integer >= 1")
@@ -88,26 +70,8 @@ def thermal_cycle(
         stand, tolerance, settle, interval, chiller_offset, flush_rh, flush_timeout, timeout
     )
     slots = occupied_slots(stand)
-    metadata = run_metadata(
-        stand,
-        slots,
-        "thermal_cycle",
-        stage,
-        operator,
-        md,
-        thermal_cycle={
-            "n": n,
-            "low": low,
-            "high": high,
-            "dwell": dwell,
-            "end": final,
-            **settings(ctx),
-        },
-    )
 
-    def body() -> MsgGenerator[str]:
-        uid = yield Msg("open_run", **metadata)
-        yield from prepare(ctx)
+    def cycles() -> MsgGenerator[None]:
         for cycle in range(1, n + 1):
             ctx.readout.set_cycle(cycle)
             yield from hv_zero(slots)
@@ -116,13 +80,9 @@ def thermal_cycle(
                 yield from stay(ctx, target, dwell)
         if final != high:
             yield from go_to(ctx, final)
-        ctx.readout.set_phase("reached")
-        yield from ctx.record()
-        yield Msg("close_run")
-        return str(uid)
 
-    uid: str = yield from bpp.baseline_wrapper(body(), instruments(stand))
-    return uid
+    parameters = {"n": n, "low": low, "high": high, "dwell": dwell, "end": final}
+    return (yield from thermal_run(ctx, "thermal_cycle", parameters, cycles, stage, operator, md))
 
 
 __all__ = ["thermal_cycle"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable
@@ -296,3 +297,30 @@ def test_a_point_that_tripped_or_did_not_settle_is_marked(
     assert analysis.results[3].max_voltage == 20 and analysis.results[3].stop_reason == "compliance"
     assert analysis.results[1].max_voltage == 50
     assert all(v < 2 for v in vmon(stand).values())
+
+
+def test_the_status_line_shows_point_voltage_and_settle_countdown(
+    RE: RunEngine, stand: TestStand
+) -> None:
+    """On a terminal the point, its voltage and the settle countdown stay on one line below the
+    table; each table row erases it first (no garbled rows); it is gone when the scan ends."""
+    import io
+
+    from teststand.callbacks.display import RunTable
+    from teststand.callbacks.progress import CLEAR_BELOW, StatusLine, progress
+
+    out = io.StringIO()
+    status = StatusLine(out, tick=0.1)
+    progress.listeners.append(status)
+    RE.subscribe(RunTable(out, terminal=True))
+    try:
+        RE(iv_scan(stand, [1], stop=20, step=10, settle=0.35))
+    finally:
+        progress.listeners.remove(status)
+    text = out.getvalue()
+    assert "iv_scan · point 2/3 · 10 V" in text
+    counts = re.findall(r"point 3/3 · 20 V · settling (\d) s left", text)
+    assert len(counts) >= 2, text  # redrawn while it counts down
+    rows = [line for line in text.split("\n") if re.search(r"\|\s+\d+ \|", line)]
+    assert rows and all(row.startswith(CLEAR_BELOW) for row in rows), rows
+    assert text.endswith(CLEAR_BELOW) and progress.current.plan == ""

@@ -72,9 +72,21 @@ def test_a_stand_file_with_errors_fails_the_environment_open(
 def test_an_iv_scan_through_the_queue_is_read_back_from_tiled(operator: Operator) -> None:
     operator.open_environment()
     assert operator.status().environment_open
-    uid = operator.submit("iv_scan", **SHORT_IV)
-    updates = list(operator.follow(uid, timeout=60))
+    uid = operator.submit("iv_scan", **{**SHORT_IV, "settle": 1.5})
+    updates, now = [], []
+    for update in operator.follow(uid, timeout=60):
+        updates.append(update)
+        if "settling" in update.progress and not now:  # the worker's point, voltage and wait
+            now = [line for line in operator.status().lines() if line.startswith("  now: ")]
     assert {"running"} <= {u.state for u in updates}
+    shown = [u.describe() for u in updates if u.progress]
+    assert any(
+        re.search(r"running, .*: iv_scan · point \d/3 · \d+ V · settling 1.5 s", line)
+        for line in shown
+    ), shown
+    assert now and re.fullmatch(
+        r"  now: iv_scan · point \d/3 · \d+ V · settling \d s left", now[0]
+    ), now
     last = updates[-1]
     assert last.finished and last.succeeded, last
     assert last.exit_status == "completed" and len(last.run_uids) == 1
@@ -201,10 +213,13 @@ def test_pause_resume_and_abort(operator: Operator) -> None:
     follow = operator.follow(uid, timeout=120)
     seen: list[StatusUpdate] = []
 
-    def until(state: str) -> StatusUpdate:
+    def until(state: str, point: int = 0) -> StatusUpdate:
         for update in follow:
             seen.append(update)
-            if update.state == state and (state != "running" or update.runs_open):
+            running = state != "running" or update.runs_open
+            at = re.search(r"point (\d+)/", update.progress)
+            far = int(at[1]) >= point if at else not point
+            if update.state == state and running and far:
                 return update
         raise AssertionError(f"no {state} update: {seen}")
 
@@ -212,7 +227,7 @@ def test_pause_resume_and_abort(operator: Operator) -> None:
     operator.pause(immediate=True)
     assert until("paused").runs_open == 1, seen
     operator.resume()
-    until("running")
+    until("running", point=4)  # points measured since the run opened: the run holds data
     aborted = operator.abort()
     assert aborted is not None and aborted.uid == uid
     last = until("finished")

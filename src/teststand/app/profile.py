@@ -82,6 +82,19 @@ def in_worker() -> bool:
     return bool(is_re_worker_active())
 
 
+def report_progress() -> Path | None:
+    """In the queue worker: write the plans' progress to the file `teststand qserver start`
+    names ($TESTSTAND_PROGRESS_FILE), read by `teststand queue status`/`watch`."""
+    from teststand.callbacks.progress import PROGRESS_ENV, ProgressFile, progress
+
+    named = os.environ.get(PROGRESS_ENV)
+    if not named:
+        return None
+    path = Path(named)
+    progress.listeners.append(ProgressFile(path))
+    return path
+
+
 def ipython_shell() -> Any | None:
     """The running IPython shell of an interactive session; None in the worker or plain Python."""
     if in_worker():

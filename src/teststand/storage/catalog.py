@@ -28,7 +28,7 @@ from tiled.queries import Contains, FullText, Key  # type: ignore[import-untyped
 
 from teststand.storage.client import connect
 from teststand.storage.errors import StorageError
-from teststand.storage.frames import frame, labelled
+from teststand.storage.frames import frame, read_labelled
 
 START_KEYS = ("stage", "test", "stand")
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one token for FTS5 and PostgreSQL alike
@@ -235,9 +235,8 @@ class Catalog:
     def xarray(self, uid: str, stream: str = "primary") -> Any:
         """One stream of a run as an `xarray.Dataset`: `units` and `long_name` on each
         variable, the run (start and stop documents, verdict, analysis) in `attrs`."""
-        data = self._stream(uid, stream)
-        metadata = self.run(uid).metadata
-        return labelled(data.read(), metadata, data.metadata.get("data_keys") or {}, stream)
+        self._stream(uid, stream)  # a clear error for a missing stream
+        return read_labelled(self.run(uid), stream)
 
     def pandas(self, uid: str, stream: str = "primary") -> Any:
         """One stream of a run as a `pandas.DataFrame`, one row per event: a `DatetimeIndex`,

@@ -81,6 +81,12 @@ def labelled(
     return dataset
 
 
+def read_labelled(run: Any, stream: str = "primary") -> Any:
+    """One stream of a `BlueskyRun` client, read and `labelled`."""
+    data = run[stream]
+    return labelled(data.read(), run.metadata, data.metadata.get("data_keys") or {}, stream)
+
+
 def frame(dataset: Any) -> Any:
     """The `labelled` dataset as a `pandas.DataFrame` (see the module's docstring)."""
     import pandas as pd  # type: ignore[import-untyped]

@@ -18,11 +18,13 @@ from teststand.app.operator.errors import (
 )
 from teststand.app.qserver import (
     OPERATOR_GROUP,
+    PROGRESS_FILE,
     RedisAddress,
     RedisUnreachable,
     ping_redis,
     read_state,
 )
+from teststand.callbacks.progress import read_progress
 from teststand.errors import TeststandError
 from teststand.storage.catalog import Catalog
 from teststand.storage.config import StorageConfig
@@ -73,6 +75,8 @@ class ManagerConnection:
         self._api.user = user or getpass.getuser()
         self._api.user_group = user_group
         self.lock_key = lock_key
+        #: The worker's progress file (`teststand.callbacks.progress`), set by `from_state_dir`.
+        self.progress_file: Path | None = None
 
     @classmethod
     def from_state_dir(cls, state_dir: Path, **options: Any) -> Self:
@@ -88,7 +92,14 @@ class ManagerConnection:
         redis = components.get("redis")
         operator = cls(control, info, redis=redis.address if redis else None, **options)
         operator.check_redis()
+        operator.progress_file = state_dir / PROGRESS_FILE
         return operator
+
+    def progress(self, *, countdown: bool = True) -> str:
+        """The worker's progress line (its point, voltage, wait), "" when it wrote none."""
+        if self.progress_file is None:
+            return ""
+        return read_progress(self.progress_file).line(countdown=countdown)
 
     # ---- plumbing ----
     def close(self) -> None:

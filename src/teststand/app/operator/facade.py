@@ -44,6 +44,7 @@ class Operator(Following, Results):
             history=tuple(QueueItem.of(item) for item in past[-history:] if history),
             locked=locked,
             lock_holder=holder,
+            progress=self.progress() if running else "",
         )
 
     # ---- environment ----

@@ -81,6 +81,7 @@ class Following(ManagerConnection):
                 runs_done=cache.runs[0],
                 runs_open=cache.runs[1],
                 name=cache.names.get(uid, ""),
+                progress=self.progress(countdown=False),
             )
         if refresh or cache.history_uid != status["plan_history_uid"]:
             items = self._call("read the history", self._api.history_get, reload=True)["items"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from teststand.storage.catalog import run_module_ids
+from teststand.storage.frames import frame, read_labelled
 
 SUCCESS = ("completed", "stopped")
 #: Failed, aborted and halted items go back to the front of the queue (queueserver's rule).
@@ -64,6 +65,8 @@ class QueueStatus:
     history: tuple[QueueItem, ...]
     locked: tuple[str, ...]
     lock_holder: str = ""
+    #: The running plan's point, voltage, wait: `iv_scan · point 3/41 · 10 V · settling 8 s left`
+    progress: str = ""
 
     def lines(self) -> list[str]:
         lock = f"locked ({', '.join(self.locked)}){self.lock_holder}" if self.locked else "no"
@@ -72,6 +75,7 @@ class QueueStatus:
             f"{'open' if self.environment_open else 'closed'} ({self.environment_state}); "
             f"lock: {lock}",
             f"running: {self.running.call() + '  ' + self.running.uid if self.running else '-'}",
+            *([f"  now: {self.progress}"] if self.running and self.progress else []),
             f"queue ({len(self.queue)}):",
         ]
         out += [f"  {n}. {item.call()}  {item.uid}" for n, item in enumerate(self.queue, 1)]
@@ -105,6 +109,8 @@ class StatusUpdate:
     removed: bool = False
     #: Set while queued when the queue has stopped: why (the last item's end), what to do.
     queue_stopped: str = ""
+    #: While running: the plan's point, voltage and wait (no countdown: one update per phase).
+    progress: str = ""
 
     @property
     def finished(self) -> bool:
@@ -134,7 +140,7 @@ class StatusUpdate:
             )
         runs = f"{self.runs_done} run(s) done" + (", 1 open" if self.runs_open else "")
         if self.state in ("running", "paused"):
-            return f"{what}: {self.state}, {runs}"
+            return f"{what}: {self.state}, {runs}" + (f": {self.progress}" if self.progress else "")
         text = f"{what}: {self.exit_status}, {len(self.run_uids)} run(s)"
         if self.message:
             text += f": {self.error_type + ': ' if self.error_type else ''}{self.message}"
@@ -178,5 +184,5 @@ class RunResult:
         )
 
     def table(self, stream: str = "primary") -> Any:
-        """One stream as a pandas DataFrame."""
-        return self.run[stream].read().to_dataframe()
+        """One stream as a pandas DataFrame (as `Catalog.pandas`: dates, named columns, units)."""
+        return frame(read_labelled(self.run, stream))

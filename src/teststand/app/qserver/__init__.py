@@ -38,6 +38,7 @@ from teststand.app.qserver.start import (
     start_redis,
 )
 from teststand.app.qserver.state import (
+    PROGRESS_FILE,
     STATE_FILE,
     QserverOptions,
     default_state_dir,
@@ -51,6 +52,7 @@ __all__ = [
     "OPERATOR_GROUP",
     "PASSWORDS_FILE",
     "PASSWORD_ENV",
+    "PROGRESS_FILE",
     "STAND_ENV",
     "STATE_FILE",
     "AlreadyRunning",

@@ -19,6 +19,7 @@ from teststand.app.qserver.processes import Component, spawn, stop_component, wa
 from teststand.app.qserver.processes import script as _script
 from teststand.app.qserver.redis_db import RedisAddress, ping_redis
 from teststand.app.qserver.state import (
+    PROGRESS_FILE,
     STATE_FILE,
     QserverOptions,
     check_port,
@@ -29,6 +30,7 @@ from teststand.app.qserver.state import (
     refuse_if_running,
     write_state,
 )
+from teststand.callbacks.progress import PROGRESS_ENV
 from teststand.config import load_stand
 
 LOOPBACK = ("127.0.0.1", "localhost")
@@ -204,6 +206,7 @@ def _start_manager(
     command += ["ON", "--use-ipython-kernel", "ON" if options.ipython_kernel else "OFF"]
     log = state_dir / "re-manager.log"
     env = {**os.environ, STAND_ENV: str(stand_file), "PYTHONUNBUFFERED": "1"}
+    env[PROGRESS_ENV] = str(state_dir / PROGRESS_FILE)
     pid = spawn(command, log, cwd=state_dir, env=env)
     manager = Component("manager", f"{control} {info}", pid, "start-re-manager", str(log))
     client = manager_client(control, timeout=0.5)

@@ -22,6 +22,8 @@ from teststand.app.qserver.processes import Component
 from teststand.config import load_stand
 
 STATE_FILE = "qserver.json"
+#: The worker's progress (`teststand.callbacks.progress.ProgressFile`), read by the clients.
+PROGRESS_FILE = "progress.json"
 
 
 @dataclass(frozen=True)
