@@ -39,10 +39,10 @@ OWN_CA_CONTEXT := tests/ioc/test_restart.py \
 
 # The web page's tests that drive the queue server (minutes: the RE environment, Tiled) run in
 # `make test-web`; `make test` runs the page's other browser tests.
-SLOW_WEB := tests/web/test_queue_page.py
+SLOW_WEB := tests/web/test_queue_page.py tests/web/test_expiry.py
 
 pytest: $(STAMP) databases browser
-	$(BIN)/pytest $(addprefix --deselect ,$(OWN_CA_CONTEXT)) --ignore=$(SLOW_WEB)
+	$(BIN)/pytest $(addprefix --deselect ,$(OWN_CA_CONTEXT)) $(addprefix --ignore=,$(SLOW_WEB))
 	$(BIN)/pytest $(OWN_CA_CONTEXT)
 
 # Debian packages the tests need, installed when missing (apt-get, as root, as on CI): InfluxDB 1.x

@@ -150,7 +150,7 @@ class Stack:
         self.cli("qserver", "stop", "--force", "--state-dir", str(self.state_dir), timeout=60)
 
 
-def _wait_http(url: str, timeout: float) -> None:
+def wait_http(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -196,7 +196,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         log = (root / "web.log").open("w")
         stack.processes["web"] = subprocess.Popen(web, stdout=log, stderr=log, env=env, text=True)
         stack.ioc_serving()
-        _wait_http(stack.url, 60)
+        wait_http(stack.url, 60)
         yield stack
     finally:
         stack.stop("web", kill=True)  # nothing to put in order (uvicorn waits for its sockets)

@@ -27,6 +27,7 @@ def test_an_iv_scan_queued_from_the_form_runs_and_shows_its_verdict(
 ) -> None:
     page, _ = pages
     stack.environment_open()
+    page.login("alice")
     page.wait(lambda: page.text("#queue-env") == "open", what="the environment open")
     page.click("take-control")
     page.wait(lambda: page.enabled("queue-add"), what="control")
@@ -64,7 +65,6 @@ def test_the_e_stop_during_a_ramp_puts_hv_at_0_v_and_the_page_shows_safe(
     alice.click("queue-add")
     alice.click("queue-start")
     alice.wait(lambda: volts(alice.pv("SLOT1:BIAS")) > 20, 60, "the ramp")
-    other.logout()
     other.login("olga")  # the E-stop is for everyone logged in, observers too
     other.wait(lambda: other.enabled("estop"), what="the E-stop")
     other.click("estop")

@@ -8,6 +8,7 @@ send without the browser asking this server first (no CORS is allowed).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -131,11 +132,17 @@ def create_app(state: WebState) -> FastAPI:
         queue = state.hub.subscribe()
         try:
             await websocket.send_text(state.hub.snapshot())
-            while (message := await queue.get()) is not None:
-                if session.expires < time.time():  # the page goes back to the login
-                    await websocket.close(code=4401, reason="your session has expired")
-                    return
+            while (remaining := session.expires - time.time()) > 0:
+                try:
+                    message = await asyncio.wait_for(queue.get(), min(remaining, 60.0))
+                except TimeoutError:
+                    continue
+                if message is None:  # the page could not keep up: it reconnects
+                    break
                 await websocket.send_text(message)
+            else:  # the page goes back to the login
+                await websocket.close(code=4401, reason="your session has expired")
+                return
         except WebSocketDisconnect:
             pass
         finally:
@@ -172,7 +179,8 @@ def create_app(state: WebState) -> FastAPI:
         except ActionRefused as exc:
             return _error(403, str(exc))
         state.show_control()
-        return JSONResponse({"ok": True, "message": f"control {verb}n by {session.user.name}"})
+        done = "taken" if verb == "take" else "released"
+        return JSONResponse({"ok": True, "message": f"control {done} by {session.user.name}"})
 
     @app.post("/api/estop")
     async def estop(request: Request) -> JSONResponse:

@@ -70,10 +70,9 @@ function itemLine(item) {
   for (const verdict of item.verdicts || []) {
     const line = document.createElement("div");
     line.className = "verdict verdict-" + verdict.verdict;
-    const link = document.createElement("a");
-    link.href = state.tiled ? `${state.tiled}/api/v1/metadata/${verdict.uid}` : "#";
-    link.textContent = `run ${verdict.uid.slice(0, 8)}`;
-    line.append(`${verdict.test}: ${verdict.verdict ?? "—"} (${verdict.modules.join(", ")}) `, link);
+    const href = state.tiled ? `${state.tiled}/api/v1/metadata/${verdict.uid}` : "#";
+    line.append(`${verdict.test}: ${verdict.verdict ?? "—"} (${verdict.modules.join(", ")}) `,
+      link(href, `run ${verdict.uid.slice(0, 8)}`));
     li.appendChild(line);
   }
   return li;
@@ -124,13 +123,34 @@ function showIV(iv) {
   document.getElementById("queue-point").textContent = points.join("; ") || "-";
 }
 
-function showReports(reports) {
-  document.getElementById("report-list").replaceChildren(...reports.map((report) => {
+function link(href, text) {
+  const a = document.createElement("a");
+  a.href = href;
+  a.textContent = text;
+  return a;
+}
+
+// Each module: its report (if written) and the latest verdict of its runs in the history.
+function showReports() {
+  const modules = {};
+  for (const report of state.values.reports || []) modules[report.module] = { report: report.href };
+  const history = (state.values.queue || {}).history || [];
+  for (const item of [...history].reverse())
+    for (const run of item.verdicts || [])
+      for (const module of run.modules)
+        modules[module] = { ...modules[module], verdict: run.verdict, test: run.test, run: run.uid };
+  document.getElementById("report-list").replaceChildren(...Object.keys(modules).sort().map((name) => {
+    const entry = modules[name];
     const li = document.createElement("li");
-    const link = document.createElement("a");
-    link.href = report.href;
-    link.textContent = report.module;
-    li.appendChild(link);
+    li.dataset.module = name;
+    li.append(entry.report ? link(entry.report, name) : name);
+    if (entry.verdict !== undefined) {
+      const verdict = document.createElement("span");
+      verdict.className = "verdict verdict-" + entry.verdict;
+      verdict.textContent = ` ${entry.test}: ${entry.verdict ?? "—"} `;
+      li.append(verdict);
+      if (state.tiled) li.append(link(`${state.tiled}/api/v1/metadata/${entry.run}`, "run in Tiled"));
+    }
     return li;
   }));
 }
@@ -141,9 +161,9 @@ function apply(key, value) {
   else if (key === "health.ioc") banner("health-ioc", value);
   else if (key === "health.queue") banner("health-queue", value);
   else if (key === "control") showControl(value);
-  else if (key === "queue") showQueue(value);
+  else if (key === "queue") { showQueue(value); showReports(); }
   else if (key === "iv") showIV(value);
-  else if (key === "reports") showReports(value);
+  else if (key === "reports") showReports();
   else if (key === "tiled") state.tiled = value;
   else if (key === "stand") document.getElementById("stand-name").textContent = value.name;
 }
