@@ -44,9 +44,16 @@ def _free_port() -> int:
 
 # Isolated Channel Access: set before libca (aioca) or caproto read the environment.
 _SERVER_PORT, _REPEATER_PORT = _free_port(), _free_port()
+#: Server ports for more CA servers on loopback (collectors, processing devices): a unicast search
+#: reaches only one of the servers sharing a UDP port, so each gets its own, and every client
+#: searches them all (`host:port` entries of EPICS_CA_ADDR_LIST).
+SIDE_PORTS = [_free_port() for _ in range(6)]
 CA_ENV = {
     "EPICS_CA_AUTO_ADDR_LIST": "NO",
-    "EPICS_CA_ADDR_LIST": "127.0.0.1",
+    # "127.0.0.1": this process's EPICS_CA_SERVER_PORT (a test's own IOC, as in test_demo)
+    "EPICS_CA_ADDR_LIST": " ".join(
+        ["127.0.0.1", *(f"127.0.0.1:{p}" for p in [_SERVER_PORT, *SIDE_PORTS])]
+    ),
     "EPICS_CA_SERVER_PORT": str(_SERVER_PORT),
     "EPICS_CA_REPEATER_PORT": str(_REPEATER_PORT),
     "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
@@ -193,6 +200,23 @@ def served(
     stand = make_served(served_dict)
     yield stand
     run(RE, lambda: hv_safe_and_off(stand))
+
+
+class SideServer:
+    """A CA server process on side port `port` (loopback), started when it prints `serving`;
+    `env` is added to its environment. `stop()` ends it."""
+
+    def __init__(self, command: list[str], port: int, **env: str) -> None:
+        environment = {**os.environ, "EPICS_CA_SERVER_PORT": str(port), **env}
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environment)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line.startswith("serving"), f"{command} did not start"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(20)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:

@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     from teststand.app.cli.web import register as register_web
 
     register_web(commands)
+    from teststand.app.cli.collector import register as register_collector
+    from teststand.app.cli.processing import register as register_processing
+
+    register_collector(commands)
+    register_processing(commands)
     return parser
 
 
