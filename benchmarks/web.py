@@ -111,12 +111,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def delays(toggles: list[tuple[float, int]], shown: list[list[Any]]) -> list[float]:
-    """For each toggle, the first time the new value was shown after it."""
+    """For each toggle, the first time its value was shown after it and before the next toggle
+    to the same value (so an update later than the next toggle still counts, as a delay)."""
     result = []
-    for (at, value), following in zip(toggles, [*toggles[1:], (float("inf"), -1)], strict=True):
-        times = [
-            t for v, t in shown if int(v in (1, "True", True)) == value and at <= t < following[0]
-        ]
+    ends = [at for at, _ in toggles[2:]] + [float("inf")] * 2
+    for (at, value), until in zip(toggles, ends[: len(toggles)], strict=True):
+        times = [t for v, t in shown if int(v in (1, "True")) == value and at <= t < until]
         if times:
             result.append(min(times) - at)
     return result
@@ -207,6 +207,7 @@ def main() -> None:
         "page_delay_ms_p50": round(1000 * statistics.median(page), 1),
         "page_delay_ms_p99": round(1000 * percentile(page, 0.99), 1),
         "page_updates_seen": f"{len(page)}/{expected}",
+        "ca_updates_seen": f"{len(baseline)}/{args.toggles}",
         "ca_delay_ms_p50": round(1000 * statistics.median(baseline), 1),
         "ca_delay_ms_p99": round(1000 * percentile(baseline, 0.99), 1),
         "ratio_p99": round(percentile(page, 0.99) / percentile(baseline, 0.99), 2),

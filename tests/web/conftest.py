@@ -166,6 +166,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("web")
     env = ca_env()
     data = stand_dict(SPEED, storage={"data_dir": str(root / "data")})
+    # A loaded machine stalls processes for seconds: the watchdog's link and heartbeat timeouts
+    # (3 s in the profile) would latch ERROR between the tests' steps.
+    data["interlocks"].update(link_timeout=10.0, heartbeat_timeout=10.0)
     (root / "sims.yaml").write_text(yaml.safe_dump(data))
     stack = Stack(root, env, root / "stand.yaml", root / "qserver")
     try:

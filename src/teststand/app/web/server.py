@@ -129,24 +129,23 @@ def create_app(state: WebState) -> FastAPI:
             await websocket.close(code=4401, reason=str(exc)[:120])
             return
         await websocket.accept()
-        queue = state.hub.subscribe()
+        feed = state.hub.subscribe()
         try:
             await websocket.send_text(state.hub.snapshot())
             while (remaining := session.expires - time.time()) > 0:
                 try:
-                    message = await asyncio.wait_for(queue.get(), min(remaining, 60.0))
+                    await asyncio.wait_for(feed.changed.wait(), min(remaining, 60.0))
                 except TimeoutError:
                     continue
-                if message is None:  # the page could not keep up: it reconnects
-                    break
-                await websocket.send_text(message)
+                await asyncio.sleep(state.hub.period)  # what changes meanwhile goes along
+                await websocket.send_text(feed.take())
             else:  # the page goes back to the login
                 await websocket.close(code=4401, reason="your session has expired")
                 return
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, OSError, RuntimeError):  # the page went away
             pass
         finally:
-            state.hub.unsubscribe(queue)
+            state.hub.unsubscribe(feed)
         with contextlib.suppress(Exception):
             await websocket.close()
 

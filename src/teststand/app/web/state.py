@@ -95,7 +95,6 @@ class WebState:
         self.show_control()
         self.stand.start()
         self._tasks = [
-            asyncio.create_task(self.hub.run()),
             asyncio.create_task(self.queue.run()),
             asyncio.create_task(self._housekeeping()),
         ]
