@@ -11,10 +11,10 @@ compete with the client for the interpreter lock.
 - `paced_ratio`: 1,000 CAEN queries through the transport with the simulator pacing its replies as
   a 9600-baud 8N1 line (10 bits per byte, both directions), divided by the wire-time limit of those
   bytes. Goal: <= 1.10.
-- `soak_*`: `teststand.app.soak` (the soak test's run): 10,000 CAEN commands with every reply fault
-  class mixed; the fraction of faulty replies, the reads that succeeded after retries (goal
-  >= 0.97), wrong values accepted (goal 0). `lenient_wrong_values`: the same soak checking only
-  the lenient reply shapes (`strict_formats=0`), for contrast.
+- `soak_*`: `teststand.app.link_soak` (the link soak test's run): 10,000 CAEN commands with every
+  reply fault class mixed; the fraction of faulty replies, the reads that succeeded after retries
+  (goal >= 0.97), wrong values accepted (goal 0). `lenient_wrong_values`: the same soak checking
+  only the lenient reply shapes (`strict_formats=0`), for contrast.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import serial
 
-from teststand.app.soak import soak
+from teststand.app.link_soak import link_soak
 from teststand.devices.caen.protocol import parse_numbers
 from teststand.transport import connect
 
@@ -155,8 +155,8 @@ def main() -> None:
     pacing = paced(args.paced_queries, args.baud)
     for key, value in pacing.items():
         print(f"{key:>28}: {value}")
-    soaked = asyncio.run(soak(args.soak_commands)).figures()
-    lenient = asyncio.run(soak(args.soak_commands, strict=False)).figures()
+    soaked = asyncio.run(link_soak(args.soak_commands)).figures()
+    lenient = asyncio.run(link_soak(args.soak_commands, strict=False)).figures()
     soaked["lenient_wrong_values"] = lenient["soak_wrong_values"]
     for key, value in soaked.items():
         print(f"{key:>28}: {value}")

@@ -123,6 +123,7 @@ class ColdBox(SimInstrument):
         self._lid_open = False
         self._flow_failure = False
         self._interlock_injected = False
+        self._normal_air: tuple[float, float] | None = None  # (dry air, lab) during humid_air
         self._getters = self._getter_table()
 
     def _getter_table(self) -> dict[str, Callable[[int], str]]:
@@ -209,6 +210,20 @@ class ColdBox(SimInstrument):
     def set_ambient_dew_point(self, value: float) -> None:
         with self._control():
             self.ambient_dew_point = float(value)
+
+    def humid_air(self, dew_point: float | None) -> None:
+        """A humid spell: the box air's dew point jumps to `dew_point`, and the air that flows
+        in (the dry-air supply and the lab's) stays that wet until `humid_air(None)`; then the
+        dry air flushes it out (or it leaks back to the lab's) as usual."""
+        with self._control():
+            if dew_point is None:
+                if self._normal_air is not None:
+                    self.dry_air_dew_point, self.ambient_dew_point = self._normal_air
+                    self._normal_air = None
+                return
+            if self._normal_air is None:
+                self._normal_air = (self.dry_air_dew_point, self.ambient_dew_point)
+            self._dew = self.dry_air_dew_point = self.ambient_dew_point = float(dew_point)
 
     @contextmanager
     def _control(self) -> Iterator[None]:

@@ -311,6 +311,23 @@ def test_ambient_dew_point_can_change(stepped: Callable[..., tuple[Any, StepCloc
     assert value(client, "get DP") == pytest.approx(lag(9.0, 15.0, 1800.0, 1800.0), abs=0.006)
 
 
+def test_a_humid_spell_holds_until_it_ends_then_the_dry_air_flushes_it(
+    stepped: Callable[..., tuple[Any, StepClock]],
+) -> None:
+    client, clock = stepped()
+    box = client.sim.instrument
+    check(client, [("set valve0 on", "OK")])
+    box.humid_air(15.0)  # below the air's 20 °C (above it the air is saturated)
+    assert value(client, "get DP") == pytest.approx(15.0, abs=0.006)
+    clock.seconds = 600.0  # the dry air is as wet as the box: it stays humid
+    assert value(client, "get DP") == pytest.approx(15.0, abs=0.006)
+    box.humid_air(None)
+    box.humid_air(None)  # ending it twice changes nothing
+    clock.seconds = 720.0
+    assert value(client, "get DP") == pytest.approx(lag(15.0, -60.0, 120.0, 120.0), abs=0.006)
+    assert box.ambient_dew_point == 9.0 and box.dry_air_dew_point == -60.0
+
+
 def test_plate_lag_and_flush_in_accelerated_real_time(raw_sim: Start) -> None:
     """At speed 1000 one 300 s plate time constant takes 0.3 s of real time."""
     client = raw_sim("coldbox", speed=1000, time_constant=300.0, flush_time_constant=300.0)

@@ -92,6 +92,17 @@ class Operator(Following, Results):
         if self._status()["worker_environment_exists"]:
             raise OperatorError("the RE environment did not close; see the RE Manager's log")
 
+    def destroy_environment(self, timeout: float = 60.0) -> None:
+        """Kill the worker (if it still runs) and forget its environment: for a worker that
+        died (the RE Manager does not notice on its own) or hangs. Its running item goes to the
+        history as failed; the queue stays. Open the environment again afterwards."""
+        if not self._status()["worker_environment_exists"]:
+            return
+        self._call("destroy the environment", self._api.environment_destroy)
+        self._wait("destroy the environment", idle, timeout)
+        if self._status()["worker_environment_exists"]:
+            raise OperatorError("the RE environment was not destroyed; see the RE Manager's log")
+
     # ---- queue ----
     def submit(self, plan: str, *args: Any, start: bool = True, **kwargs: Any) -> str:
         """Queue `plan(*args, **kwargs)` and (with `start`) start the queue if it is idle;

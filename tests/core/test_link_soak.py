@@ -1,12 +1,12 @@
-"""The soak: 10,000 commands over a link with every reply fault mixed; no wrong value accepted."""
+"""The link soak: 10,000 commands over one link, every reply fault mixed; no wrong value taken."""
 
 from __future__ import annotations
 
-from teststand.app.soak import READS, soak
+from teststand.app.link_soak import READS, link_soak
 
 
 async def test_no_damaged_or_stale_reply_becomes_a_value() -> None:
-    result = await soak(10_000, seed=11)
+    result = await link_soak(10_000, seed=11)
     figures = result.figures()
     print(figures)  # the figures, for the record (pytest -s)
     assert result.commands >= 10_000 and result.faulty_fraction >= 0.08, figures
@@ -27,5 +27,5 @@ async def test_no_damaged_or_stale_reply_becomes_a_value() -> None:
 
 async def test_without_the_strict_formats_damaged_replies_do_become_values() -> None:
     # The same soak checking only the lenient shapes: the strict checks are what keeps it clean.
-    result = await soak(3_000, seed=11, strict=False)
+    result = await link_soak(3_000, seed=11, strict=False)
     assert result.wrong_values, result.figures()

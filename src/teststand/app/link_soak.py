@@ -1,11 +1,12 @@
-"""Soak a link: thousands of commands to a faulty simulated CAEN supply, every value checked.
+"""The link soak: thousands of commands to a faulty simulated CAEN supply, every value checked.
 
 The client reads parameters of different reply formats in turn (a single channel's VMON, RUP,
 STAT and ISET, the whole supply's VSET and MAXV) and writes set points between them, while the
 simulator damages replies with every fault class at once. Each value the client accepts is
 compared with the simulator's true state, read from the instrument itself just before and just
-after the exchange (a ramping VMON may lie between the two). Used by the soak test and by
-`benchmarks/transport.py`.
+after the exchange (a ramping VMON may lie between the two). Used by the link soak test and by
+`benchmarks/transport.py`. (The stand soak, every process for hours under a lab's faults, is
+`benchmarks/soak.py`.)
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class SoakResult:
         }
 
 
-async def soak(
+async def link_soak(
     commands: int = 10_000, *, seed: int = 1, strict: bool = True, speed: float = 1000.0
 ) -> SoakResult:
     """Run at least `commands` commands; `strict=False` checks only the lenient formats."""

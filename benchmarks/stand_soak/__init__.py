@@ -1,0 +1,1 @@
+"""The stand soak's machinery (benchmarks/soak.py and tests/test_soak.py): `run_soak`."""
