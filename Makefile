@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest databases browser test-web bench mutate lock clean
+.PHONY: demo test lint typecheck pytest databases browser test-web bench mutate lock clean soak
 
 # Package folders as prerequisites: adding a module re-runs the strict editable install (link tree).
 PACKAGE_DIRS := $(shell find src devices plans callbacks sim profile_collection -type d -not -name __pycache__)
@@ -67,6 +67,11 @@ browser:
 # Every browser test of the web page, the queue server's included (a few minutes).
 test-web: $(STAMP) browser
 	$(BIN)/pytest tests/web
+
+# The stand soak, short (every fault once, about 5 minutes; see benchmarks/test_soak_short.py).
+# The long one: `.venv/bin/python benchmarks/soak.py [--duration 7200]` (README, "The stand soak").
+soak: $(STAMP) databases
+	$(BIN)/pytest benchmarks/test_soak_short.py -q
 
 # Mutation testing of the safety-critical modules (slow; not part of `make test`): scores and
 # survivors in benchmarks/mutation.json. `make mutate MUTATE="caen plans"` runs some groups only.

@@ -1,7 +1,7 @@
 """The stand soak: every process of the stand runs for hours under the faults of a lab.
 
 Run: `.venv/bin/python benchmarks/soak.py [--duration 7200] [--sample-period 60] [--seed 1]`
-(`--short`: every fault once, as fast as the stand recovers; the test `tests/test_soak.py`).
+(`--short`: every fault once, as fast as the stand recovers; `make soak` runs it as a test).
 The simulated stand (speed 100), the IOC with its watchdog, a real InfluxDB and the monitor, the
 queue server with the profile and its embedded Tiled run as separate processes
 (`stand_soak.stack`); IV scans and qualifications are queued back to back; the faults of

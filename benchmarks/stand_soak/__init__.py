@@ -1,1 +1,1 @@
-"""The stand soak's machinery (benchmarks/soak.py and tests/test_soak.py): `run_soak`."""
+"""The stand soak's machinery (benchmarks/soak.py and benchmarks/test_soak_short.py): `run_soak`."""

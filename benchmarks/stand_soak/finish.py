@@ -112,6 +112,7 @@ class Finish:
         }
         figures["goals"] = goals(figures)
         figures["pass"] = all(figures["goals"].values())
+        figures["unprovoked"] = len(soak.unprovoked)
         return figures
 
     def _run_starts_in_influx(self) -> set[str]:
@@ -133,6 +134,9 @@ def goals(f: dict[str, Any]) -> dict[str, bool]:
         and f["points_stored"] == f["points_made"],
         "points_checked": f["points_checked"] > 0,
         "no_unsafe_moment": f["unsafe_moments"] == 0,
-        "every_fault_handled": all(r["ok"] for r in f["faults"]),
+        # every trip acted on in time, every service back in time
+        "every_fault_handled": all(r["ok"] for r in f["faults"] if r["expected"] != "ride"),
+        # availability, not safety: a stand that trips under link faults fails safe
+        "rode_through_link_faults": all(r["ok"] for r in f["faults"] if r["expected"] == "ride"),
         "no_growth": all(entry["ok"] for entry in f["growth"].values()),
     }
