@@ -66,10 +66,11 @@ class StateLog:
         """The reason may follow its state: it completes a transition of the last second."""
         reason = bytes(response.data).rstrip(b"\0").decode(errors="replace")
         with self.lock:
-            self.reason = reason
+            previous, self.reason = self.reason, reason
             if self.transitions and time.time() - self.transitions[-1][0] < 1.0:
-                t, state, _ = self.transitions[-1]
-                self.transitions[-1] = (t, state, reason)
+                t, state, recorded = self.transitions[-1]
+                if recorded == previous:  # not yet its own reason (never a later one's)
+                    self.transitions[-1] = (t, state, reason)
 
     def _on_state(self, sub: Any, response: Any) -> None:
         raw = response.data[0]
