@@ -50,6 +50,9 @@ class SimInstrument(ABC):
     def respond(self, line: str) -> str | None:
         """Answer one command line."""
 
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the instrument holds besides its link (a data socket), at server stop."""
+
     def snapshot(self) -> dict[str, Any]:
         """A plain summary of the instrument's state, for consoles and logs."""
         return {}

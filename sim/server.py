@@ -93,6 +93,7 @@ class SimServer:
         return self.address
 
     async def stop(self) -> None:
+        self.instrument.close()
         for task in (self._worker, self._replug):
             if task is not None:
                 task.cancel()

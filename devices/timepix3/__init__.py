@@ -1,0 +1,16 @@
+"""Timepix3 hybrid pixel detector on a SPIDR/Katherine-style readout (control socket + data stream)."""
+
+from teststand.devices.timepix3.client import Timepix3Client, Timepix3Error
+from teststand.devices.timepix3.device import Timepix3, Timepix3Mode
+from teststand.devices.timepix3.protocol import Hits, PacketDecoder
+from teststand.devices.timepix3.stream import DataStreamStopped
+
+__all__ = [
+    "DataStreamStopped",
+    "Hits",
+    "PacketDecoder",
+    "Timepix3",
+    "Timepix3Client",
+    "Timepix3Error",
+    "Timepix3Mode",
+]

@@ -1,0 +1,106 @@
+"""The Timepix3 data stream: frames read from the readout's TCP data socket, decoded in bulk."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from teststand.devices.timepix3.protocol import Decoded, Hits, PacketDecoder
+from teststand.errors import TeststandError
+
+READ_SIZE = 1 << 22
+
+
+class DataStreamStopped(TeststandError):
+    """The readout's data stream stopped or closed in the middle of a frame."""
+
+
+@dataclass
+class Frame:
+    """What one frame (one shutter opening) delivered."""
+
+    hits: int = 0
+    reported: int = 0  # pixel packets the readout says it sent (its end-of-shutter packet)
+    tot_sum: int = 0
+    unknown: int = 0  # packets of unknown type
+    triggers: list[int] = field(default_factory=list)
+    count_map: npt.NDArray[np.uint32] = field(
+        default_factory=lambda: np.zeros((256, 256), np.uint32)
+    )
+
+    @property
+    def lost(self) -> int:
+        return self.reported - self.hits
+
+    def add(self, hits: Hits) -> None:
+        self.hits += len(hits)
+        self.tot_sum += int(hits.tot.sum(dtype=np.int64))
+        self.count_map += hits.count_map()
+
+
+class HitStream:
+    """`await stream.open()`, then `frame = await stream.frame(sink)` once per shutter."""
+
+    def __init__(self, host: str, port: int, *, name: str, stall_timeout: float) -> None:
+        self.host, self.port, self.name = host, port, name
+        self.stall_timeout = stall_timeout
+        self.decoder = PacketDecoder()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: list[Decoded] = []
+
+    async def open(self) -> None:
+        self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.wait_closed()
+        self._reader = self._writer = None
+
+    async def frame(self, sink: Callable[[Hits], None], frame: Frame | None = None) -> Frame:
+        """Read up to the next end-of-shutter packet; every hit goes to `sink` as it comes."""
+        frame = frame or Frame()
+        while True:
+            decoded = self._pending.pop(0) if self._pending else await self._next(frame)
+            frame.unknown += decoded.unknown
+            frame.triggers += decoded.tdc_triggers.tolist()
+            if not decoded.frame_ends:
+                frame.add(decoded.hits)
+                sink(decoded.hits)
+                continue
+            cut, reported = decoded.frame_ends[0]
+            frame.add(decoded.hits[:cut])
+            sink(decoded.hits[:cut])
+            frame.reported = reported
+            rest = Decoded(decoded.hits[cut:], decoded.tdc_triggers[:0], decoded.tdc_times_ns[:0],
+                           [(h - cut, c) for h, c in decoded.frame_ends[1:]])  # fmt: skip
+            if len(rest.hits) or rest.frame_ends:
+                self._pending.append(rest)
+            return frame
+
+    async def _next(self, frame: Frame) -> Decoded:
+        if self._reader is None:
+            raise DataStreamStopped(f"{self.name}: the data stream is not open; connect first")
+        try:
+            data = await asyncio.wait_for(self._reader.read(READ_SIZE), self.stall_timeout)
+        except TimeoutError:
+            raise self._stopped(frame, f"no data for {self.stall_timeout:g} s") from None
+        except ConnectionError as exc:
+            raise self._stopped(frame, f"the connection broke ({exc})") from None
+        if not data:
+            raise self._stopped(frame, "the readout closed the connection")
+        return self.decoder.decode(data)
+
+    def _stopped(self, frame: Frame, why: str) -> DataStreamStopped:
+        return DataStreamStopped(
+            f"{self.name}: the Timepix3 data stream {self.host}:{self.port} stopped in the middle "
+            f"of a frame: {why}, after {frame.hits} hits (they are in the file). Check the "
+            "readout board's data link and its status, then start the acquisition again"
+        )
