@@ -46,7 +46,11 @@ DACS: dict[str, int] = {
     "Ibias_CP_PLL": 255,
     "PLL_Vcntrl": 255,
 }
-MODES = {"TOATOT": packets.PIXEL_TOA_TOT, "TOA": packets.PIXEL_TOA_TOT, "COUNT": packets.PIXEL_COUNT}
+MODES = {
+    "TOATOT": packets.PIXEL_TOA_TOT,
+    "TOA": packets.PIXEL_TOA_TOT,
+    "COUNT": packets.PIXEL_COUNT,
+}
 CHUNK_PERIOD = 0.005  # s of real time between chunks of a frame
 BLOCK = 65536  # pixel packets in one precomputed bulk block
 BULK_CAP = 16  # blocks per chunk at most: a slow reader slows the stream instead of filling memory
@@ -130,6 +134,7 @@ class Timepix3(SimInstrument):
             "MODE?": lambda: self.mode,
             "SHUTTER?": lambda: f"{self.shutter:.6g}",
             "TPULSES?": lambda: str(self.matrix.tp_pulses),
+            "TPMASK?": lambda: " ".join(map(str, self.matrix.tp_region or ())) or "OFF",
             "SOURCE?": lambda: f"{self.matrix.source.kind.upper()} {self.matrix.source.rate:g}",
             "TEMP?": lambda: f"{41.5 + (3.0 if self.acquiring else 0.0):.1f}",
             "BIAS?": lambda: f"{self.matrix.bias():.2f}",
@@ -245,6 +250,10 @@ class Timepix3(SimInstrument):
     def unstall(self) -> None:
         self.stalled = False
 
+    def inject(self, word: int) -> None:
+        """Send one raw 64-bit word on the data stream now (a foreign or corrupt packet)."""
+        self._send(packets.pack([word]))
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "status": self._status(),
@@ -297,8 +306,11 @@ class Timepix3(SimInstrument):
         """Close the shutter at `end` (now by default): the last hits, then end-of-shutter."""
         if not self.acquiring:
             return
-        self._emit(self.clock.now() if end is None else end)
-        self._send(packets.pack([packets.end_of_shutter_packet(self.sent)]))
+        if not self.stalled:  # a stalled link delivers nothing more
+            self._emit(
+                min(self.clock.now(), self._frame_start + self.shutter) if end is None else end
+            )
+            self._send(packets.pack([packets.end_of_shutter_packet(self.sent)]))
         self.acquiring = False
         self.frames += 1
         if self._task is not None and self._task is not asyncio.current_task():

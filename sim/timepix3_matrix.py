@@ -140,7 +140,9 @@ class PixelMatrix:
                     found.append((t, x, y, self.tot(charge)))
         return found
 
-    def _test_pulses(self, start: float, end: float, frame_start: float, shutter: float) -> list[Hit]:
+    def _test_pulses(
+        self, start: float, end: float, frame_start: float, shutter: float
+    ) -> list[Hit]:
         assert self.tp_region is not None
         x0, y0, x1, y1 = self.tp_region
         charge = TP_ELECTRONS * self.tp_charge_dac

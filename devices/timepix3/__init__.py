@@ -1,4 +1,4 @@
-"""Timepix3 hybrid pixel detector on a SPIDR/Katherine-style readout (control socket + data stream)."""
+"""Timepix3 pixel detector on a SPIDR/Katherine-style readout (control socket, data stream)."""
 
 from teststand.devices.timepix3.client import Timepix3Client, Timepix3Error
 from teststand.devices.timepix3.device import Timepix3, Timepix3Mode

@@ -68,7 +68,7 @@ def _ok(text: str) -> str:
 
 
 class Timepix3Client(ProtocolClient):
-    """`await tpx.set_dac("Vthreshold_fine", 120)`, `await tpx.start()`, `await tpx.data_address()`."""
+    """`await tpx.set_dac("Vthreshold_fine", 120)`, `await tpx.start()`, `await tpx.status()`."""
 
     def __init__(self, url: str, *, name: str = "timepix3") -> None:
         super().__init__(url, name=name, write_terminator="LF", read_terminator="LF")
@@ -122,10 +122,31 @@ class Timepix3Client(ProtocolClient):
             raise Timepix3Error(f"TRIMS? replied {codes.size} characters, not 65536 hex digits")
         return values.astype(np.uint8).reshape(SHAPE)
 
-    async def set_test_pulses(self, pulses: int, region: tuple[int, int, int, int] | None) -> None:
-        """`pulses` per frame into the pixels of `region` (x0, y0, x1, y1, end exclusive)."""
-        await self.command("TPMASK OFF" if region is None else "TPMASK {} {} {} {}".format(*region))
+    async def test_pulses(self) -> int:
+        return int(await self.query("TPULSES?"))
+
+    async def set_test_pulses(self, pulses: int) -> None:
+        """Test pulses injected per frame into the pixels of the test-pulse region."""
+        if not 0 <= pulses <= 10000:
+            raise Timepix3Error(f"{pulses} test pulses per frame: take 0..10000")
         await self.command(f"TPULSES {int(pulses)}")
+
+    async def test_pulse_region(self) -> str:
+        return await self.query("TPMASK?")
+
+    async def set_test_pulse_region(self, region: str) -> None:
+        """`"x0 y0 x1 y1"` (end exclusive) or `"OFF"`."""
+        words = region.split()
+        if region.strip().upper() != "OFF" and (
+            len(words) != 4 or not all(w.isdigit() for w in words)
+            or not (0 <= int(words[0]) < int(words[2]) <= 256)
+            or not (0 <= int(words[1]) < int(words[3]) <= 256)
+        ):  # fmt: skip
+            raise Timepix3Error(
+                f"test-pulse region {region!r}: give 'x0 y0 x1 y1' with 0 <= x0 < x1 <= 256 and "
+                "0 <= y0 < y1 <= 256 (ends exclusive), or 'OFF'"
+            )
+        await self.command(f"TPMASK {region.strip()}")
 
     async def temperature(self) -> float:
         return float(await self.query("TEMP?"))

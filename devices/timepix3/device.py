@@ -34,7 +34,7 @@ from ophyd_async.core import (
 )
 
 from teststand.devices._backend import ClientConnector, client_signal_r, client_signal_rw
-from teststand.devices.timepix3.client import Timepix3Client, check_trims
+from teststand.devices.timepix3.client import Timepix3Client
 from teststand.devices.timepix3.hitfile import COLLECTION_DATASETS, HitFile
 from teststand.devices.timepix3.stream import Frame, HitStream
 
@@ -147,7 +147,9 @@ class Timepix3(StandardDetector):
         compression: str | None = "lzf",
     ) -> None:
         owns = isinstance(url_or_client, str)
-        self.client = Timepix3Client(url_or_client) if isinstance(url_or_client, str) else url_or_client
+        self.client = (
+            Timepix3Client(url_or_client) if isinstance(url_or_client, str) else url_or_client
+        )
         self.path_provider = (
             StaticPathProvider(UUIDFilenameProvider(), Path(data_dir).expanduser().resolve())
             if isinstance(data_dir, str | Path)
@@ -171,7 +173,15 @@ class Timepix3(StandardDetector):
         self.shutter_time = client_signal_rw(
             float, c.shutter, c.set_shutter, source=f"{c.url}#SHUTTER", units="s"
         )
-        self.temperature = client_signal_r(float, c.temperature, source=f"{c.url}#TEMP", units="degC")
+        self.test_pulses = client_signal_rw(
+            int, c.test_pulses, c.set_test_pulses, source=f"{c.url}#TPULSES", units="pulses"
+        )
+        self.test_pulse_region = client_signal_rw(
+            str, c.test_pulse_region, c.set_test_pulse_region, source=f"{c.url}#TPMASK"
+        )
+        self.temperature = client_signal_r(
+            float, c.temperature, source=f"{c.url}#TEMP", units="degC"
+        )
         self.trims = TrimMatrix(c)
         self.collections_written, self._set_written = soft_signal_r_and_setter(int, 0)
         self.last_count_map, self._set_map = soft_signal_r_and_setter(Array1D[np.uint32])
@@ -187,9 +197,6 @@ class Timepix3(StandardDetector):
         )
         self.add_config_signals(self.threshold, self.test_pulse_charge, self.mode)  # type: ignore[arg-type]
         super().__init__(name=name, connector=ClientConnector(self.client, adopt_name=owns))
-
-    async def set_test_pulses(self, pulses: int, region: tuple[int, int, int, int] | None) -> None:
-        await self.client.set_test_pulses(pulses, region)
 
     # -- the data stream and the file ------------------------------------------------------------
     async def open_stream(self) -> None:

@@ -42,13 +42,18 @@ class HitFile:
         self._file = h5py.File(path, "w", libver="latest")
         hits = self._file.create_group("hits")
         self._hits = {
-            name: hits.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(HIT_CHUNK,),
-                                      compression=compression)  # fmt: skip
+            name: hits.create_dataset(
+                name, (0,), dtype, maxshape=(None,), chunks=(HIT_CHUNK,), compression=compression
+            )
             for name, dtype in HIT_COLUMNS.items()
         }
         self._collections = {
             name: self._file.create_dataset(
-                name, (0, *shape), dtype, maxshape=(None, *shape), chunks=(1, *shape) if shape else (1024,),
+                name,
+                (0, *shape),
+                dtype,
+                maxshape=(None, *shape),
+                chunks=(1, *shape) if shape else (1024,),
                 compression="gzip" if shape else None,
             )
             for name, (dtype, shape) in COLLECTION_DATASETS.items()

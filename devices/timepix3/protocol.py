@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit  # type: ignore[import-untyped]
+from numba import njit
 
 END_OF_SHUTTER = 0x71B0
 
@@ -52,7 +52,9 @@ class Hits:
             return parts[0]
         if not parts:
             return cls.empty()
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("x", "y", "toa", "tot")))
+        return cls(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("x", "y", "toa", "tot"))
+        )
 
     def count_map(self) -> npt.NDArray[np.uint32]:
         """Hits per pixel, indexed [y, x]."""
@@ -72,8 +74,8 @@ class Decoded:
     unknown: int = 0
 
 
-@njit(cache=True, nogil=True)  # type: ignore[misc]
-def _kernel(words, reference, x, y, toa, tot, end_hits, end_counts, tdc_trig, tdc_time):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202, PLR0913
+@njit(cache=True, nogil=True)
+def _kernel(words, reference, x, y, toa, tot, end_hits, end_counts, tdc_trig, tdc_time):  # type: ignore[no-untyped-def]
     hits = 0
     ends = 0
     tdcs = 0
@@ -140,7 +142,9 @@ class PacketDecoder:
             tdc_time,
         )  # fmt: skip
         self.unknown += unknown
-        frame_ends = [(int(h), int(c)) for h, c in zip(end_hits[:ends], end_counts[:ends], strict=True)]
+        frame_ends = [
+            (int(h), int(c)) for h, c in zip(end_hits[:ends], end_counts[:ends], strict=True)
+        ]
         return Decoded(
             Hits(x[:hits], y[:hits], toa[:hits], tot[:hits]),
             tdc_trig[:tdcs],

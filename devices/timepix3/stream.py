@@ -55,6 +55,7 @@ class HitStream:
         self._pending: list[Decoded] = []
 
     async def open(self) -> None:
+        self.decoder.decode(b"")  # loads the compiled kernel now, not in the middle of a frame
         self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
 
     async def close(self) -> None:

@@ -24,7 +24,7 @@ from teststand.errors import TeststandError
 #: Roles whose channels a slot refers to (`slots.N.hv: INSTRUMENT:CHANNEL`).
 SLOT_ROLES = ("hv", "lv", "temperature")
 #: Every role an instrument may play (`teststand.roles.ROLES`).
-INSTRUMENT_ROLES = frozenset({*SLOT_ROLES, "coldbox", "chiller", "smu"})
+INSTRUMENT_ROLES = frozenset({*SLOT_ROLES, "coldbox", "chiller", "smu", "pixel"})
 
 
 class UnknownInstrumentKind(TeststandError, KeyError):
@@ -206,5 +206,13 @@ register(
         roles=frozenset({"chiller"}),
         description="Lauda chiller",
         tour="teststand.devices.lauda.tour:exercise",
+    )
+)
+register(
+    InstrumentKind(
+        "timepix3",
+        device="teststand.devices.timepix3:Timepix3",
+        roles=frozenset({"pixel"}),
+        description="Timepix3 pixel detector on a SPIDR/Katherine-style readout",
     )
 )

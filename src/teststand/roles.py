@@ -1,5 +1,5 @@
 """The device roles plans use, as `typing.Protocol`s: an HV channel, a temperature controller
-(chiller, coldbox), an LV output (and its supply), a source-measure unit.
+(chiller, coldbox), an LV output (and its supply), a source-measure unit, a pixel detector.
 
 Plans, suspenders and the HV safe state see instruments only through bluesky messages and these
 interfaces, never through a device's `movable_logic`, ramp task or protocol client. Two families
@@ -302,6 +302,42 @@ class SourceMeter(Named, Protocol):
     def off(self) -> Operation: ...
 
 
+@runtime_checkable
+class PixelDetector(Named, Protocol):
+    """A hybrid pixel detector read out frame by frame (a Timepix3): a bluesky detector
+    (stage, prepare, trigger, collect) whose last frame's totals the plans read."""
+
+    @property
+    def threshold(self) -> SignalRW[int]: ...  # the global threshold DAC
+
+    @property
+    def test_pulse_charge(self) -> SignalRW[int]: ...  # the test pulse amplitude DAC
+
+    @property
+    def test_pulses(self) -> SignalRW[int]: ...  # test pulses per frame
+
+    @property
+    def test_pulse_region(self) -> SignalRW[str]: ...  # "x0 y0 x1 y1" (ends exclusive) or "OFF"
+
+    @property
+    def shutter_time(self) -> SignalRW[float]: ...  # s per frame
+
+    @property
+    def trims(self) -> Any: ...  # a Movable taking a 256 x 256 matrix of 4-bit trims [y, x]
+
+    @property
+    def last_count_map(self) -> SignalR[Any]: ...  # hits per pixel of the last frame, flat [y, x]
+
+    @property
+    def last_hit_count(self) -> SignalR[int]: ...
+
+    @property
+    def last_mean_tot(self) -> SignalR[float]: ...  # 25 ns counts
+
+    @property
+    def last_rate(self) -> SignalR[float]: ...  # hits/s
+
+
 @dataclass(frozen=True)
 class Role(Generic[T]):
     """A role an instrument plays in a stand, by the name the instrument registry uses."""
@@ -339,8 +375,10 @@ SLOT_TEMPERATURE: Role[Coldbox] = Role("temperature", Coldbox, "a slot temperatu
 COLDBOX: Role[Coldbox] = Role("coldbox", Coldbox, "the coldbox")
 CHILLER: Role[Chiller] = Role("chiller", Chiller, "a chiller")
 SMU: Role[SourceMeter] = Role("smu", SourceMeter, "a source-measure unit")
+PIXEL: Role[PixelDetector] = Role("pixel", PixelDetector, "a pixel detector readout")
 ROLES: dict[str, Role[Any]] = {
-    role.name: role for role in (HV_SUPPLY, LV_SUPPLY, SLOT_TEMPERATURE, COLDBOX, CHILLER, SMU)
+    role.name: role
+    for role in (HV_SUPPLY, LV_SUPPLY, SLOT_TEMPERATURE, COLDBOX, CHILLER, SMU, PIXEL)
 }
 
 __all__ = [
@@ -348,6 +386,7 @@ __all__ = [
     "COLDBOX",
     "HV_SUPPLY",
     "LV_SUPPLY",
+    "PIXEL",
     "ROLES",
     "SLOT_TEMPERATURE",
     "SMU",
@@ -360,6 +399,7 @@ __all__ = [
     "LVSupply",
     "Named",
     "Operation",
+    "PixelDetector",
     "RampFailed",
     "Role",
     "RoleMismatch",

@@ -21,7 +21,9 @@ from teststand.storage.embedded import EmbeddedServer
 
 @pytest.fixture(scope="session")
 def tiled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    server = EmbeddedServer(tmp_path_factory.mktemp("tiled"))
+    # Detector files (HDF5) written under tiled/detector are registered in place, never copied.
+    root = tmp_path_factory.mktemp("tiled")
+    server = EmbeddedServer(root, detector_dir=root / "detector")
     server.wait_ready(180)
     yield server
     server.close()
