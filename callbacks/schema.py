@@ -29,7 +29,18 @@ class MetadataError(TeststandError, ValueError):
 
 
 STAGES: tuple[str, ...] = get_args(Stage)
-TestName = Literal["iv", "hv_ramp", "hv_off", "temperature", "thermal_cycle", "long_term_stability"]
+TestName = Literal[
+    "iv",
+    "hv_ramp",
+    "hv_off",
+    "temperature",
+    "thermal_cycle",
+    "long_term_stability",
+    "threshold_scan",
+    "trim_equalisation",
+    "source_scan",
+    "bias_scan_detector",
+]
 #: A slot's state at an IV point: measuring (a valid point), unsettled (its bias was not at the
 #: set point when read: not a valid point, the scan goes on), or stopped and why.
 IVState = Literal["measuring", "unsettled", "done", "compliance", "breakdown", "error"]

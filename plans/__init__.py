@@ -10,6 +10,12 @@ from teststand.plans.common import HVSafetyError, PlanArgumentError, hv_zero
 from teststand.plans.hv import hv_off, hv_ramp
 from teststand.plans.iv import iv_scan
 from teststand.plans.iv_smu import keithley_iv_scan
+from teststand.plans.pixel import (
+    bias_scan_with_detector,
+    source_scan,
+    threshold_scan,
+    trim_equalisation,
+)
 from teststand.plans.qualification import StandNotReady, module_qualification
 from teststand.plans.stability import long_term_stability
 from teststand.plans.suspenders import install_suspenders, stand_suspenders
@@ -32,6 +38,7 @@ __all__ = [
     "HVSafetyError",
     "PlanArgumentError",
     "StandNotReady",
+    "bias_scan_with_detector",
     "bind_plans",
     "hv_off",
     "hv_ramp",
@@ -42,6 +49,9 @@ __all__ = [
     "long_term_stability",
     "module_qualification",
     "set_temperature",
+    "source_scan",
     "stand_suspenders",
     "thermal_cycle",
+    "threshold_scan",
+    "trim_equalisation",
 ]

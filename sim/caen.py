@@ -158,6 +158,12 @@ class CaenHV(SimInstrument):
         self._write(targets, name, command.value)
         return None
 
+    def channel_voltage(self, number: int) -> float:
+        """|VMON| of channel `number` at the present simulated time (a coupled sensor's bias)."""
+        with self.lock:
+            self.tick()
+            return abs(self._channels[number].vmon)
+
     def _targets(self, channel: str | None) -> list[Channel]:
         if channel is None or not DIGITS.fullmatch(channel) or int(channel) > self.channels:
             raise Refusal("CH")

@@ -22,6 +22,10 @@ FOLLOWS: dict[str, tuple[str, str]] = {
 }
 
 
+#: The option of a pixel detector's simulator naming the HV channel that biases its sensor.
+BIAS_FROM = "bias_from"  # "INSTRUMENT:CHANNEL", e.g. "hv:0"
+
+
 @dataclass(frozen=True)
 class SimSpec:
     """One simulator of a stand: its kind, its server settings and its instrument options."""
@@ -77,6 +81,7 @@ def start_stand(
             source = _temperature_source(spec.kind, specs, sims)
             if source is not None:
                 options.setdefault(FOLLOWS[spec.kind][1], source)
+            bias_from = options.pop(BIAS_FROM, None)
             sims[name] = start_simulator(
                 spec.kind,
                 transport=transport,
@@ -88,6 +93,8 @@ def start_stand(
                 thread=thread,
                 **options,
             )
+            if bias_from is not None:
+                sims[name].instrument.bias_source = _channel_voltage(sims, str(bias_from))  # type: ignore[attr-defined]
     except BaseException:
         SimStand(thread, clock, sims).stop()
         raise
@@ -95,7 +102,16 @@ def start_stand(
 
 
 def _order(kind: str) -> int:
-    return {"lauda": 0, "coldbox": 1}.get(kind, 2)
+    return {"lauda": 0, "coldbox": 1, "timepix3": 3}.get(kind, 2)
+
+
+def _channel_voltage(sims: Mapping[str, RunningSim], where: str) -> Callable[[], float]:
+    """|VMON| of `INSTRUMENT:CHANNEL` among the started simulators."""
+    name, _, channel = where.partition(":")
+    if name not in sims or not channel.isdigit():
+        raise ValueError(f"{BIAS_FROM}={where!r}: give an HV simulator and channel, e.g. 'hv:0'")
+    supply = sims[name].instrument
+    return lambda: float(supply.channel_voltage(int(channel)))  # type: ignore[attr-defined]
 
 
 def _temperature_source(

@@ -69,6 +69,8 @@ class Timepix3(SimInstrument):
         "noisy": "number of noisy pixels, 2 kHz each (default 0)",
         "depletion_voltage": "V, full depletion of the sensor (default 60)",
         "bias": "V, the sensor bias when no HV channel is coupled (default 150)",
+        "source": "none, flat (X-ray tube) or beta: the irradiation at start (default none)",
+        "rate": "hits/s of a flat source, clusters/s of a beta source (default 0)",
         "bulk": "true: a flat source streams precomputed packet blocks (benchmarks, up to 80 MHz)",
         "data_host": "address the data stream listens on (default 127.0.0.1)",
         "data_port": "port of the data stream (default 0: a free one)",
@@ -85,6 +87,8 @@ class Timepix3(SimInstrument):
         noisy: int = 0,
         depletion_voltage: float = 60.0,
         bias: float = 150.0,
+        source: str = "none",
+        rate: float = 0.0,
         bulk: bool = False,
         data_host: str = "127.0.0.1",
         data_port: int = 0,
@@ -96,6 +100,7 @@ class Timepix3(SimInstrument):
             depletion_voltage=depletion_voltage,
         )  # fmt: skip
         self.bias = bias
+        self.matrix.source = Source(source, float(rate))
         self.bias_source: Callable[[], float] | None = None
         self.matrix.bias = lambda: self.bias if self.bias_source is None else self.bias_source()
         self.bulk = bulk

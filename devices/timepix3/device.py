@@ -89,6 +89,7 @@ class Timepix3AcquireLogic(DetectorAcquireLogic):
         await self.detector.open_stream()
 
     async def start_acquiring(self) -> None:
+        await self.detector.open_stream()  # a detector inside a stand is staged through its root
         self.detector.start_frames()
 
     async def wait_for_idle(self) -> None:
@@ -216,7 +217,11 @@ class Timepix3(StandardDetector):
             self._file = None
 
     def start_frames(self) -> None:
-        self._frames = asyncio.create_task(self._take_frames(self.frames_per_start))
+        if self._stream is None or self._file is None:
+            raise RuntimeError(f"{self.name}: prepare the detector before acquiring")
+        self._frames = asyncio.create_task(
+            self._take_frames(self._stream, self._file, self.frames_per_start)
+        )
 
     async def wait_frames(self) -> None:
         if self._frames is not None:
@@ -231,17 +236,16 @@ class Timepix3(StandardDetector):
                 await task
             await self.client.stop()
 
-    async def _take_frames(self, count: int) -> None:
-        if self._stream is None or self._file is None:
-            raise RuntimeError(f"{self.name}: stage and prepare the detector before acquiring")
-        stream, hit_file = self._stream, self._file
+    async def _take_frames(self, stream: HitStream, hit_file: HitFile, count: int) -> None:
+        """`count` frames; a failed frame still leaves its hits and a row in the file, and
+        counts as written, so the detector's wait ends and `wait_for_idle` raises the error."""
         for _ in range(count):
-            shutter = await self.shutter_time.get_value()
-            await self.client.start()
-            frame = Frame()
+            frame, shutter = Frame(), 0.0
             try:
+                shutter = await self.shutter_time.get_value()
+                await self.client.start()
                 await stream.frame(hit_file.append, frame)
-            except BaseException:  # a broken stream still leaves its hits and a row in the file
+            except BaseException:
                 self._close_collection(hit_file, frame, shutter)
                 with contextlib.suppress(Exception):
                     await self.client.stop()

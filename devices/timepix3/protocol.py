@@ -56,10 +56,15 @@ class Hits:
             *(np.concatenate([getattr(p, f) for p in parts]) for f in ("x", "y", "toa", "tot"))
         )
 
+    def count_into(self, counts: npt.NDArray[np.uint32]) -> None:
+        """Add these hits to a 256 x 256 count map ([y, x])."""
+        _count(self.x, self.y, counts.reshape(-1))
+
     def count_map(self) -> npt.NDArray[np.uint32]:
         """Hits per pixel, indexed [y, x]."""
-        flat = self.y.astype(np.intp) * 256 + self.x
-        return np.bincount(flat, minlength=65536).astype(np.uint32).reshape(256, 256)
+        counts = np.zeros((256, 256), np.uint32)
+        self.count_into(counts)
+        return counts
 
 
 @dataclass
@@ -114,6 +119,12 @@ def _kernel(words, reference, x, y, toa, tot, end_hits, end_counts, tdc_trig, td
         else:
             unknown += 1
     return hits, ends, tdcs, unknown, reference
+
+
+@njit(cache=True, nogil=True)
+def _count(x, y, counts):  # type: ignore[no-untyped-def]
+    for i in range(x.size):
+        counts[np.int64(y[i]) * 256 + np.int64(x[i])] += 1
 
 
 class PacketDecoder:

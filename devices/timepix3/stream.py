@@ -14,6 +14,7 @@ from teststand.devices.timepix3.protocol import Decoded, Hits, PacketDecoder
 from teststand.errors import TeststandError
 
 READ_SIZE = 1 << 22
+BATCH = 1 << 20  # hits decoded before they go to the sink (the file) and the count map together
 
 
 class DataStreamStopped(TeststandError):
@@ -40,7 +41,7 @@ class Frame:
     def add(self, hits: Hits) -> None:
         self.hits += len(hits)
         self.tot_sum += int(hits.tot.sum(dtype=np.int64))
-        self.count_map += hits.count_map()
+        hits.count_into(self.count_map)
 
 
 class HitStream:
@@ -55,8 +56,11 @@ class HitStream:
         self._pending: list[Decoded] = []
 
     async def open(self) -> None:
-        self.decoder.decode(b"")  # loads the compiled kernel now, not in the middle of a frame
-        self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        self.decoder.decode(b"")  # loads the compiled kernels now, not in the middle of a frame
+        Hits.empty().count_map()
+        self._reader, self._writer = await asyncio.open_connection(
+            self.host, self.port, limit=2 * READ_SIZE
+        )
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -66,25 +70,38 @@ class HitStream:
         self._reader = self._writer = None
 
     async def frame(self, sink: Callable[[Hits], None], frame: Frame | None = None) -> Frame:
-        """Read up to the next end-of-shutter packet; every hit goes to `sink` as it comes."""
+        """Read up to the next end-of-shutter packet; the hits go to `sink` in batches."""
         frame = frame or Frame()
-        while True:
-            decoded = self._pending.pop(0) if self._pending else await self._next(frame)
-            frame.unknown += decoded.unknown
-            frame.triggers += decoded.tdc_triggers.tolist()
-            if not decoded.frame_ends:
-                frame.add(decoded.hits)
-                sink(decoded.hits)
-                continue
-            cut, reported = decoded.frame_ends[0]
-            frame.add(decoded.hits[:cut])
-            sink(decoded.hits[:cut])
-            frame.reported = reported
-            rest = Decoded(decoded.hits[cut:], decoded.tdc_triggers[:0], decoded.tdc_times_ns[:0],
-                           [(h - cut, c) for h, c in decoded.frame_ends[1:]])  # fmt: skip
-            if len(rest.hits) or rest.frame_ends:
-                self._pending.append(rest)
-            return frame
+        batch: list[Hits] = []
+        try:
+            while True:
+                decoded = self._pending.pop(0) if self._pending else await self._next(frame)
+                frame.unknown += decoded.unknown
+                frame.triggers += decoded.tdc_triggers.tolist()
+                if not decoded.frame_ends:
+                    batch.append(decoded.hits)
+                    if sum(map(len, batch)) >= BATCH:
+                        self._deliver(batch, frame, sink)
+                    continue
+                cut, reported = decoded.frame_ends[0]
+                batch.append(decoded.hits[:cut])
+                frame.reported = reported
+                later = [(h - cut, c) for h, c in decoded.frame_ends[1:]]
+                none = decoded.tdc_triggers[:0]
+                rest = Decoded(decoded.hits[cut:], none, none, later)
+                if len(rest.hits) or rest.frame_ends:
+                    self._pending.append(rest)
+                return frame
+        finally:  # what arrived goes to the file, even when the stream broke
+            self._deliver(batch, frame, sink)
+
+    @staticmethod
+    def _deliver(batch: list[Hits], frame: Frame, sink: Callable[[Hits], None]) -> None:
+        if batch:
+            hits = Hits.join(batch)
+            batch.clear()
+            frame.add(hits)
+            sink(hits)
 
     async def _next(self, frame: Frame) -> Decoded:
         if self._reader is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bluesky.run_engine import call_in_bluesky_event_loop
-from ophyd_async.core import DeviceVector, StandardReadable
+from ophyd_async.core import AsyncStatus, DeviceVector, StandardDetector, StandardReadable
 
 from teststand import kinds
 from teststand.config import StandConfig, load_stand
@@ -127,6 +127,22 @@ class TestStand(StandardReadable):
                     writes.append(channel.max_voltage.set(0.0))
         for status in writes:
             await status
+
+    @AsyncStatus.wrap
+    async def stage(self) -> None:
+        """Stage the stand and its detectors: bluesky stages a device's root (the stand), so a
+        detector's stage (a new file, a fresh prepare) happens here."""
+        await super().stage()
+        await asyncio.gather(*(d.stage() for d in self._detectors()))
+
+    @AsyncStatus.wrap
+    async def unstage(self) -> None:
+        await asyncio.gather(*(d.unstage() for d in self._detectors()))
+        await super().unstage()
+
+    def _detectors(self) -> list[StandardDetector]:
+        found: list[Any] = list(self.instruments.values())
+        return [d for d in found if isinstance(d, StandardDetector)]
 
     async def close(self) -> None:
         """Release every instrument (or control of a served stand) and stop the simulators."""

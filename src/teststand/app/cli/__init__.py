@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     from teststand.app.cli.monitor import register as register_monitor
 
     register_monitor(commands)
+    from teststand.app.cli.analysis import register as register_analysis
+
+    register_analysis(commands)
     from teststand.app.cli.logs import register as register_logs
 
     register_logs(commands)
