@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml setup.py $(PACKAGE_DIRS)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/teststand demo --direct
+	$(BIN)/teststand demo
 
 test: lint typecheck pytest
 
@@ -31,19 +31,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	cd $(VENV) && bin/mypy --config-file ../pyproject.toml --cache-dir .mypy_cache -p teststand
 
-# libca reads the EPICS_CA_* settings once per process: tests that start an IOC of their own on
-# other ports than the session's IOC run in a second pytest process (they fail after the session's
-# CA context exists, and pass in a fresh process).
-OWN_CA_CONTEXT := tests/ioc/test_restart.py \
-	tests/ioc/test_monitor.py::test_state_transitions_and_interlock_actions_arrive_as_events
-
 # The web page's tests that drive the queue server (minutes: the RE environment, Tiled) run in
 # `make test-web`; `make test` runs the page's other browser tests.
 SLOW_WEB := tests/web/test_queue_page.py tests/web/test_expiry.py
 
 pytest: $(STAMP) databases browser
-	$(BIN)/pytest $(addprefix --deselect ,$(OWN_CA_CONTEXT)) $(addprefix --ignore=,$(SLOW_WEB))
-	$(BIN)/pytest $(OWN_CA_CONTEXT)
+	$(BIN)/pytest $(addprefix --ignore=,$(SLOW_WEB))
 
 # Debian packages the tests need, installed when missing (apt-get, as root, as on CI): InfluxDB 1.x
 # and VictoriaMetrics for the monitor's tests, PostgreSQL (initdb, pg_ctl) for the PostgreSQL

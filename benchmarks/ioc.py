@@ -39,7 +39,7 @@ from bluesky.run_engine import call_in_bluesky_event_loop
 
 from teststand.app.demo import attach_safety
 from teststand.app.ioc import StandIOC, open_ioc
-from teststand.app.ioc.process import IocProcess, local_ca_environment
+from teststand.app.ioc.process import IocProcess, LoopbackCA
 from teststand.config import load_stand
 from teststand.plans.iv import iv_scan
 from teststand.stand import build
@@ -174,7 +174,7 @@ def _latencies(toggles: list[tuple[float, int]], arrivals: list[list[Any]]) -> l
     return found
 
 
-def iv_costs(points: int) -> dict[str, float]:
+def iv_costs(points: int, ca: LoopbackCA) -> dict[str, float]:
     """iv_scan seconds per point, direct and over CA, on the instant simulators."""
     data = stand_data(1000.0, None)
     stop = 10.0 * (points - 1)
@@ -185,7 +185,7 @@ def iv_costs(points: int) -> dict[str, float]:
         RE = RunEngine()
         for mode in ("direct", "served"):
             if mode == "served":
-                ioc = IocProcess(stand_file, PREFIX, log=Path(tmp) / "ioc.log").start()
+                ioc = IocProcess(stand_file, PREFIX, ca=ca, log=Path(tmp) / "ioc.log").start()
                 data = {**data, "server": {"prefix": PREFIX, "connect_timeout": 60.0}}
             stand = build(data)
             safety = attach_safety(RE, load_stand(data))  # over CA: the IOC's state machine
@@ -199,7 +199,7 @@ def iv_costs(points: int) -> dict[str, float]:
                     safety.detach()
                 call_in_bluesky_event_loop(stand.close())
                 if mode == "served":
-                    ioc.stop()
+                    ioc.close()
     return costs
 
 
@@ -210,7 +210,8 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.2)
     parser.add_argument("--points", type=int, default=11)
     args = parser.parse_args()
-    os.environ.update(local_ca_environment())
+    ca = LoopbackCA.allocate(servers=2)  # the threaded IOC's port, the IOC process's
+    os.environ.update(ca.server_environment(ca.lease()))
     logging.getLogger("caproto").setLevel(logging.ERROR)  # "High load. Batched ..." on a busy CPU
     ioc = ThreadedIoc(stand_data(1.0, 9600), args.poll)
     readbacks = [s for s, served in ioc.ioc.served.items() if served.readback]
@@ -223,7 +224,7 @@ def main() -> None:
     ioc.stop()
     direct_rate = min(direct.values())
     cycle_ms = 1000 / direct["coldbox"]
-    iv = iv_costs(args.points)
+    iv = iv_costs(args.points, ca)
     result = {
         "direct_rates_hz": {k: round(v, 3) for k, v in direct.items()},
         "direct_full_stand_rate_hz": round(direct_rate, 3),

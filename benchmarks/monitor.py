@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,26 +37,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "BEN:"
-
-
-def _free_port() -> int:
-    with socket.socket() as tcp:
-        tcp.bind(("127.0.0.1", 0))
-        return int(tcp.getsockname()[1])
-
-
-def ca_env() -> dict[str, str]:
-    server, repeater = str(_free_port()), str(_free_port())
-    return {
-        "EPICS_CA_AUTO_ADDR_LIST": "NO",
-        "EPICS_CA_ADDR_LIST": "127.0.0.1",
-        "EPICS_CA_SERVER_PORT": server,
-        "EPICS_CA_REPEATER_PORT": repeater,
-        "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
-        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
-        "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
-        "EPICS_CAS_BEACON_PORT": repeater,
-    }
 
 
 def serve(slots: int, rate: float) -> None:
@@ -197,8 +176,11 @@ def main() -> None:
     import psutil
     from influx import Influxd
 
+    from teststand.app.ioc.process import LoopbackCA
+
     writes_file = Path(tempfile.mkdtemp(prefix="teststand-bench-")) / "writes"
-    env = {**os.environ, **ca_env(), "BENCH_WRITES": str(writes_file)}
+    ca = LoopbackCA.allocate()
+    env = {**os.environ, **ca.environment(), "BENCH_WRITES": str(writes_file)}
     influxd = Influxd()
     db = influxd.create("bench")
     journal = tempfile.mkdtemp(prefix="teststand-bench-journal-")

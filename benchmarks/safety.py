@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,15 +31,17 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from teststand.app.ioc.process import IocProcess, LoopbackCA
+
 SPEED = 10.0
 PREFIX = "BSF:"
 MARGIN = 3.0  # interlocks.dew_point_margin of the profile's stand file
-TESTSTAND = str(Path(sys.executable).with_name("teststand"))
 CLIENT = """
 import sys, time
 from caproto.threading.client import Context
@@ -60,35 +61,6 @@ while True:
     pvs["CLIENT:HEARTBEAT"].write([1], wait=False)
     time.sleep(0.2)
 """
-
-
-def _free_port() -> int:
-    while True:
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-
-
-def _isolate_channel_access() -> None:
-    server, repeater = str(_free_port()), str(_free_port())
-    os.environ.update(
-        {
-            "EPICS_CA_AUTO_ADDR_LIST": "NO",
-            "EPICS_CA_ADDR_LIST": "127.0.0.1",
-            "EPICS_CA_SERVER_PORT": server,
-            "EPICS_CA_REPEATER_PORT": repeater,
-            "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
-            "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
-            "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
-            "EPICS_CAS_BEACON_PORT": repeater,
-        }
-    )
 
 
 def stand_data() -> dict[str, Any]:
@@ -112,11 +84,12 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 
 
 class Bench:
-    def __init__(self, volts: float) -> None:
+    def __init__(self, volts: float, ca: LoopbackCA) -> None:
         from teststand.config import load_stand
         from teststand.stand.simulation import start_simulated_stand
 
         self.volts = volts
+        self.ca = ca
         self.tmp = Path(tempfile.mkdtemp(prefix="teststand-bench-safety-"))
         data = stand_data()
         self.sims, urls = start_simulated_stand(load_stand(data), transport="tcp")
@@ -125,18 +98,10 @@ class Bench:
             data["instruments"][name]["url"] = url
         self.file = self.tmp / "ioc.yaml"
         self.file.write_text(yaml.safe_dump(data))
-        self.repeater = subprocess.Popen(
-            [str(Path(sys.executable).with_name("caproto-repeater")), "-q"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        command = [TESTSTAND, "ioc", str(self.file), "--prefix", PREFIX]
-        command += ["--interfaces", "127.0.0.1", "--poll", "0.2"]
-        with (self.tmp / "ioc.log").open("w") as log:
-            self.ioc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
-        assert self.ioc.stdout is not None
-        if not self.ioc.stdout.readline().startswith("serving"):
-            raise RuntimeError((self.tmp / "ioc.log").read_text()[-3000:])
+        self.stack = ExitStack()  # the repeater while the benchmark runs
+        self.stack.enter_context(self.ca.repeater())
+        log = self.tmp / "ioc.log"
+        self.ioc = IocProcess(self.file, PREFIX, ca=self.ca, log=log).start()
         from caproto.threading.client import Context
 
         self.context = Context()
@@ -273,11 +238,9 @@ class Bench:
 
     def close(self) -> None:
         self.context.disconnect()
-        self.ioc.send_signal(signal.SIGINT)
-        self.ioc.wait(30)
+        self.ioc.close()
         self.sims.stop()
-        self.repeater.terminate()
-        self.repeater.wait(10)
+        self.stack.close()
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -291,8 +254,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20, help="trials per fault (default 20)")
     parser.add_argument("--volts", type=float, default=200.0, help="HV before the fault")
     args = parser.parse_args()
-    _isolate_channel_access()
-    bench = Bench(args.volts)
+    ca = LoopbackCA.allocate()
+    os.environ.update(ca.environment())  # before caproto's client reads it
+    bench = Bench(args.volts, ca)
     results: dict[str, Any] = {"volts": args.volts, "trials": args.trials, "speed": SPEED}
     try:
         floors = [bench.floor() for _ in range(5)]

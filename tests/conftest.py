@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from bluesky import RunEngine
+from helpers import CA
 from hypothesis import HealthCheck, settings
 
 from teststand.sim.runner import RunningSim, start_simulator
@@ -16,6 +18,15 @@ from teststand.sim.runner import RunningSim, start_simulator
 # 200 ms deadline and its too-slow health check fail them for reasons unrelated to the parsers.
 settings.register_profile("teststand", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("teststand")
+# Before libca (aioca) or caproto make a context: they read these settings once per process.
+os.environ.update(CA.environment())
+
+
+@pytest.fixture(scope="session")
+def ca_repeater() -> Iterator[None]:
+    """A CA repeater on the session's repeater port, for the tests that start IOCs."""
+    with CA.repeater():
+        yield
 
 
 class RawClient:

@@ -17,6 +17,13 @@ from typing import Any
 import yaml
 from bluesky import RunEngine
 
+from teststand.app.ioc.process import LoopbackCA
+
+#: The session's Channel Access: loopback only, on free ports; tests/conftest.py sets it in the
+#: environment before any CA context exists. Every IOC a test starts serves on a port leased
+#: from it (`IocProcess(..., ca=CA)`), and every client searches all of them.
+CA = LoopbackCA.allocate(servers=12)
+
 
 def run(RE: RunEngine, make: Callable[[], Awaitable[Any]], timeout: float = 60) -> Any:
     """Await `make()` on the RunEngine's event loop, where the devices live."""

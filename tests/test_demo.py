@@ -5,38 +5,33 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import CA
 
 ROOT = Path(__file__).parents[1]
 TESTSTAND = str(Path(sys.executable).parent / "teststand")
 
 
-def _free_port() -> int:
-    with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        tcp.bind(("127.0.0.1", 0))
-        port = int(tcp.getsockname()[1])
-        udp.bind(("127.0.0.1", port))
-        return port
-
-
 @pytest.mark.timeout(300)
 def test_quick_demo_stores_analyses_and_writes_reports(tmp_path: Path) -> None:
-    # the demo serves the stand with its own IOC: isolated CA ports and prefix for the test
-    ports = {"EPICS_CA_SERVER_PORT": str(_free_port()), "EPICS_CA_REPEATER_PORT": str(_free_port())}
+    # the demo serves the stand with its own IOC: a server port of the session's CA, its prefix
+    port = CA.lease()
     prefix = f"TSDEMO{os.getpid()}:"
-    result = subprocess.run(
-        [TESTSTAND, "demo", "--quick", "--data", str(tmp_path), "--prefix", prefix],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,  # any folder: the simulated stand ships with the package
-        env={**os.environ, **ports},
-    )
+    try:
+        result = subprocess.run(
+            [TESTSTAND, "demo", "--quick", "--data", str(tmp_path), "--prefix", prefix],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,  # any folder: the simulated stand ships with the package
+            env={**os.environ, **CA.server_environment(port)},
+        )
+    finally:
+        CA.release(port)
     assert result.returncode == 0, result.stderr
     assert f"caproto-monitor {prefix}SLOT3:BIAS" in result.stdout
     rows = {

@@ -60,13 +60,17 @@ class TecSetpointLogic(SettleLogic):
 
     device: ColdBox
 
-    async def check_move(self, new_position: float) -> None:
+    async def check_target(self, new_position: float) -> None:
+        """The value's own check (a set point may be written before the TECs are powered)."""
         low, high = SETPOINT_RANGE
         if not low <= new_position <= high:
             raise ColdBoxError(
                 f"{self.device.name}: {new_position} °C is outside the TEC range "
                 f"{low:g}..{high:g} °C; choose a target inside it"
             )
+
+    async def check_move(self, new_position: float) -> None:
+        await self.check_target(new_position)
         problem = await _problem(self.device)
         if problem:
             raise ColdBoxError(

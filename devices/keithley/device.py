@@ -55,8 +55,12 @@ class KeithleyMoveLogic(MovableLogic[float]):
     poll: float = 0.05
     margin: float = 5.0
 
-    async def check_move(self, new_position: float) -> None:
+    async def check_target(self, new_position: float) -> None:
+        """The value's own check (a level may be written before the output is on)."""
         self.smu.client.check_level(new_position)
+
+    async def check_move(self, new_position: float) -> None:
+        await self.check_target(new_position)
         if not await self.smu.output.get_value():
             raise KeithleyError(f"{self.smu.name}: the output is off; switch it on (on()) first")
 

@@ -41,12 +41,11 @@ class LaudaSetpointLogic(SettleLogic):
 
     device: LaudaChiller
 
-    async def check_move(self, new_position: float) -> None:
+    async def check_target(self, new_position: float) -> None:
+        """The value's own check (a set point may be written before the chiller starts)."""
         chiller = self.device
-        running, low, high = await asyncio.gather(
-            chiller.running.get_value(),
-            chiller.lower_limit.get_value(),
-            chiller.upper_limit.get_value(),
+        low, high = await asyncio.gather(
+            chiller.lower_limit.get_value(), chiller.upper_limit.get_value()
         )
         if not low <= new_position <= high:
             raise LaudaError(
@@ -54,7 +53,11 @@ class LaudaSetpointLogic(SettleLogic):
                 f"{low}..{high} °C (TiL..TiH); choose a target inside them or widen the limits "
                 "(lower_limit, upper_limit)"
             )
-        if not running:
+
+    async def check_move(self, new_position: float) -> None:
+        chiller = self.device
+        await self.check_target(new_position)
+        if not await chiller.running.get_value():
             raise LaudaError(
                 f"{chiller.name} is in standby: start it (`chiller.start()` or "
                 "`running.set(True)`) before setting a temperature"

@@ -208,9 +208,16 @@ class CoolingSafety(_Strict):
         return self
 
 
+#: s: the default `interlocks.link_timeout` and `heartbeat_timeout`. They are detection times,
+#: not safety limits: how long a silence counts as a lost instrument or a hung client. A loaded
+#: host stalls a process for seconds (3 s tripped falsely), and a real link's retries take a few.
+DETECTION_TIMEOUT = 10.0
+
+
 class InterlockConfig(_Strict):
     """The limits of the IOC's interlock watchdog. Every limit must be given: none has a default
-    but the poll period and the time a paused plan may hold HV (10 min)."""
+    but the poll period, the time a paused plan may hold HV (10 min) and the two detection
+    timeouts (link and heartbeat, `DETECTION_TIMEOUT`)."""
 
     #: s between two checks of every condition (at least 2 Hz).
     poll_period: float = Field(default=0.25, gt=0, le=0.5)
@@ -227,9 +234,9 @@ class InterlockConfig(_Strict):
     #: s: a slot above `limits.compliance` for longer than this trips.
     compliance_trip_time: float = Field(ge=0)
     #: s: no answer from the HV supply, the coldbox or the chiller for longer is a lost link.
-    link_timeout: float = Field(gt=0)
+    link_timeout: float = Field(default=DETECTION_TIMEOUT, gt=0)
     #: s: the controlling client's heartbeat PV may stay unwritten this long.
-    heartbeat_timeout: float = Field(gt=0)
+    heartbeat_timeout: float = Field(default=DETECTION_TIMEOUT, gt=0)
     #: s without a command after which the chiller stops (or holds its Safe Mode set point) on
     #: its own: its communication watchdog, armed by the IOC, the last line when the IOC dies.
     chiller_timeout: int = Field(gt=0, le=3600)

@@ -1,14 +1,15 @@
 """The simulated stand served by `teststand ioc`, on loopback with isolated CA settings.
 
 One session: the simulators (`teststand sim serve-stand --tcp`, a process whose stdin injects
-faults) and one IOC process serving them under `TSI:`. Tests that restart an IOC start their own.
+faults) and one IOC process serving them under `TSI:`. Tests that restart an IOC start their own,
+on another server port of the session's Channel Access (`helpers.CA`, set up in
+tests/conftest.py before any CA context: every port is in the address list from the start).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,48 +21,18 @@ from typing import Any
 import pytest
 import yaml
 from bluesky import RunEngine
-from helpers import run, stand_dict
+from helpers import CA, run, stand_dict
 
+from teststand.app.ioc.process import IocProcess
 from teststand.stand import TestStand, build
 
 TESTSTAND = str(Path(sys.executable).with_name("teststand"))
 PREFIX = "TSI:"
 
 
-def _free_port() -> int:
-    """A port free for both TCP and UDP on loopback (CA uses both)."""
-    while True:
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-
-
-# Isolated Channel Access: set before libca (aioca) or caproto read the environment.
-_SERVER_PORT, _REPEATER_PORT = _free_port(), _free_port()
-#: Server ports for more CA servers on loopback (collectors, processing devices): a unicast search
-#: reaches only one of the servers sharing a UDP port, so each gets its own, and every client
-#: searches them all (`host:port` entries of EPICS_CA_ADDR_LIST).
-SIDE_PORTS = [_free_port() for _ in range(6)]
-CA_ENV = {
-    "EPICS_CA_AUTO_ADDR_LIST": "NO",
-    # "127.0.0.1": this process's EPICS_CA_SERVER_PORT (a test's own IOC, as in test_demo)
-    "EPICS_CA_ADDR_LIST": " ".join(
-        ["127.0.0.1", *(f"127.0.0.1:{p}" for p in [_SERVER_PORT, *SIDE_PORTS])]
-    ),
-    "EPICS_CA_SERVER_PORT": str(_SERVER_PORT),
-    "EPICS_CA_REPEATER_PORT": str(_REPEATER_PORT),
-    "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
-    "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
-    "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
-    "EPICS_CAS_BEACON_PORT": str(_REPEATER_PORT),
-}
-os.environ.update(CA_ENV)
+#: Server ports for more CA servers on loopback (collectors, processing devices), from the
+#: session's CA (every client searches them all).
+SIDE_PORTS = [CA.lease() for _ in range(6)]
 
 
 class Sims:
@@ -99,33 +70,19 @@ class Sims:
         self.file.unlink(missing_ok=True)
 
 
-class Ioc:
-    """A `teststand ioc` process serving `data` (sim: false, the simulators' URLs)."""
+class Ioc(IocProcess):
+    """A `teststand ioc` process serving `data` (sim: false, the simulators' URLs) on a server
+    port of the session's Channel Access (`helpers.CA`); `close()` gives the port back."""
 
     def __init__(
         self, data: dict[str, Any], prefix: str, *extra: str, watchdog: bool = False
     ) -> None:
-        self.prefix = prefix
-        self.watchdog = watchdog
         self.file = Path(f"/tmp/teststand-ioc-{prefix.strip(':')}-{os.getpid()}.yaml")
         self.file.write_text(yaml.safe_dump(data))
-        self.log = self.file.with_suffix(".log")
-        self.start(*extra)
-
-    def start(self, *extra: str) -> None:
-        command = [TESTSTAND, "ioc", str(self.file), "--prefix", self.prefix]
-        command += ["--interfaces", "127.0.0.1", "--poll", "0.1", *extra]
-        if not self.watchdog:
-            command.append("--no-watchdog")
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        assert line.startswith("serving"), f"the IOC did not start: {self.log.read_text()[-3000:]}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(20)
+        args = [*extra] if watchdog else [*extra, "--no-watchdog"]
+        log = self.file.with_suffix(".log")
+        super().__init__(self.file, prefix, poll=0.1, args=args, ca=CA, log=log)
+        self.start()
 
 
 def ioc_data(sims: Sims, speed: float) -> dict[str, Any]:
@@ -136,21 +93,8 @@ def ioc_data(sims: Sims, speed: float) -> dict[str, Any]:
     return data
 
 
-@pytest.fixture(scope="session", autouse=True)
-def repeater() -> Iterator[None]:
-    """A CA repeater on the session's repeater port (libca registers with one)."""
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("caproto-repeater")), "-q"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    yield
-    process.terminate()
-    process.wait(10)
-
-
 @pytest.fixture(scope="session")
-def sims() -> Iterator[Sims]:
+def sims(ca_repeater: None) -> Iterator[Sims]:
     started = Sims(stand_dict(200.0))
     yield started
     started.stop()
@@ -160,7 +104,7 @@ def sims() -> Iterator[Sims]:
 def ioc(sims: Sims) -> Iterator[Ioc]:
     started = Ioc(ioc_data(sims, 200.0), PREFIX)
     yield started
-    started.stop()
+    started.close()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from helpers import run
 from teststand.roles import RampFailed
 from teststand.stand import BiasLimitError, TestStand, build
 from teststand.stand.ca import ServedError, ServerUnavailable, StaleValue, put_checked, read_text
-from teststand.stand.served import claim_control
+from teststand.stand.control import claim_control
 
 
 def get(pv: str, data_type: str | None = None) -> Any:
@@ -72,6 +72,8 @@ def test_the_pv_list(tmp_path: Path, ioc: Ioc) -> None:
     lines = {line.split("\t")[0]: line.split("\t")[1:] for line in result.stdout.splitlines()}
     assert lines["LST:HV:CH3:VOLTAGE"][:3] == ["float", "V", "r"]
     assert lines["LST:SLOT3:BIAS_SETPOINT"][:3] == ["float", "V", "rw"]
+    assert lines["LST:COLDBOX:SETPOINT_WRITE"][:3] == ["float", "degC", "rw"]  # no move
+    assert "no move" in lines["LST:COLDBOX:SETPOINT_WRITE"][3]
     assert lines["LST:HV:CH3:MAX_VOLTAGE"][2] == "r"  # the backstop stays the IOC's
     assert lines["LST:COLDBOX:DEW_POINT_MARGIN"][:2] == ["float", "K"]
     assert "LST:SMU:TRIGGER" in lines and "LST:CONTROL:OWNER" in lines
@@ -152,7 +154,11 @@ def test_a_lost_link_alarms_its_pvs_and_clears_when_it_returns(
 
 
 def test_control_second_client_refused_takeover_and_release(
-    RE: RunEngine, served: TestStand, served_dict: dict[str, Any], tmp_path: Path
+    RE: RunEngine,
+    served: TestStand,
+    served_dict: dict[str, Any],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     owner = text("CONTROL:OWNER")
     assert "pid=" in owner
@@ -176,10 +182,17 @@ def test_control_second_client_refused_takeover_and_release(
     assert "pid=4242 cmd=operator-gui" in text("CONTROL:OWNER")
     with pytest.raises(ServedError, match="pid=4242 cmd=operator-gui"):
         run(RE, lambda: served.hv.channels[0].rate_up.set(10.0))  # type: ignore[attr-defined]
-    # that client goes away: control is released, and can be claimed again
+    keeper = served.control_keeper
+    assert keeper is not None
+    wait_for(lambda: not keeper.held, what="the session told it lost control")
+    assert "was taken over by" in caplog.text and "pid=4242 cmd=operator-gui" in caplog.text
+    # that client goes away: control is released; the session, which lost it to a takeover,
+    # does not grab it back on its own, but can claim it again
     context.disconnect()
     wait_for(lambda: text("CONTROL:OWNER") == "", what="release on disconnect")
+    assert text("CONTROL:OWNER") == "" and not keeper.held
     run(RE, lambda: claim_control(PREFIX, 30.0))
+    wait_for(lambda: keeper.held, what="held again")
 
 
 def test_control_is_released_on_close(RE: RunEngine, served_dict: dict[str, Any], ioc: Ioc) -> None:

@@ -377,7 +377,7 @@ def test_the_v2_api_writes_to_victoria_metrics(ioc: Ioc, sims: Sims, tmp_path: P
 
 @pytest.mark.timeout(300)  # its own simulators and IOC start on a loaded machine
 def test_state_transitions_and_interlock_actions_arrive_as_events(
-    influxd: Influxd, tmp_path: Path
+    influxd: Influxd, tmp_path: Path, ca_repeater: None
 ) -> None:
     """An IOC with its watchdog (own simulators): its transitions are `state` events, the E-stop
     sending it to SAFE an `interlock` event, and STATE a field of `stand`."""
@@ -397,6 +397,6 @@ def test_state_transitions_and_interlock_actions_arrive_as_events(
             finally:
                 started.stop()
         finally:
-            ioc.stop()
+            ioc.close()
     finally:
         sims.stop()

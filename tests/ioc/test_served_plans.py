@@ -9,13 +9,14 @@ import time
 from typing import Any
 
 import pytest
-from bluesky import RunEngine
+from bluesky import Msg, RunEngine
 from bluesky.utils import RunEngineInterrupted
 from conftest import Sims
 
 from teststand.plans.iv import iv_scan
 from teststand.plans.stability import long_term_stability
 from teststand.plans.suspenders import install_suspenders
+from teststand.plans.temperature import set_temperature
 from teststand.stand import TestStand
 
 
@@ -141,3 +142,34 @@ def test_an_open_lid_suspends_the_plan_with_hv_at_zero_until_closed(
     assert seen["suspended"] == [pytest.approx(0, abs=2)] * 3
     assert "Suspending" in capsys.readouterr().out
     assert max(sims.vmon()) < 2
+
+
+def test_a_temperature_step_follows_the_power_order_over_ca(
+    RE: RunEngine, served: TestStand, sims: Sims
+) -> None:
+    """The step writes the TEC and chiller set points, then powers the TECs and starts the
+    chiller, then moves (QUALIFICATION.md's power order). Over CA the set point writes are plain
+    (checked) writes as in direct mode: the IOC's move, which needs the TECs powered, is only
+    the coldbox's `set()`. (It failed with "TEC power is off" when every set point PV moved.)"""
+    box = served.instruments["coldbox"]
+    RE(_power_off(box))
+    target = round(max(sims.status("coldbox")["plates"]) + 1.0, 1)
+    try:
+        RE(set_temperature(served, target, settle=0.5, interval=0.2))
+        coldbox = sims.status("coldbox")
+        assert all(coldbox["power"]) and coldbox["setpoints"] == [target] * 8
+        assert sims.status("chiller")["running"]
+        assert abs(sum(coldbox["plates"]) / 8 - target) < 0.5
+        with pytest.raises(Exception, match="outside the drive limits"):  # still checked
+            RE(_write(box.setpoint, 99.0))
+    finally:
+        RE(_power_off(box))
+
+
+def _write(signal: Any, value: Any) -> Any:
+    yield Msg("set", signal, value, group="w")
+    yield Msg("wait", None, group="w")
+
+
+def _power_off(box: Any) -> Any:
+    yield from _write(box.tec_power, False)

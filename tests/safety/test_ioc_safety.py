@@ -23,7 +23,6 @@ def start_client(served: Served, *mode: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
-        env=served.env,
     )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -70,6 +69,37 @@ def test_a_runengine_killed_or_stopped_at_500_volts(
     finally:
         client.kill()
         client.wait(10)
+        served.reset()
+
+
+@pytest.mark.parametrize(
+    ("fault", "why"), [("lid", "the coldbox lid is open"), ("humidity", "dew point margin")]
+)
+def test_a_humidity_spike_or_an_open_lid_at_500_volts(served: Served, fault: str, why: str) -> None:
+    """Through the IOC process: HV at 0 V within V/RDW + 5 s, before any plate is wet."""
+    box: Any = served.sims["coldbox"].instrument
+    margin = served.limits.dew_point_margin
+    client = start_client(served)
+    history = History(served.sims)
+    try:
+        wait_until(lambda: history.sample().hv_max > 495, 90, "500 V reached")
+        if fault == "lid":
+            fault_time = time.monotonic()
+            box.open_lid()
+        else:  # the dry air stops and lab air at a 19.5 °C dew point leaks in (plates at 20 °C)
+            box.handle("set valve0 off")
+            box.set_ambient_dew_point(19.5)
+            wait_until(lambda: history.sample().margin < margin, 30, "the margin under its limit")
+            fault_time = time.monotonic()
+        samples = check_safe_after(served, history, fault_time, why)
+        assert all(s.hv_max < 2.0 for s in samples if s.margin <= 0)  # never HV on a wet plate
+    finally:
+        client.kill()
+        client.wait(10)
+        box.close_lid()
+        box.set_ambient_dew_point(9.0)
+        history.stop()
+        wait_until(lambda: history.sample().margin > margin + 1, 60, "the box dry again")
         served.reset()
 
 

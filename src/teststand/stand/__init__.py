@@ -16,12 +16,8 @@ from teststand.config import StandConfig, load_stand
 from teststand.devices.caen import CaenChannel, PowerDown
 from teststand.roles import COLDBOX, HV_SUPPLY, LV_SUPPLY, ROLES, SLOT_TEMPERATURE, Role
 from teststand.sim.stand import SimStand
-from teststand.stand.served import (
-    UNUSED_URL,
-    connect_served,
-    release_control,
-    serve_over_ca,
-)
+from teststand.stand.control import ControlKeeper, release_control
+from teststand.stand.served import UNUSED_URL, connect_served, serve_over_ca
 from teststand.stand.simulation import start_simulated_stand
 from teststand.stand.slot import BiasLimitError, ModuleSlot
 
@@ -43,6 +39,8 @@ class TestStand(StandardReadable):
         self.simulators = simulators
         #: Connected over Channel Access to `teststand ioc` (holding control until closed).
         self.served = False
+        #: A served stand's control of the IOC (claimed again after an IOC restart).
+        self.control_keeper: ControlKeeper | None = None
         self.instruments: dict[str, StandardReadable] = {}
         for name, instrument in config.instruments.items():
             kind = kinds.get(instrument.kind)
@@ -148,6 +146,8 @@ class TestStand(StandardReadable):
         """Release every instrument (or control of a served stand) and stop the simulators."""
         if self.served and self.config.server is not None:
             self.served = False
+            if self.control_keeper is not None:
+                self.control_keeper.close()
             await release_control(self.config.server.prefix)
         for device in self.instruments.values():
             close = getattr(device, "close", None)
@@ -188,7 +188,7 @@ async def _open_served(config: StandConfig) -> TestStand:
     urls = {name: instrument.url or UNUSED_URL for name, instrument in config.instruments.items()}
     stand = TestStand(config, urls)
     serve_over_ca(stand, config.server.prefix if config.server else "")
-    await connect_served(stand, config)
+    stand.control_keeper = await connect_served(stand, config)
     stand.served = True
     return stand
 

@@ -41,11 +41,14 @@ class StaleValue(TeststandError, ConnectionError):
 
 
 def _error_classes() -> dict[str, type[TeststandError]]:
+    """The library's error classes by name (not the applications': the IOC's own refusals,
+    `PutRefused`, stay `ServedError` whether or not this process imported the IOC)."""
     found: dict[str, type[TeststandError]] = {}
     todo: list[type[TeststandError]] = [TeststandError]
     while todo:
         cls = todo.pop()
-        found.setdefault(cls.__name__, cls)
+        if not cls.__module__.startswith("teststand.app."):
+            found.setdefault(cls.__name__, cls)
         todo.extend(cls.__subclasses__())
     return found
 
@@ -103,10 +106,6 @@ class StrictCaBackend(CaSignalBackend[SignalDatatypeT]):
             except CANothing:
                 reason = ""
             raise served_error(self.write_pv, reason or str(exc)) from None
-
-    async def put_nowait(self, value: SignalDatatypeT) -> None:
-        """Write without waiting for the IOC to complete it (a stop's hold)."""
-        await caput(self.write_pv, self.converter.write_value(value), wait=False, timeout=None)
 
     async def _timed_get(self, pv: str) -> Any:
         try:

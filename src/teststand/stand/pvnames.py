@@ -5,6 +5,11 @@ stand file) connects each signal of the same device tree to the same name, so bo
 construction. Names are the attribute path, upper case, joined by `:` under the prefix:
 `TS1:HV:CH3:VOLTAGE`, `TS1:SLOT3:BIAS`, `TS1:COLDBOX:DEW_POINT_MARGIN`. A `DeviceVector`
 element is the vector's short name and its key (`channels[3]` → `CH3`, `slots[3]` → `SLOT3`).
+
+A movable device's set point has two PVs: its own name is the move (`device.set()`: every
+check, completes when the move has settled), and the same name + `_WRITE` writes the set point
+alone, as the signal's `set()` does in direct mode (the value's checks; no move, so a set point
+can be loaded before the TECs are powered or the chiller is started, the power order).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ VERBS = {
 }
 #: The PV of a device's last refusal or error, and the suffix of the stand-wide one.
 MESSAGE = "MSG"
+#: The suffix of a move's second PV, which writes the set point alone (no move).
+WRITE_ALONE = "_WRITE"
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,11 @@ class SignalPV:
     writable: bool
     #: A put to this PV is the device's move (`device.set(value)`), not a plain signal write.
     move: bool
+
+    @property
+    def write_suffix(self) -> str:
+        """The PV a write of the signal goes to: a move's `…_WRITE`, else the signal's own."""
+        return self.suffix + WRITE_ALONE if self.move else self.suffix
 
 
 @dataclass(frozen=True)

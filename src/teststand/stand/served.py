@@ -4,11 +4,13 @@ The same `TestStand` as the direct one (the same device classes, so the same nam
 hints and roles), with every signal connected by ophyd-async's CA backend (`StrictCaBackend`)
 to the PV the IOC serves it under (`pvnames.walk`, used by both ends). A device's move is one
 put with completion to its set point PV: the IOC checks it, moves and completes the put when the
-move is done (the device's own checks also run here first, for an early message). Verbs
+move is done (the device's own checks also run here first, for an early message). A write of
+the set point signal itself goes to the `…_WRITE` PV, which writes it alone as in direct mode
+(the plans load set points before they power the TECs or start the chiller). Verbs
 (`trigger`, `configure_iv`, the chiller's `start`) are puts to their command PVs.
 
-On connect the client claims control of the stand (`CONTROL:CLAIM`, see the IOC); a second
-client fails naming the owner. `close()` releases it.
+On connect the client claims control of the stand (`stand.control`); a second client fails
+naming the owner; after an IOC restart it claims it again. `close()` releases it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import os
-import socket
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +34,6 @@ from ophyd_async.core import (
 )
 
 from teststand.config import StandConfig
-from teststand.errors import TeststandError
 from teststand.stand.ca import (
     ServerUnavailable,
     StrictCaBackend,
@@ -43,6 +41,7 @@ from teststand.stand.ca import (
     put_checked,
     read_text,
 )
+from teststand.stand.control import ControlKeeper, claim_control, release_control
 from teststand.stand.pvnames import walk
 
 #: Seconds a verb (a reading, a reset) may take on the IOC, connection included; VSET 0 is
@@ -53,15 +52,13 @@ ZERO_TIMEOUT = 5.0
 UNUSED_URL = "tcp://127.0.0.1:9"
 
 
-class ControlHeld(TeststandError, PermissionError):
-    """Another client holds control of the served stand."""
-
-
 @dataclass
 class RemoteMove(MovableLogic[float]):
     """A move done by the IOC: the device's checks here, then a put that completes with it."""
 
     inner: MovableLogic[float]
+    #: The move's PV (the set point signal itself writes to its `…_WRITE` twin).
+    pv: str = ""
     #: The HV channel whose `_ramp` holds the move in progress, so that its `zero()` cancels it
     #: as it does a direct move.
     tracker: Any = None
@@ -77,16 +74,14 @@ class RemoteMove(MovableLogic[float]):
         if self.tracker is not None:
             self.tracker._ramp = task
         try:
-            await self.setpoint.set(new_position, timeout=timeout())
+            await put_checked(self.pv, float(new_position), timeout=timeout())
         finally:
             if self.tracker is not None and self.tracker._ramp is task:
                 self.tracker._ramp = None
 
     async def stop(self) -> None:
-        """Hold the present value (a new set point cancels the IOC's move)."""
-        backend = self.setpoint._connector.backend
-        assert isinstance(backend, StrictCaBackend)
-        await backend.put_nowait(await self.readback.get_value())
+        """Hold the present value (a new move cancels the IOC's move)."""
+        await put_checked(self.pv, await self.readback.get_value(), wait=False)
 
 
 async def _cancel_local_ramp(device: Device) -> None:
@@ -118,8 +113,8 @@ def serve_over_ca(stand: Device, prefix: str) -> None:
     """Point every signal of `stand` at its PV and every move and verb at the IOC."""
     signals, verbs = walk(stand)
     for spec in signals:
-        pv = prefix + spec.suffix
-        backend: StrictCaBackend[Any] = StrictCaBackend(spec.signal.datatype, pv, pv)
+        pv, write_pv = prefix + spec.suffix, prefix + spec.write_suffix
+        backend: StrictCaBackend[Any] = StrictCaBackend(spec.signal.datatype, pv, write_pv)
         spec.signal._connector = SignalConnector(backend)
     for verb in verbs:
         pv = prefix + verb.suffix
@@ -136,6 +131,7 @@ def serve_over_ca(stand: Device, prefix: str) -> None:
                 setpoint=inner.setpoint,
                 readback=inner.readback,
                 inner=inner,
+                pv=prefix + spec.suffix,
                 tracker=tracker if hasattr(tracker, "_ramp") else None,
             )
             device.__dict__["movable_logic"] = logic  # the cached_property's slot
@@ -144,41 +140,9 @@ def serve_over_ca(stand: Device, prefix: str) -> None:
             child._connector = DeviceConnector()
 
 
-def _identity() -> str:
-    command = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
-    return f"pid={os.getpid()} host={socket.gethostname()} cmd={command}"
-
-
-async def claim_control(prefix: str, timeout: float) -> None:
-    """Check an IOC serves `prefix`, then claim control (raise `ControlHeld` naming the owner)."""
-    owner_pv = f"{prefix}CONTROL:OWNER"
-    try:
-        await read_text(owner_pv, timeout=timeout)
-    except CANothing:
-        raise ServerUnavailable(
-            f"no IOC answers for {prefix} ({owner_pv} not found within {timeout:g} s): start "
-            "`teststand ioc STAND.yaml` or correct server.prefix in the stand file; check "
-            "EPICS_CA_ADDR_LIST when the IOC runs on another host"
-        ) from None
-    try:
-        await put_checked(f"{prefix}CONTROL:CLAIM", _identity())
-    except TeststandError:
-        owner = await read_text(owner_pv)
-        raise ControlHeld(
-            f"the stand {prefix} is controlled by {owner}; close that session, or take control "
-            f"over explicitly (caproto-put {prefix}CONTROL:TAKEOVER 'why')"
-        ) from None
-
-
-async def release_control(prefix: str) -> None:
-    await put_checked(f"{prefix}CONTROL:RELEASE", _identity(), timeout=READ_RELEASE_TIMEOUT)
-
-
-READ_RELEASE_TIMEOUT = 2.0
-
-
-async def connect_served(stand: Device, config: StandConfig) -> None:
-    """Claim control, then connect every signal to its PV."""
+async def connect_served(stand: Device, config: StandConfig) -> ControlKeeper:
+    """Claim control, then connect every signal to its PV; the keeper claims control again
+    after an IOC restart."""
     assert config.server is not None
     prefix, timeout = config.server.prefix, config.server.connect_timeout
     await claim_control(prefix, timeout)
@@ -193,3 +157,4 @@ async def connect_served(stand: Device, config: StandConfig) -> None:
             f"the IOC for {prefix} does not serve every PV of this stand file ({exc}); serve "
             "the same stand file (teststand ioc)"
         ) from None
+    return ControlKeeper.start(prefix)

@@ -44,6 +44,14 @@ def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[t
     ioc.set_defaults(handler=_ioc)
 
 
+LIST_HEADER = """\
+# Names follow the device tree: {prefix} + the attribute path, upper case, ':'-joined; vector
+# elements are CH<n> and SLOT<n> (HV:CH3:VOLTAGE is stand.hv.channels[3].voltage). A movable
+# device's set point PV is its move (a put with completion returns when it has settled);
+# ..._WRITE writes the set point alone. Each device has a MSG PV (its last refusal).
+# name\ttype\tunits\taccess\tdescription"""
+
+
 def _ioc(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args))
 
@@ -60,6 +68,7 @@ async def _run(args: argparse.Namespace) -> int:
     )
     if args.list:
         try:
+            print(LIST_HEADER.format(prefix=ioc.prefix))
             for pv in sorted(ioc.info, key=lambda info: info.name):
                 access = "rw" if pv.writable else "r"
                 print(f"{pv.name}\t{pv.type}\t{pv.units}\t{access}\t{pv.description}")

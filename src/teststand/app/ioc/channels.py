@@ -23,8 +23,11 @@ from caproto import (
     ChannelType,
 )
 
-#: Longest string a text PV holds (a CA char array reported as a string).
+#: Longest string a text PV holds, in bytes (a CA char array reported as a string).
 TEXT_LENGTH = 512
+#: Text PVs are UTF-8, as libca's clients (aioca, pyepics) decode char arrays; "°C" is in many
+#: messages.
+ENCODING = "utf-8"
 BOOL_STATES = ("False", "True")
 
 
@@ -101,7 +104,17 @@ class ServedText(_Served, ChannelChar):  # type: ignore[misc]
 
 def text_channel(value: str = "") -> ServedText:
     """A long string: a CA char array (`caget -S`, ophyd-async reads it as a str)."""
-    return ServedText(value=value, max_length=TEXT_LENGTH)
+    return ServedText(value=clip(value), max_length=TEXT_LENGTH, string_encoding=ENCODING)
+
+
+def clip(text: str) -> str:
+    """`text` cut to fit a text PV (its encoding, the terminating null)."""
+    return text.encode(ENCODING)[: TEXT_LENGTH - 1].decode(ENCODING, errors="ignore")
+
+
+def decode(raw: Any) -> str:
+    """A client's put to a text PV as a str."""
+    return raw.decode(ENCODING, errors="replace") if isinstance(raw, bytes) else str(raw)
 
 
 def make_channel(datatype: type, value: Any, metadata: dict[str, Any]) -> ChannelData:
@@ -136,7 +149,7 @@ def to_channel(datatype: type, value: Any) -> Any:
 def to_signal(datatype: type, value: Any) -> Any:
     """A channel's value (as caproto hands it to a put) as the signal's datatype."""
     if isinstance(value, bytes):
-        value = value.decode("latin-1")
+        value = decode(value)
     if datatype is bool:
         return value == "True" if isinstance(value, str) else bool(value)
     return datatype(value)

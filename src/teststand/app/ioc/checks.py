@@ -1,4 +1,5 @@
-"""What a put to a move PV must pass before anything reaches an instrument.
+"""What a put to a move PV (or to its `…_WRITE` PV) must pass before anything reaches an
+instrument.
 
 The device's own check (`movable_logic.check_move`: the slot's bias limit, MAXV, the chiller's
 TiL..TiH) and the stand's dew-point rule for temperature set points, as a direct `set()` and
@@ -9,6 +10,7 @@ place.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from ophyd_async.core import Device, StandardMovable
 
@@ -58,14 +60,30 @@ async def check_dew_point(stand: TestStand, device: Device, target: float) -> No
         )
 
 
-async def check_move(stand: TestStand, device: Device, target: float) -> None:
-    """Every check of a direct `device.set(target)`, plus the dew-point rule."""
+async def _check_drive_limits(device: Device, target: float) -> None:
     limits = await drive_limits(device)
     if limits is not None and not limits[0] <= target <= limits[1]:
         raise PutRefused(
             f"{device.name}: {target} is outside the drive limits {limits[0]:g}..{limits[1]:g} "
             "(DRVL..DRVH); give a value inside them"
         )
+
+
+async def check_move(stand: TestStand, device: Device, target: float) -> None:
+    """Every check of a direct `device.set(target)`, plus the dew-point rule."""
+    await _check_drive_limits(device, target)
     if isinstance(device, StandardMovable):
         await device.movable_logic.check_move(target)
+    await check_dew_point(stand, device, target)
+
+
+async def check_write(stand: TestStand, device: Device, target: float) -> None:
+    """The checks of a set point written alone (`…_WRITE`): those of the value (drive limits,
+    the device's `check_target` where it has one, else its `check_move`, the dew-point rule),
+    not whether the device can follow now (TECs powered, chiller running, SMU output on)."""
+    await _check_drive_limits(device, target)
+    if isinstance(device, StandardMovable):
+        logic = device.movable_logic
+        check: Callable[[float], Awaitable[None]] = getattr(logic, "check_target", logic.check_move)
+        await check(target)
     await check_dew_point(stand, device, target)

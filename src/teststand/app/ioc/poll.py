@@ -43,6 +43,8 @@ class ServedSignal:
     posted: Any = None  # (value, alarm) last posted: settings post on change, readbacks always
     #: Another served signal whose alarm this one shares (a slot's bias: its channel's status).
     linked: ServedSignal | None = None
+    #: A move's `…_WRITE` PV (the set point written alone): it shows the same value.
+    alone: ChannelData | None = None
 
 
 @dataclass
@@ -121,17 +123,22 @@ class Poller:
 
     async def _post(self, served: ServedSignal, alarm: Alarm, stamp: float) -> None:
         status, severity = alarm
-        channel, value = served.channel, served.value
-        if value is None:  # never read: keep the initial value, say why
-            await channel.write(channel.value, verify_value=False, status=status, severity=severity)
-            return
-        await channel.write(
-            to_channel(served.datatype, value),
-            verify_value=False,
-            timestamp=stamp,
-            status=status,
-            severity=severity,
-        )
+        value = served.value
+        for channel in (served.channel, served.alone):
+            if channel is None:
+                continue
+            if value is None:  # never read: keep the initial value, say why
+                await channel.write(
+                    channel.value, verify_value=False, status=status, severity=severity
+                )
+                continue
+            await channel.write(
+                to_channel(served.datatype, value),
+                verify_value=False,
+                timestamp=stamp,
+                status=status,
+                severity=severity,
+            )
 
     async def cycle(self, group: Group, *, settings: bool) -> None:
         signals = [s for s in group.signals if settings or s.readback]

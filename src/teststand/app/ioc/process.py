@@ -1,15 +1,23 @@
-"""`IocProcess`: `teststand ioc` as a child process (the demo, the benchmark and the tests).
+"""`IocProcess`: `teststand ioc` as a child process (the demo, the benchmarks and the tests).
 
-`local_ca_environment()` is the loopback-only Channel Access set-up they use, so that nothing
-leaves the machine and no other IOC on the network is seen.
+`local_ca_environment()` is the loopback-only Channel Access set-up of the demo, so that
+nothing leaves the machine and no other IOC on the network is seen. `LoopbackCA` is the same on
+ports of its own (tests, benchmarks): a repeater port and a few server ports, each IOC on one of
+them and every one in `EPICS_CA_ADDR_LIST`. libca reads these settings once per process, when
+its first context is made, and a unicast search reaches only one of two servers bound to one
+port: so all the ports a process will ever search are in its list from the start, and no two
+IOCs of ours share one.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -30,9 +38,86 @@ def local_ca_environment() -> dict[str, str]:
     return {key: os.environ.get(key, value) for key, value in wanted.items()}
 
 
+def free_port() -> int:
+    """A port free for both TCP and UDP on loopback (CA uses both)."""
+    while True:
+        with socket.socket() as tcp:
+            tcp.bind((LOOPBACK, 0))
+            port = int(tcp.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        return port
+
+
+@dataclass
+class LoopbackCA:
+    """Loopback Channel Access on free ports: `environment()` for this process and its client
+    children (set it before the first CA context), `lease()` a server port for an IOC."""
+
+    repeater_port: int
+    server_ports: tuple[int, ...]
+    leased: set[int] = field(default_factory=set)
+
+    @classmethod
+    def allocate(cls, servers: int = 1) -> LoopbackCA:
+        return cls(free_port(), tuple(free_port() for _ in range(servers)))
+
+    def environment(self) -> dict[str, str]:
+        """Client settings: every server port searched, beacons to the repeater."""
+        repeater = str(self.repeater_port)
+        return {
+            "EPICS_CA_AUTO_ADDR_LIST": "NO",
+            "EPICS_CA_ADDR_LIST": " ".join(f"{LOOPBACK}:{port}" for port in self.server_ports),
+            "EPICS_CA_SERVER_PORT": str(self.server_ports[0]),
+            "EPICS_CA_REPEATER_PORT": repeater,
+            "EPICS_CAS_INTF_ADDR_LIST": LOOPBACK,
+            "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+            "EPICS_CAS_BEACON_ADDR_LIST": LOOPBACK,
+            "EPICS_CAS_BEACON_PORT": repeater,
+        }
+
+    def server_environment(self, port: int) -> dict[str, str]:
+        """An IOC's settings: the client ones, serving on `port`."""
+        return {**self.environment(), "EPICS_CA_SERVER_PORT": str(port)}
+
+    def lease(self) -> int:
+        """A server port no IOC of ours holds; `release()` it when that IOC is done."""
+        for port in self.server_ports:
+            if port not in self.leased:
+                self.leased.add(port)
+                return port
+        raise TeststandError(
+            f"all {len(self.server_ports)} server ports are in use by IOCs; allocate more "
+            "(LoopbackCA.allocate(servers=N))"
+        )
+
+    def release(self, port: int) -> None:
+        self.leased.discard(port)
+
+    @contextmanager
+    def repeater(self) -> Iterator[None]:
+        """A CA repeater on the repeater port (libca registers with one) while the block runs."""
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("caproto-repeater")), "-q"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **self.environment()},
+        )
+        try:
+            yield
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
 class IocProcess:
     """Start `teststand ioc STAND --prefix P` and wait until it serves; `stop()` ends it (the IOC
-    then writes VSET 0 to every HV channel and releases the instruments)."""
+    then writes VSET 0 to every HV channel and releases the instruments), `start()` again
+    restarts it on the same port. With `ca`, it serves on a port leased from it until `close()`.
+    """
 
     def __init__(
         self,
@@ -40,19 +125,26 @@ class IocProcess:
         prefix: str,
         *,
         poll: float = 0.2,
+        args: Sequence[str] = (),
+        ca: LoopbackCA | None = None,
         env: Mapping[str, str] | None = None,
         log: Path | None = None,
     ) -> None:
         self.stand_file = stand_file
         self.prefix = prefix
         self.poll = poll
-        self.env = {**os.environ, **(env or {})}
+        self.args = list(args)
+        self.ca = ca
+        self.port = ca.lease() if ca is not None else None
+        served = ca.server_environment(self.port) if ca is not None and self.port else {}
+        self.env = {**os.environ, **served, **(env or {})}
         self.log = log or stand_file.with_suffix(".ioc.log")
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> IocProcess:
         command = [sys.executable, "-m", "teststand.app.cli", "ioc", str(self.stand_file)]
         command += ["--prefix", self.prefix, "--interfaces", LOOPBACK, "--poll", str(self.poll)]
+        command += self.args
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=log, text=True, env=self.env
@@ -66,10 +158,22 @@ class IocProcess:
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM (the IOC's safe exit), SIGKILL when it has not exited after `timeout` s."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
         self.process = None
+
+    def close(self) -> None:
+        """Stop it and give its port back."""
+        self.stop()
+        if self.ca is not None and self.port is not None:
+            self.ca.release(self.port)
+            self.port = None
 
     def __enter__(self) -> IocProcess:
         return self.start()
@@ -80,4 +184,4 @@ class IocProcess:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.close()

@@ -4,6 +4,8 @@ Every put needs control (`Control.check`). A put to a move PV (a device's set po
 device's `set()`: refused by `checks.check_move` before anything is written, and complete when
 the move is (a ramp settled, a bath settled); a trip or switch-off during the ramp fails it. A
 new move of the same HV channel (directly or through its slot) cancels the one in progress. A
+put to a move's `…_WRITE` PV writes the set point alone (`checks.check_write`, the safety
+hooks; no move), as the signal's `set()` does in direct mode. A
 refusal or failure is written to the device's `…:MSG` PV and the stand's `MSG` PV as
 `ErrorType: message`, then the put fails (a CA put error), so the client can say why.
 """
@@ -19,8 +21,8 @@ from typing import Any
 from caproto import ChannelData
 from ophyd_async.core import Device, SignalW, StandardMovable
 
-from teststand.app.ioc.channels import TEXT_LENGTH, WRITER, PutHandler, to_channel, to_signal
-from teststand.app.ioc.checks import PutRefused, check_move
+from teststand.app.ioc.channels import WRITER, PutHandler, clip, decode, to_channel, to_signal
+from teststand.app.ioc.checks import PutRefused, check_move, check_write
 from teststand.app.ioc.control import Control
 from teststand.stand import TestStand
 from teststand.stand.pvnames import SignalPV, VerbPV
@@ -41,7 +43,7 @@ class Messages:
     async def post(self, device_suffix: str, text: str) -> None:
         for channel in (self.devices.get(device_suffix), self.stand):
             if channel is not None:
-                await channel.write(text[: TEXT_LENGTH - 1], verify_value=False)
+                await channel.write(clip(text), verify_value=False)
 
 
 def _move_key(device: Device) -> int:
@@ -79,14 +81,29 @@ class Puts:
             raise
         await self.messages.post(device_suffix, "")
 
-    def for_signal(self, spec: SignalPV, datatype: type) -> PutHandler:
+    def for_signal(self, spec: SignalPV, datatype: type, *, alone: bool = False) -> PutHandler:
+        """The put handler of the signal's PV (`alone`: of a move's `…_WRITE` PV)."""
+
         async def put(raw: Any) -> Any:
             value = to_signal(datatype, raw)
-            what = f"{spec.suffix} = {value!r}"
-            await self._guarded(spec.device_suffix, what, self._write(spec, value))
+            what = f"{spec.write_suffix if alone else spec.suffix} = {value!r}"
+            write = self._write_alone(spec, value) if alone else self._write(spec, value)
+            await self._guarded(spec.device_suffix, what, write)
             return to_channel(datatype, value)
 
         return put
+
+    async def _write_alone(self, spec: SignalPV, value: Any) -> None:
+        self.control.check()
+        device = spec.device
+        try:
+            await check_write(self.stand, device, float(value))
+            for check in self.move_checks:
+                await check(device, float(value))
+            assert isinstance(spec.signal, SignalW)
+            await spec.signal.set(value)
+        finally:
+            await self.refresh(self._affected(device), spec.signal)
 
     async def _write(self, spec: SignalPV, value: Any) -> None:
         self.control.check()
@@ -140,7 +157,7 @@ class Puts:
         self.control.check()
         method = getattr(spec.device, spec.verb)
         if spec.arguments:
-            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            text = decode(raw)
             try:
                 arguments = json.loads(text or "{}")
             except json.JSONDecodeError as exc:

@@ -26,7 +26,15 @@ from typing import Any
 from caproto import ChannelData
 from ophyd_async.core import Device
 
-from teststand.app.ioc.channels import WRITER, ServedDouble, ServedEnum, ServedInteger, text_channel
+from teststand.app.ioc.channels import (
+    WRITER,
+    ServedDouble,
+    ServedEnum,
+    ServedInteger,
+    clip,
+    decode,
+    text_channel,
+)
 from teststand.app.ioc.checks import PutRefused
 from teststand.app.ioc.control import Owner
 from teststand.app.ioc.server import StandIOC
@@ -40,7 +48,7 @@ STATES = tuple(state.value for state in StandState)
 
 
 def _text(raw: Any) -> str:
-    return (raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)).strip("\0 ").strip()
+    return decode(raw).strip("\0 ").strip()
 
 
 class SafetyPVs:
@@ -99,7 +107,7 @@ class SafetyPVs:
             else:
                 await self.watchdog.request(parse_state(verb), who, why or f"{verb} requested")
         except Exception as exc:
-            await self.message.write(f"{type(exc).__name__}: {exc}"[:500], verify_value=False)
+            await self.message.write(clip(f"{type(exc).__name__}: {exc}"), verify_value=False)
             raise
         await self.message.write("", verify_value=False)
         return raw
@@ -144,8 +152,8 @@ class SafetyPVs:
         self._schedule(self._show(transition))
 
     async def _show(self, transition: Transition) -> None:
-        await self.reason.write(transition.why[:500], verify_value=False)
-        await self.last.write(str(transition)[:500], verify_value=False)
+        await self.reason.write(clip(transition.why), verify_value=False)
+        await self.last.write(clip(str(transition)), verify_value=False)
         await self.state.write(transition.new.value, verify_value=False)
 
     def _on_check(self, watchdog: Watchdog) -> None:

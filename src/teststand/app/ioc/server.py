@@ -17,10 +17,10 @@ from typing import Any
 
 from caproto import ChannelData, ChannelDouble, ChannelString
 from caproto.asyncio.server import Context
-from ophyd_async.core import Signal
+from ophyd_async.core import Device, Signal
 
 from teststand.app.ioc.alarms import alarm_of
-from teststand.app.ioc.channels import ServedInteger, make_channel, text_channel
+from teststand.app.ioc.channels import ServedInteger, clip, decode, make_channel, text_channel
 from teststand.app.ioc.checks import drive_limits
 from teststand.app.ioc.control import Control
 from teststand.app.ioc.poll import Group, Poller, ServedSignal
@@ -112,6 +112,8 @@ class StandIOC:
         for served in self.served.values():
             if served.spec.writable:
                 served.channel.on_put = puts.for_signal(served.spec, served.datatype)
+            if served.alone is not None:
+                served.alone.on_put = puts.for_signal(served.spec, served.datatype, alone=True)
         for verb in verbs:
             channel = text_channel() if verb.arguments else ServedInteger(value=0)
             channel.on_put = puts.for_verb(verb)
@@ -159,20 +161,31 @@ class StandIOC:
             value = None
         initial = value if value is not None else _default(datatype)
         channel = make_channel(datatype, initial, metadata)
-        if spec.move:
-            limits = await drive_limits(spec.device)
-            if limits is not None and isinstance(channel, ChannelDouble):
-                await channel.write_metadata(lower_ctrl_limit=limits[0], upper_ctrl_limit=limits[1])
-                self._fields(spec.suffix, DRVL=limits[0], DRVH=limits[1])
         served = ServedSignal(spec, channel, datatype, readback, value=value)
         self.served[spec.suffix] = served
         units = metadata.get("units") or ""
         kind = getattr(datatype, "__name__", str(datatype))
-        self._add(spec.suffix, channel, kind, units, spec.writable, _description(spec))
-        self._fields(spec.suffix, DESC=_description(spec), EGU=units)
-        if metadata.get("precision") is not None:
-            self._fields(spec.suffix, PREC=int(metadata["precision"]))
+        pvs = [(spec.suffix, channel, _description(spec))]
+        if spec.move and spec.writable:  # its `…_WRITE` twin: the set point written alone
+            served.alone = make_channel(datatype, initial, metadata)
+            pvs = [
+                (spec.suffix, channel, f"{_description(spec)}: move, done when settled"),
+                (spec.write_suffix, served.alone, "set point alone (no move)"),
+            ]
+        for suffix, pv, description in pvs:
+            self._add(suffix, pv, kind, units, spec.writable, description)
+            self._fields(suffix, DESC=description[:40], EGU=units)
+            if metadata.get("precision") is not None:
+                self._fields(suffix, PREC=int(metadata["precision"]))
+            if spec.move:
+                await self._drive_limits(spec.device, suffix, pv)
         return served
+
+    async def _drive_limits(self, device: Device, suffix: str, channel: ChannelData) -> None:
+        limits = await drive_limits(device)
+        if limits is not None and isinstance(channel, ChannelDouble):
+            await channel.write_metadata(lower_ctrl_limit=limits[0], upper_ctrl_limit=limits[1])
+            self._fields(suffix, DRVL=limits[0], DRVH=limits[1])
 
     def _fields(self, suffix: str, **fields: Any) -> None:
         for field, value in fields.items():
@@ -202,11 +215,11 @@ class StandIOC:
         control = self.control
 
         async def show_owner() -> None:
-            await owner.write(control.describe(), verify_value=False)
+            await owner.write(clip(control.describe()), verify_value=False)
 
         def handler(action: Callable[[str], Any]) -> Callable[[Any], Awaitable[Any]]:
             async def put(raw: Any) -> Any:
-                text = raw.decode() if isinstance(raw, bytes) else str(raw)
+                text = decode(raw)
                 try:
                     action(text)
                 except Exception as exc:
