@@ -54,7 +54,7 @@ class Served:
 
         self.context = Context()
         names = ["STATE", "STATE:REASON", "STATE:CMD", "CONTROL:TAKEOVER", "CONTROL:RELEASE"]
-        names += ["SLOT1:MSG", "SLOT1:BIAS_SETPOINT"]
+        names += ["SLOT1:MSG", "SLOT1:BIAS_SETPOINT", "CONTROL:OWNER"]
         self.pvs = dict(zip(names, self.context.get_pvs(*[PREFIX + n for n in names]), strict=True))
         for pv in self.pvs.values():
             pv.wait_for_connection(timeout=10)

@@ -3,15 +3,22 @@ halted in the middle of an IV scan at 500 V, with the stand served by the IOC.""
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from ioc_served import CLIENT, HEARTBEAT_TIMEOUT, PREFIX, SPEED, Served, served
 from safety_helpers import History, wait_until
+
+from teststand.app.qserver import QserverOptions, free_port, manager_client, start, stop
+
+PROFILE = Path(__file__).resolve().parents[2] / "profile_collection"
 
 __all__ = ["served"]  # the module's fixture
 
@@ -126,3 +133,45 @@ def test_hv_put_outside_run_is_refused(served: Served) -> None:
         assert served.sims["hv"].instrument.snapshot()["channels"][0]["vset"] == 0  # type: ignore[attr-defined]
     finally:
         served.put("CONTROL:RELEASE", "test")
+
+
+def test_a_queue_worker_killed_during_a_ramp(served: Served, tmp_path: Path) -> None:
+    """The queue server's RE worker (it holds control, in RUN) killed with SIGKILL while its
+    IV scan ramps to 500 V: the IOC's watchdog brings HV to 0 V. The profile's startup without
+    storage (no Tiled: what is tested is the worker's death, not where its runs go)."""
+    from bluesky_queueserver_api import BPlan
+
+    startup = tmp_path / "startup"
+    startup.mkdir()
+    for name in ("00_run_engine.py", "10_stand.py", "40_plans.py"):
+        (startup / name).symlink_to(PROFILE / "startup" / name)
+    state_dir, control = tmp_path / "qserver", free_port()
+    options = QserverOptions(
+        profile=PROFILE,
+        startup_dir=startup,
+        stand=served.client_file,
+        state_dir=state_dir,
+        control_port=control,
+        info_port=free_port(),
+    )
+    start(options)
+    history = History(served.sims)
+    try:
+        api = manager_client(f"tcp://127.0.0.1:{control}", timeout=30)
+        api.environment_open()
+        api.wait_for_idle(timeout=180)
+        plan = BPlan("iv_scan", slots="1-8", start=500, stop=500, step=5, settle=600.0)
+        api.item_add(plan)
+        api.queue_start()
+        wait_until(lambda: history.sample().hv_max > 100, 120, "the ramp under way")
+        assert served.get("STATE") == "RUN"
+        owner = re.search(r"pid=(\d+)", served.get("CONTROL:OWNER"))  # the worker holds it
+        assert owner is not None
+        worker = int(owner.group(1))
+        fault_time = time.monotonic()
+        os.kill(worker, signal.SIGKILL)
+        check_safe_after(served, history, fault_time, "its Channel Access connection closed")
+    finally:
+        history.stop()
+        stop(state_dir, force=True)
+        served.reset()

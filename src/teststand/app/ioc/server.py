@@ -36,6 +36,30 @@ TaskFactory = Callable[[], Coroutine[Any, Any, None]]
 OWNER_WATCH_PERIOD = 0.2
 
 
+class IocContext(Context):  # type: ignore[misc]
+    """caproto's asyncio server, sending an update to a snapshot of a PV's subscriptions.
+
+    caproto 1.3 iterates the live deque of subscriptions across the awaits of the sends; a client
+    subscribing or leaving meanwhile raised `RuntimeError: deque mutated during iteration`, and
+    caproto then shut the whole server down (seen under load: clients come and go while
+    `CONTROL:OWNER` changes).
+    """
+
+    async def _subscription_queue_iteration(
+        self, sub_specs: Any, metadata: Any, values: Any, flags: int, sub: Any
+    ) -> None:
+        if sub is not None:  # one new subscription's first update
+            await super()._subscription_queue_iteration(sub_specs, metadata, values, flags, sub)
+            return
+        for spec in sub_specs:
+            live = self.subscriptions[spec]
+            for each in list(live):
+                if each in live:  # not gone while the others were sent
+                    await self._subscription_queue_send(
+                        spec, each, metadata=metadata, values=values, flags=flags
+                    )
+
+
 @dataclass(frozen=True)
 class PVInfo:
     """One line of `teststand ioc --list`."""
@@ -256,7 +280,7 @@ class StandIOC:
     async def run(self, interfaces: Sequence[str]) -> None:
         """Serve until cancelled; the poll loops and the added tasks run alongside."""
         assert self.poller is not None, "call setup() first"
-        self.context = Context(self.pvdb, list(interfaces))
+        self.context = IocContext(self.pvdb, list(interfaces))
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.context.run())
             tasks.create_task(self.poller.run())
