@@ -45,7 +45,8 @@ class Served:
             data["instruments"][name]["url"] = url
         self.file = tmp / "ioc.yaml"
         self.file.write_text(yaml.safe_dump(data))
-        client = dict(data, server={"prefix": PREFIX, "connect_timeout": 5.0})
+        # a loaded machine takes seconds to connect a client's hundred PVs
+        client = dict(data, server={"prefix": PREFIX, "connect_timeout": 30.0})
         self.client_file = tmp / "client.yaml"
         self.client_file.write_text(yaml.safe_dump(client))
         # A server port of its own from the session's CA (another IOC may serve on another).
