@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,6 +28,12 @@ def ca_repeater() -> Iterator[None]:
     """A CA repeater on the session's repeater port, for the tests that start IOCs."""
     with CA.repeater():
         yield
+
+# Under pytest-xdist every worker runs simulators of its own: a pty number freed in one worker and
+# reused by another must not look like a port that the first still holds. One lock folder per worker
+# (inherited by the processes its tests start).
+if _worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["TESTSTAND_LOCK_DIR"] = tempfile.mkdtemp(prefix=f"teststand-locks-{_worker}-")
 
 
 class RawClient:

@@ -22,7 +22,7 @@ import pytest
 from tiled.client import Context, from_context, from_uri
 
 from teststand.app.cli import main
-from teststand.storage.catalog import Catalog, run_module_ids
+from teststand.storage.catalog import Catalog, module_result, run_module_ids
 from teststand.storage.indexes import (
     drop_indexes,
     engine_uri,
@@ -73,8 +73,11 @@ def expected(search: dict[str, Any]) -> list[str]:
             continue
         if any(start.get(k) != search[k] for k in ("test", "stage", "stand") if k in search):
             continue
-        if "verdict" in search and md.get("verdict") != search["verdict"]:
-            continue
+        if "verdict" in search:  # with a module, that module's own result in the run
+            module = search.get("module_id")
+            verdict = md.get("verdict") if module is None else module_result(md, module)[1]
+            if verdict != search["verdict"]:
+                continue
         if not search.get("since", 0) <= start["time"] < search.get("until", 1e12):
             continue
         found.append(uid)
