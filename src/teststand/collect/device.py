@@ -57,13 +57,19 @@ class Collector(Device):
     async def _recorded_pvs(self) -> list[Recorded]:
         if self._recorded is None:
             found = []
-            for n in range(1, await self.pv_count.get_value() + 1):
-                pv = str(await caget(f"{self.prefix}{n}:NAME", datatype=DBR_CHAR_STR))
-                ctrl = await caget(f"{self.prefix}{n}:V", format=FORMAT_CTRL, count=1)
-                units = str(getattr(ctrl, "units", "") or "")
-                capacity = int((await cainfo(f"{self.prefix}{n}:V")).count)
-                stream = f"{self.name}_{stream_key(pv)}"
-                found.append(Recorded(n, pv, units, stream, capacity))
+            try:
+                for n in range(1, await self.pv_count.get_value() + 1):
+                    pv = str(await caget(f"{self.prefix}{n}:NAME", datatype=DBR_CHAR_STR))
+                    ctrl = await caget(f"{self.prefix}{n}:V", format=FORMAT_CTRL, count=1)
+                    units = str(getattr(ctrl, "units", "") or "")
+                    capacity = int((await cainfo(f"{self.prefix}{n}:V")).count)
+                    stream = f"{self.name}_{stream_key(pv)}"
+                    found.append(Recorded(n, pv, units, stream, capacity))
+            except CANothing as exc:
+                raise CollectorError(
+                    f"{self.name}: the collector at {self.prefix} does not answer ({exc}); is "
+                    "`teststand collector serve` running with that prefix?"
+                ) from None
             self._recorded = found
         return self._recorded
 
