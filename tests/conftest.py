@@ -29,6 +29,7 @@ def ca_repeater() -> Iterator[None]:
     with CA.repeater():
         yield
 
+
 # Under pytest-xdist every worker runs simulators of its own: a pty number freed in one worker and
 # reused by another must not look like a port that the first still holds. One lock folder per worker
 # (inherited by the processes its tests start).
