@@ -20,7 +20,7 @@ from teststand.storage.config import StorageConfig
 from teststand.storage.embedded import EmbeddedServer
 from teststand.storage.errors import InsecureBind, TiledUnreachable
 from teststand.storage.runwriter import write_run
-from teststand.storage.server import ServerSettings, resolve_config
+from teststand.storage.server import ServerSettings, catalog_initialized, resolve_config
 
 TESTSTAND = str(Path(sys.executable).with_name("teststand"))
 
@@ -69,6 +69,25 @@ def test_non_loopback_bind_with_key_is_accepted(
         resolve_config(ServerSettings(data_dir=tmp_path, host="192.0.2.1"))
     config = resolve_config(ServerSettings(data_dir=tmp_path, host="0.0.0.0", api_key="s3cret"))
     assert config["authentication"]["single_user_api_key"] == "s3cret"
+
+
+def test_a_catalog_left_uninitialized_by_a_killed_first_start_is_initialized(
+    tmp_path: Path,
+) -> None:
+    """Found by the stand soak: Tiled killed during its first start left an empty catalog.db,
+    and every restart then skipped the initialization and failed."""
+    (tmp_path / "catalog.db").write_bytes(b"")  # created, never initialized
+    assert not catalog_initialized(tmp_path / "catalog.db")
+    args = resolve_config(ServerSettings(data_dir=tmp_path))["trees"][0]["args"]
+    assert args.get("init_if_not_exists", True) is True
+    server = EmbeddedServer(tmp_path)
+    try:
+        server.wait_ready(180)
+        assert catalog_initialized(tmp_path / "catalog.db")
+        args = resolve_config(ServerSettings(data_dir=tmp_path))["trees"][0]["args"]
+        assert args["init_if_not_exists"] is False  # an initialized catalog: no second init
+    finally:
+        server.close()
 
 
 def test_embedded_server_keeps_data_key_and_port_across_restarts(tmp_path: Path) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ipaddress
 import os
 import secrets
 import socket
+import sqlite3
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -85,6 +87,19 @@ def _storage_uris(settings: ServerSettings) -> tuple[str, str]:
     )
 
 
+def catalog_initialized(path: Path) -> bool:
+    """The SQLite catalog carries Tiled's revision stamp. A first start killed while it was
+    creating the file leaves one without it: that catalog must be initialized again (skipping
+    the initialization for an existing file made every later start fail)."""
+    if not path.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT version_num FROM alembic_version").fetchone() is not None
+    except sqlite3.Error:  # no such table, not a database
+        return False
+
+
 def resolve_config(settings: ServerSettings) -> dict[str, Any]:
     """Read the config file with its variables filled in from `settings`, and check it."""
     from tiled.utils import parse  # type: ignore[import-untyped]
@@ -118,7 +133,7 @@ def resolve_config(settings: ServerSettings) -> dict[str, Any]:
         args = config["trees"][0]["args"]
         if settings.readable:
             args["readable_storage"] = [str(p) for p in readable]
-        if settings.catalog is None and (data / "catalog.db").exists():
+        if settings.catalog is None and catalog_initialized(data / "catalog.db"):
             args["init_if_not_exists"] = False  # saves a subprocess (~2 s) on each restart
     secured = bool(auth.get("single_user_api_key") or auth.get("providers"))
     if not is_loopback(settings.host) and not secured:
