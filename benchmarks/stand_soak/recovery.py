@@ -28,8 +28,9 @@ class Recovery:
         self.durations: list[float] = []
         self._pvs: dict[str, Any] = {}
 
-    def put(self, suffix: str, value: str | float, attempts: int = 3) -> None:
-        """A put with completion, text or number (a loaded IOC may take its time: retried)."""
+    def put(self, suffix: str, value: str | float, attempts: int = 3, wait: bool = True) -> None:
+        """A put, with completion unless `wait` is false, text or number (a loaded IOC may take
+        its time: retried)."""
         if suffix not in self._pvs:
             (self._pvs[suffix],) = self.context.get_pvs(stack.PREFIX + suffix)
         pv = self._pvs[suffix]
@@ -37,7 +38,7 @@ class Recovery:
         for attempt in range(attempts):
             try:
                 pv.wait_for_connection(timeout=30)
-                pv.write(data, wait=True, timeout=60)
+                pv.write(data, wait=wait, timeout=60)
                 return
             except Exception:
                 if attempt == attempts - 1:
@@ -97,18 +98,19 @@ class Recovery:
         self.put("STATE:CMD", "READY soak: HV up before a fault")
         self.put("STATE:CMD", "RUN soak: HV up before a fault")
         threading.Thread(target=self._heartbeats, name="soak-heartbeat", daemon=True).start()
-        for channel in channels:
-            self.put(f"HV:CH{channel}:SWITCHED_ON", 1)
-            self.put(f"HV:CH{channel}:SETPOINT", volts)
+        for channel in channels:  # a refused put is not retried: the stand tripped meanwhile
+            self.put(f"HV:CH{channel}:SWITCHED_ON", 1, attempts=1)
+            self.put(f"HV:CH{channel}:SETPOINT", volts, attempts=1)
 
     def _heartbeats(self) -> None:
-        """Every second while the stand is in RUN (it has 5 s to get there)."""
-        deadline = time.monotonic() + 5
+        """Every second while the stand is in RUN (it has 30 s to get there), without waiting
+        for completion (a beat held up by a slow IOC must not hold up the next)."""
+        deadline = time.monotonic() + 30
         while self.states.state != "RUN" and time.monotonic() < deadline:
             time.sleep(0.1)
         while self.states.state == "RUN":
             with contextlib.suppress(Exception):  # a late beat: the watchdog judges
-                self.put("CLIENT:HEARTBEAT", 1, attempts=1)
+                self.put("CLIENT:HEARTBEAT", 1, attempts=1, wait=False)
             time.sleep(1.0)
 
     def reset(self) -> None:
