@@ -4,7 +4,7 @@ The simulators (`teststand sim serve-stand --tcp`, whose stdin takes fault lines
 repeater, the IOC with its watchdog (`teststand ioc`), a real InfluxDB (tests/influx.py), the
 monitor (`teststand monitor`) and the queue server (`teststand.app.qserver.start`: Redis, the RE
 Manager and its worker, which starts the embedded Tiled server of the stand's `storage:`).
-Channel Access is loopback only, on ports of its own (`ca_env`, set before any CA client).
+Channel Access is loopback only, on ports of its own (`ca_environment`, before any CA client).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import Any
 import psutil
 import yaml
 from influx import PASSWORD, USER, Influxd
-from monitor import ca_env  # benchmarks/monitor.py: loopback CA on free ports
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "profile_collection"
@@ -31,10 +30,10 @@ PREFIX = "SOAK:"
 DB = "soak"
 #: The IOC polls at 5 Hz (20 s of stand time at speed 100): lighter on a loaded machine.
 IOC_OPTIONS = ("--interfaces", "127.0.0.1", "--poll", "0.2")
-#: Interlock timings for the loaded 2-core development machine (load average 12-17): the
-#: profile's 3 s heartbeat is for a quiet stand PC, and at 8 s the queue worker's heartbeat
-#: still went missing for 8.1 s twice in four short soaks (a false SAFE, no fault injected).
-INTERLOCKS = {"heartbeat_timeout": 15.0, "link_timeout": 5.0, "chiller_timeout": 3600.0}
+#: Interlock timings for the loaded 2-core development machine (load average 5-40): the
+#: stand's default 10 s link timeout, and 15 s for the heartbeat (at 8 s the queue worker's
+#: heartbeat went missing for 8.1 s twice in four short soaks: a false SAFE).
+INTERLOCKS = {"heartbeat_timeout": 15.0, "link_timeout": 10.0, "chiller_timeout": 3600.0}
 
 
 def stand_files(directory: Path, speed: float, urls: dict[str, str] | None, influx: str) -> Path:
@@ -265,5 +264,8 @@ def wait_for(condition: Any, timeout: float, what: str, period: float = 0.5) -> 
 
 
 def ca_environment() -> None:
-    """Loopback CA on ports of this soak, for every process it starts and its own clients."""
-    os.environ.update(ca_env())
+    """Loopback CA on free ports of this soak (`teststand.app.ioc.process.LoopbackCA`), for
+    every process it starts and its own clients."""
+    from teststand.app.ioc.process import LoopbackCA
+
+    os.environ.update(LoopbackCA.allocate().environment())
