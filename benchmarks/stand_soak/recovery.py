@@ -91,24 +91,24 @@ class Recovery:
             self.driver.pause()
             self.close_environment()
         self.put("CONTROL:TAKEOVER", "pid=soak: the operator resets the stand after a fault")
+        self._holding = threading.Event()
+        self._holding.set()
+        threading.Thread(target=self._heartbeats, name="soak-heartbeat", daemon=True).start()
 
     def raise_hv(self, volts: float, channels: range = range(4)) -> None:
-        """As the operator holding control: the stand to RUN (heartbeats from here on, until
-        it trips) and `channels` of the HV supply on at `volts`: a fault then finds HV up."""
+        """As the operator holding control (beating since `take_over`): the stand to RUN and
+        `channels` of the HV supply on at `volts`: a fault then finds HV up."""
         self.put("STATE:CMD", "READY soak: HV up before a fault")
         self.put("STATE:CMD", "RUN soak: HV up before a fault")
-        threading.Thread(target=self._heartbeats, name="soak-heartbeat", daemon=True).start()
         for channel in channels:  # a refused put is not retried: the stand tripped meanwhile
             self.put(f"HV:CH{channel}:SWITCHED_ON", 1, attempts=1)
             self.put(f"HV:CH{channel}:SETPOINT", volts, attempts=1)
 
     def _heartbeats(self) -> None:
-        """Every second while the stand is in RUN (it has 30 s to get there), without waiting
-        for completion (a beat held up by a slow IOC must not hold up the next)."""
-        deadline = time.monotonic() + 30
-        while self.states.state != "RUN" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        while self.states.state == "RUN":
+        """Every second while the soak holds control, without waiting for completion (a beat
+        held up by a slow IOC must not hold up the next). A controlling client beats all the
+        time: the IOC judges the age of its last beat as soon as the stand enters RUN."""
+        while self._holding.is_set():
             with contextlib.suppress(Exception):  # a late beat: the watchdog judges
                 self.put("CLIENT:HEARTBEAT", 1, attempts=1, wait=False)
             time.sleep(1.0)
@@ -131,6 +131,7 @@ class Recovery:
 
     def give_back(self, reopen: bool = True) -> None:
         """Release control; reopen the environment (the worker claims it) and the queue."""
+        self._holding.clear()
         self.put("CONTROL:RELEASE", "soak")
         if not reopen:
             return
