@@ -35,8 +35,9 @@ typecheck: $(STAMP)
 # `make test-web`; `make test` runs the page's other browser tests.
 SLOW_WEB := tests/web/test_queue_page.py tests/web/test_expiry.py
 
+# Two workers (pytest-xdist), one per core; a test file stays on one worker (its module fixtures).
 pytest: $(STAMP) databases browser
-	$(BIN)/pytest $(addprefix --ignore=,$(SLOW_WEB))
+	$(BIN)/pytest -n 2 --dist loadfile $(addprefix --ignore=,$(SLOW_WEB))
 
 # Debian packages the tests need, installed when missing (apt-get, as root, as on CI): InfluxDB 1.x
 # and VictoriaMetrics for the monitor's tests, PostgreSQL (initdb, pg_ctl) for the PostgreSQL
