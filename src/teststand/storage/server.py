@@ -117,14 +117,21 @@ def resolve_config(settings: ServerSettings) -> dict[str, Any]:
         "TESTSTAND_TILED_READABLE": str(readable[0]),
         "TILED_SINGLE_USER_API_KEY": key or "",
     }
-    os.environ.update(env)
     path = settings.config or shipped_config()
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)  # only while the file's ${VARIABLES} are filled in
     try:
         config: dict[str, Any] = parse(path)
     except OSError as exc:
         raise ServerConfigError(f"cannot read Tiled config {path}: {exc.strerror}") from None
     except Exception as exc:
         raise ServerConfigError(f"Tiled config {path} is not valid YAML: {exc}") from None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     auth = config.setdefault("authentication", {}) or {}
     config["authentication"] = auth
     if not auth.get("single_user_api_key"):
