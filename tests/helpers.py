@@ -95,3 +95,32 @@ def postgres_cluster(bindir: Path, root: Path | None = None) -> Iterator[str]:
         run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` (e.g. "64k") at `folder`, without root: mounted in a user and mount
+    namespace of its own (`unshare -rm`, util-linux) by a holder process, reached through
+    /proc/PID/root."""
+    folder.mkdir()
+    script = f'mount -t tmpfs -o size={size} tmpfs "{folder}" && echo mounted && exec sleep 3600'
+    holder = subprocess.Popen(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stderr is not None
+    if holder.stdout.readline().strip() != "mounted":
+        holder.wait(10)
+        raise AssertionError(
+            f"cannot mount a small tmpfs in a namespace: {holder.stderr.read().strip()}; the "
+            "kernel must allow unprivileged user namespaces (kernel.unprivileged_userns_clone=1)"
+        )
+    try:
+        yield Path(f"/proc/{holder.pid}/root") / folder.relative_to("/")
+    finally:
+        holder.kill()
+        holder.wait(10)
+        holder.stdout.close()
+        holder.stderr.close()

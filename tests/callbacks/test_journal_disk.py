@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import bluesky.plans as bp
 import pytest
 from bluesky import RunEngine
+from helpers import small_tmpfs
 from ophyd_async.core import StandardReadable, StandardReadableFormat, init_devices, soft_signal_rw
 
 from teststand.callbacks.tiled_writer import LiveTiledWriter
@@ -27,31 +27,9 @@ class Gauge(StandardReadable):
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 kB tmpfs, without root: mounted in a user and mount namespace of its own
-    (`unshare -rm`, util-linux) by a holder process, and reached through /proc/PID/root."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    script = f'mount -t tmpfs -o size=64k tmpfs "{mount}" && echo mounted && exec sleep 3600'
-    holder = subprocess.Popen(
-        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None and holder.stderr is not None
-    if holder.stdout.readline().strip() != "mounted":
-        holder.wait(10)
-        raise AssertionError(
-            f"cannot mount a small tmpfs in a namespace: {holder.stderr.read().strip()}; the "
-            "kernel must allow unprivileged user namespaces (kernel.unprivileged_userns_clone=1)"
-        )
-    try:
-        yield Path(f"/proc/{holder.pid}/root") / mount.relative_to("/")
-    finally:
-        holder.kill()
-        holder.wait(10)
-        holder.stdout.close()
-        holder.stderr.close()
+    """A 64 kB tmpfs, without root."""
+    with small_tmpfs(tmp_path / "tiny", "64k") as folder:
+        yield folder
 
 
 def test_full_journal_disk_warns_early_and_loses_nothing(

@@ -7,7 +7,6 @@ import asyncio
 import bisect
 import itertools
 import json
-import os
 import re
 import subprocess
 import time
@@ -22,7 +21,7 @@ from bluesky.plans import count
 from caproto.sync.client import write
 from caproto.threading.client import Context
 from conftest import PREFIX, TESTSTAND, Ioc, Sims, ioc_data, wait_for
-from helpers import run, stand_dict
+from helpers import run, small_tmpfs, stand_dict
 from influx import PASSWORD, USER, Influxd, VictoriaMetrics, free_port
 
 from teststand.app.monitor.database import Database
@@ -238,14 +237,9 @@ def test_a_monitoring_section_with_errors_names_the_key(sims: Sims) -> None:
 
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 KiB tmpfs (mounting needs root, as `make test` runs in CI)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tiny tmpfs needs root")
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(folder)], check=True)
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    """A 16 KiB tmpfs, without root."""
+    with small_tmpfs(tmp_path / "tiny", "16k") as folder:
+        yield folder
 
 
 @pytest.mark.parametrize("limit", ["bound", "disk full"])
