@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from teststand.app.ioc.process import free_port
 
 GOAL = 20_000.0
 HISTORY = 100_000
@@ -76,19 +77,6 @@ async def main():
     await server.run(["127.0.0.1"], lambda: print("serving", flush=True))
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
 
 
 PORTS = {"ioc": free_port(), "collector": free_port(), "history": free_port()}

@@ -13,7 +13,6 @@ sharing its ports.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from teststand.app.ioc.process import free_port as ca_port
 from teststand.app.web import Users
 
 BIN = Path(sys.executable).parent
@@ -41,20 +41,6 @@ SPEED = 200.0
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 PASSWORDS = {"alice": "alice-pass-1", "bob": "bob-pass-22", "olga": "olga-pass-333"}
 ROLES = {"alice": "operator", "bob": "operator", "olga": "observer"}
-
-
-def ca_port() -> int:
-    """A port free for both TCP and UDP on loopback (CA uses both)."""
-    while True:
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
 
 
 def ca_env() -> dict[str, str]:
