@@ -36,8 +36,13 @@ typecheck: $(STAMP)
 SLOW_WEB := tests/web/test_queue_page.py tests/web/test_expiry.py
 
 # Two workers (pytest-xdist), one per core; a test file stays on one worker (its module fixtures).
+# The IOC-restart test runs in a process of its own: on a worker that had run the storage tests'
+# in-process Tiled apps it hung in 2 of 4 fresh-clone runs (cause not found yet; passes alone).
+OWN_PROCESS := tests/ioc/test_restart.py
+
 pytest: $(STAMP) databases browser
-	$(BIN)/pytest -n 2 --dist loadfile $(addprefix --ignore=,$(SLOW_WEB))
+	$(BIN)/pytest -n 2 --dist loadfile $(addprefix --ignore=,$(SLOW_WEB) $(OWN_PROCESS))
+	$(BIN)/pytest $(OWN_PROCESS)
 
 # Debian packages the tests need, installed when missing (apt-get, as root, as on CI): InfluxDB 1.x
 # and VictoriaMetrics for the monitor's tests, PostgreSQL (initdb, pg_ctl) for the PostgreSQL
