@@ -31,17 +31,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	cd $(VENV) && bin/mypy --config-file ../pyproject.toml --cache-dir .mypy_cache -p teststand
 
-# The web page's tests that drive the queue server (minutes: the RE environment, Tiled) run in
-# `make test-web`; `make test` runs the page's other browser tests.
-SLOW_WEB := tests/web/test_queue_page.py tests/web/test_expiry.py
-
 # Two workers (pytest-xdist), one per core; a test file stays on one worker (its module fixtures).
 # The IOC-restart test runs in a process of its own: on a worker that had run the storage tests'
 # in-process Tiled apps it hung in 2 of 4 fresh-clone runs (cause not found yet; passes alone).
 OWN_PROCESS := tests/ioc/test_restart.py
 
 pytest: $(STAMP) databases browser
-	$(BIN)/pytest -n 2 --dist loadfile $(addprefix --ignore=,$(SLOW_WEB) $(OWN_PROCESS))
+	$(BIN)/pytest -n 2 --dist loadfile $(addprefix --ignore=,$(OWN_PROCESS))
 	$(BIN)/pytest $(OWN_PROCESS)
 
 # Debian packages the tests need, installed when missing (apt-get, as root, as on CI): InfluxDB 1.x
@@ -63,7 +59,7 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		chromium chromium-driver >/dev/null; }
 
-# Every browser test of the web page, the queue server's included (a few minutes).
+# Only the web page's browser tests.
 test-web: $(STAMP) browser
 	$(BIN)/pytest tests/web
 

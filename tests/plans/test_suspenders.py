@@ -207,13 +207,17 @@ def test_suspended_cooling_moves_to_its_target_again(
         data = doc["data"]
         return bool(data["thermal-phase"] == "move" and data["coldbox"] < 10.0)
 
-    operator = Operator(
-        stand,
-        suspenders,
-        lambda: sim.set_flow_failure(True),
-        lambda: sim.set_flow_failure(False),
-        when=mid_move,
-    )
+    def spoil() -> None:
+        # Simulated time slows while the suspension takes hold, so that a loaded machine's
+        # latency cannot let the box reach its target first; it speeds up again once fixed.
+        sim.clock.speed = 20.0
+        sim.set_flow_failure(True)
+
+    def fix() -> None:
+        sim.set_flow_failure(False)
+        sim.clock.speed = 500.0
+
+    operator = Operator(stand, suspenders, spoil, fix, when=mid_move)
     events: list[dict[str, Any]] = []
     RE.subscribe(operator)
     RE.subscribe(

@@ -4,10 +4,9 @@ server (embedded Redis, RE Manager with the shipped profile) over that IOC, `tes
 with a users file, and headless Chromium driven by Selenium.
 
 The queue server starts when a test first needs it (`Stack.environment_open`): those tests,
-in `test_queue_page.py`, take minutes (the RE environment, Tiled) and run in `make test-web`,
-not in `make test`. The test process itself never opens a CA context: the processes get their
-CA settings in their environment, so these tests run beside the IOC tests' session IOC without
-sharing its ports.
+in `test_queue_page.py`, take minutes (the RE environment, Tiled). The test process itself
+never opens a CA context: the processes get their CA settings in their environment, so these
+tests run beside the IOC tests' session IOC without sharing its ports.
 """
 
 from __future__ import annotations

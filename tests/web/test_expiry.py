@@ -1,5 +1,5 @@
 """An expired session, in a real browser: a page server whose sessions last 4 s (its own
-`teststand web` on the shared stand). Run by `make test-web`."""
+`teststand web` on the shared stand)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The operator page driving the queue server, in a real browser: an IV scan from the form,
 a refused bias, the E-stop during a ramp, the queue server down and back. Slow (the RE
-environment opens, runs go to Tiled): run by `make test-web`, not by `make test`. They run
+environment opens, runs go to Tiled). They run
 before `test_web.py` (its IOC-down test restarts the IOC, whose watchdog may latch ERROR)."""
 
 from __future__ import annotations
