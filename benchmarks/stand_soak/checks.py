@@ -10,16 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from stand_soak.observe import ProcessSample
+from teststand.storage.runwriter import rows_against_stop
 
 #: A PV timestamp in InfluxDB (ns) and in a CA update (float s) agree within this.
 STAMP_NS = 2000
 
 
 def runs_in_tiled(client: Any, uids: Iterable[str]) -> dict[str, Any]:
-    """Each run: in Tiled, with its stop document, each stream's events once (as the stop
-    document counts them: unique (seq_num, time) rows)."""
+    """Each run: in Tiled, with its stop document, each stream's events once as the stop
+    document counts them (`rows_against_stop`: events re-taken after a suspension's rewind
+    carry a seq_num again, at a later time; they are counted in `events_retaken`)."""
     missing, incomplete, duplicated = [], [], []
     statuses: dict[str, int] = {}
+    retaken = 0
     for uid in sorted(set(uids)):
         if uid not in client:
             missing.append(uid)
@@ -39,16 +42,20 @@ def runs_in_tiled(client: Any, uids: Iterable[str]) -> dict[str, Any]:
                     incomplete.append(f"{uid}:{stream}")
                 continue
             rows = list(zip(table["seq_num"], table["time"], strict=True))
-            if len(set(rows)) != len(rows):
-                duplicated.append(f"{uid}:{stream}")
-            elif len(rows) != count:
-                incomplete.append(f"{uid}:{stream} {len(rows)}/{count}")
+            problem = rows_against_stop(rows, count)
+            if "twice" in problem:
+                duplicated.append(f"{uid}:{stream} {problem}")
+            elif problem:
+                incomplete.append(f"{uid}:{stream} {problem}")
+            else:
+                retaken += len(rows) - count
     return {
         "runs": len(set(uids)),
         "runs_exit_status": statuses,
         "runs_missing": missing,
         "runs_incomplete": incomplete,
         "runs_duplicated": duplicated,
+        "events_retaken": retaken,
     }
 
 

@@ -23,6 +23,7 @@ from tiled.client import from_uri
 from teststand.callbacks.tiled_writer import LiveTiledWriter
 from teststand.storage.embedded import EmbeddedServer
 from teststand.storage.replay import replay_directory
+from teststand.storage.runwriter import rows_against_stop
 
 
 class Box(StandardReadable):
@@ -256,6 +257,14 @@ def test_a_run_rewound_by_a_pause_is_stored_and_verified(
         e["data"]["box-volts"] for e in events
     ]
     assert list(journal.iterdir()) == []  # verified: the repeated seq_num is no double write
+    # the stop document counts the replayed point once (the RunEngine's counter rewinds too)
+    table = run["primary"].base["internal"].read(columns=["seq_num", "time"])
+    rows = list(zip(table["seq_num"], table["time"], strict=True))
+    counted = run.metadata["stop"]["num_events"]["primary"]
+    assert len(rows) == len(events) > counted == max(seq)
+    assert rows_against_stop(rows, counted) == ""
+    assert "twice" in rows_against_stop([*rows, rows[0]], counted)
+    assert "missing" in rows_against_stop([row for row in rows if row[0] != 1], counted)
 
 
 def test_rows_lost_by_tiled_keep_the_journal(

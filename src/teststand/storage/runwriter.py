@@ -89,6 +89,26 @@ class RunTally:
         return tally
 
 
+def rows_against_stop(rows: list[tuple[int, float]], num_events: int) -> str:
+    """What is wrong with a stream's stored `(seq_num, time)` rows against its stop document's
+    count ("" when nothing is): every seq_num 1..`num_events` there, no row twice.
+
+    A pause or a suspension rewinds a plan to its last checkpoint, and the RunEngine takes an
+    event read after it again under the same seq_num (at a later time) without counting it
+    again in the stop document: such a stream holds more rows than `num_events`, rightly.
+    """
+    unique = set(rows)
+    if len(unique) != len(rows):
+        return f"{len(rows) - len(unique)} row(s) stored twice"
+    expected = set(range(1, num_events + 1))
+    seq_nums = {int(seq) for seq, _ in rows}
+    if expected - seq_nums:
+        return f"seq_num {sorted(expected - seq_nums)[:5]} missing of {num_events}"
+    if seq_nums - expected:
+        return f"seq_num {sorted(seq_nums - expected)[:5]} beyond the stop's {num_events}"
+    return ""
+
+
 def stored_problems(client: Any, run_uid: str, tally: RunTally) -> list[str]:
     """Why the run in Tiled differs from its tally (empty: stored completely, exactly once)."""
     if run_uid not in client:
