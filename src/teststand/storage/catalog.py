@@ -19,18 +19,23 @@ from __future__ import annotations
 
 import heapq
 import re
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs
 
+from tiled.client.utils import handle_error  # type: ignore[import-untyped]
 from tiled.queries import Contains, FullText, Key  # type: ignore[import-untyped]
+from tiled.query_registration import default_query_registry  # type: ignore[import-untyped]
 
 from teststand.storage.client import connect
 from teststand.storage.errors import StorageError
 from teststand.storage.frames import frame, read_labelled
 
 START_KEYS = ("stage", "test", "stand")
+PAGE = 300  # runs per request of a metadata-only search (Tiled's largest page)
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one token for FTS5 and PostgreSQL alike
 
 
@@ -39,6 +44,9 @@ class RunNotFound(StorageError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+MetadataItem = tuple[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -121,15 +129,29 @@ def _timestamp(value: float | datetime) -> float:
     return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
-def _start_time(item: tuple[str, Any]) -> float:
-    return float(item[1].metadata.get("start", {}).get("time", 0.0))
+def _start_time(item: tuple[str, Mapping[str, Any]]) -> float:
+    return float(item[1].get("start", {}).get("time") or 0.0)
+
+
+def search_params(queries: list[Any], newest_first: bool) -> dict[str, Any]:
+    """HTTP parameters of Tiled's search route for these queries, by start time, metadata only
+    (the server then skips counting each run's children)."""
+    params: dict[str, Any] = defaultdict(list)
+    for query in queries:
+        name = default_query_registry.query_type_to_name[type(query)]
+        for field, value in query.encode().items():
+            if value is not None:
+                params[f"filter[{name}][condition][{field}]"].append(value)
+    params.update(sort=f"{'-' if newest_first else ''}start.time", fields="metadata")
+    return dict(params)
 
 
 class Catalog:
     """Searches over the runs of one Tiled container (the server's root by default)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, page: int = PAGE) -> None:
         self.client = client
+        self.page = page
 
     @classmethod
     def from_uri(cls, uri: str, api_key: str | None = None) -> Catalog:
@@ -169,33 +191,49 @@ class Catalog:
             found.append(Key("start.time") < _timestamp(until))
         return found
 
-    def _sorted(self, queries: list[Any], newest_first: bool) -> Iterator[tuple[str, Any]]:
-        results = self.client
-        for query in queries:
-            results = results.search(query)
-        yield from results.sort(("start.time", -1 if newest_first else 1)).items()
+    def _metadata(self, queries: list[Any], newest_first: bool) -> Iterator[MetadataItem]:
+        """(uid, metadata) of the runs matching every query, by start time, page by page."""
+        url: str | None = self.client.item["links"]["search"]
+        params = {**search_params(queries, newest_first), "page[limit]": self.page}
+        http = self.client.context.http_client
+        while url is not None:
+            base, _, query = url.partition("?")
+            paging = {k: v for k, v in parse_qs(query).items() if k.startswith("page[")}
+            content = handle_error(http.get(base, params={**params, **paging})).json()
+            for item in content["data"]:
+                yield item["id"], item["attributes"]["metadata"]
+            url = content["links"].get("next")
+
+    def _matches(
+        self, newest_first: bool, module_id: str | None, filters: dict[str, Any]
+    ) -> Iterator[MetadataItem]:
+        """(uid, metadata) of the runs matching every filter; with `module_id`, runs that list
+        that module, and `verdict` is the module's own."""
+        if module_id is None:
+            yield from self._metadata(self.queries(**filters), newest_first)
+            return
+        verdict = filters.pop("verdict", None)
+        searches = [self._metadata(self.queries(module_id=module_id, **filters), newest_first)]
+        if not WORD.fullmatch(module_id):
+            single = [*self.queries(**filters), Key("start.module_id") == module_id]
+            searches.append(self._metadata(single, newest_first))
+        seen: set[str] = set()
+        for uid, metadata in heapq.merge(*searches, key=_start_time, reverse=newest_first):
+            if uid not in seen and module_id in run_module_ids(metadata.get("start", {})):
+                seen.add(uid)
+                if verdict is None or module_result(metadata, module_id)[1] == verdict:
+                    yield uid, metadata
 
     def runs(
         self, *, newest_first: bool = False, module_id: str | None = None, **filters: Any
     ) -> Iterator[tuple[str, Any]]:
         """(uid, `BlueskyRun` client) of the runs matching every filter, by start time.
 
-        Filters as in `search`. Lazy: Tiled is asked page by page as the iteration goes on.
+        Filters as in `search`. Lazy: Tiled is asked page by page as the iteration goes on,
+        and for each run's client as it is reached.
         """
-        if module_id is None:
-            yield from self._sorted(self.queries(**filters), newest_first)
-            return
-        verdict = filters.pop("verdict", None)  # the module's own, not the run's
-        searches = [self._sorted(self.queries(module_id=module_id, **filters), newest_first)]
-        if not WORD.fullmatch(module_id):
-            single = [*self.queries(**filters), Key("start.module_id") == module_id]
-            searches.append(self._sorted(single, newest_first))
-        seen: set[str] = set()
-        for uid, run in heapq.merge(*searches, key=_start_time, reverse=newest_first):
-            if uid not in seen and module_id in run_module_ids(run.metadata.get("start", {})):
-                seen.add(uid)
-                if verdict is None or module_result(run.metadata, module_id)[1] == verdict:
-                    yield uid, run
+        for uid, _ in self._matches(newest_first, module_id, filters):
+            yield uid, self.run(uid)
 
     def search(
         self, *, newest_first: bool = False, module_id: str | None = None, **filters: Any
@@ -205,14 +243,14 @@ class Catalog:
         With `module_id`, each summary holds that module's own result in the run, and `verdict`
         filters on it."""
         return [
-            RunSummary.of(uid, run.metadata, module_id)
-            for uid, run in self.runs(newest_first=newest_first, module_id=module_id, **filters)
+            RunSummary.of(uid, metadata, module_id)
+            for uid, metadata in self._matches(newest_first, module_id, filters)
         ]
 
     def newest(self, module_id: str, test: str) -> Any:
         """The newest run of `test` for `module_id`, as a `BlueskyRun` client."""
-        for _, run in self.runs(newest_first=True, module_id=module_id, test=test):
-            return run
+        for uid, _ in self._matches(True, module_id, {"test": test}):
+            return self.run(uid)
         raise RunNotFound(f"no run of test {test!r} for module {module_id!r} in Tiled")
 
     def module_ids(self) -> list[str]:
