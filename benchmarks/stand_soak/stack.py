@@ -9,11 +9,9 @@ Channel Access is loopback only, on ports of its own (`ca_environment`, before a
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,8 @@ from typing import Any
 import psutil
 import yaml
 from influx import PASSWORD, USER, Influxd
+
+from teststand.app.ioc.process import SimulatorProcess, terminate
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "profile_collection"
@@ -62,38 +62,6 @@ def stand_files(directory: Path, speed: float, urls: dict[str, str] | None, infl
     return path
 
 
-class Sims:
-    """The simulators' process; `ask("hv status")` sends a console line, returns the reply."""
-
-    def __init__(self, file: Path, log: Path) -> None:
-        with log.open("a") as errors:
-            self.process = subprocess.Popen(
-                [str(BIN / "teststand"), "sim", "serve-stand", str(file), "--tcp"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=errors,
-                text=True,
-            )
-        assert self.process.stdout is not None
-        names = yaml.safe_load(file.read_text())["instruments"]
-        self.urls = dict(self.process.stdout.readline().split() for _ in names)
-        self.lock = threading.Lock()
-
-    def ask(self, line: str) -> str:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        with self.lock:
-            self.process.stdin.write(line + "\n")
-            self.process.stdin.flush()
-            return self.process.stdout.readline().strip()
-
-    def status(self, name: str) -> Any:
-        return json.loads(self.ask(f"{name} status"))
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(20)
-
-
 def _started(command: list[str], log: Path, first_line: str = "") -> subprocess.Popen[str]:
     with log.open("a") as errors:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
@@ -106,16 +74,6 @@ def _started(command: list[str], log: Path, first_line: str = "") -> subprocess.
     return process
 
 
-def _stop(process: subprocess.Popen[str], timeout: float = 30.0) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
 @dataclass
 class Stack:
     """Every process of the stand; `pids()` names them by role for the samplers."""
@@ -126,7 +84,7 @@ class Stack:
     def start(self) -> None:
         d = self.directory
         self.repeater = _started([str(BIN / "caproto-repeater"), "-q"], d / "repeater.log")
-        self.sims = Sims(stand_files(d, self.speed, None, ""), d / "sims.log")
+        self.sims = SimulatorProcess(stand_files(d, self.speed, None, ""), log=d / "sims.log")
         self.influxd = Influxd()
         self.influxd.create(DB)
         self.stand_file = stand_files(d, self.speed, self.sims.urls, self.influxd.url)
@@ -216,7 +174,7 @@ class Stack:
         }
 
     def stop_monitor(self) -> None:
-        _stop(self.monitor)
+        terminate(self.monitor, 30.0)
 
     def stop(self) -> None:
         from teststand.app.qserver import stop
@@ -226,10 +184,10 @@ class Stack:
         except Exception as exc:  # report, and stop the rest anyway
             print(f"stopping the queue server: {exc}", file=sys.stderr)
         for process in (self.monitor, self.ioc):
-            _stop(process)
+            terminate(process, 30.0)
         self.influxd.close()
         self.sims.stop()
-        _stop(self.repeater)
+        terminate(self.repeater, 30.0)
 
 
 def _running(process: psutil.Process) -> bool:

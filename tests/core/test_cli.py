@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from teststand.app.ioc.process import SimulatorProcess
+
 ROOT = Path(__file__).resolve().parents[2]
 TESTSTAND = str(Path(sys.executable).with_name("teststand"))
 
@@ -91,22 +93,15 @@ def test_sim_serve_on_a_pty_prints_a_device_path() -> None:
 
 
 def test_serve_stand_serves_every_instrument(tmp_path: Path) -> None:
-    server = subprocess.Popen(
-        [TESTSTAND, "sim", "serve-stand", "--tcp", str(ROOT / "profile_collection" / "stand.yaml")],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server = SimulatorProcess(ROOT / "profile_collection" / "stand.yaml")
     try:
-        assert server.stdout is not None
-        lines = dict(server.stdout.readline().split() for _ in range(6))
-        assert set(lines) == {"hv", "chiller", "coldbox", "smu", "lv1", "lv2"}
-        result = run("query", lines["smu"], "*IDN?")
+        assert set(server.urls) == {"hv", "chiller", "coldbox", "smu", "lv1", "lv2"}
+        result = run("query", server.urls["smu"], "*IDN?")
         assert "MODEL 2410" in result.stdout
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(10) == 0
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(10) == 0
     finally:
-        server.kill()
-        server.wait()
+        server.stop()
 
 
 def test_query_through_a_simulator_url() -> None:

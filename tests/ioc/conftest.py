@@ -8,11 +8,9 @@ tests/conftest.py before any CA context: every port is in the address list from 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ import yaml
 from bluesky import RunEngine
 from helpers import CA, run, stand_dict
 
-from teststand.app.ioc.process import IocProcess
+from teststand.app.ioc.process import IocProcess, SimulatorProcess
 from teststand.stand import TestStand, build
 
 TESTSTAND = str(Path(sys.executable).with_name("teststand"))
@@ -35,38 +33,17 @@ PREFIX = "TSI:"
 SIDE_PORTS = [CA.lease() for _ in range(6)]
 
 
-class Sims:
-    """The simulators' process: `ask("hv status")` sends a console line and returns the reply."""
+class Sims(SimulatorProcess):
+    """The simulators' process serving `data` (`ask("hv status")`: a console line and its
+    reply); `stop()` also removes its stand file."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.file = Path(f"/tmp/teststand-ioc-sims-{os.getpid()}-{id(self)}.yaml")
         self.file.write_text(yaml.safe_dump(data))
-        self.process = subprocess.Popen(
-            [TESTSTAND, "sim", "serve-stand", str(self.file), "--tcp"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.urls = dict(self.process.stdout.readline().split() for _ in data["instruments"])
-        self.lock = threading.Lock()
+        super().__init__(self.file)
 
-    def ask(self, line: str) -> str:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        with self.lock:
-            self.process.stdin.write(line + "\n")
-            self.process.stdin.flush()
-            return self.process.stdout.readline().strip()
-
-    def status(self, name: str) -> Any:
-        return json.loads(self.ask(f"{name} status"))
-
-    def vmon(self) -> list[float]:
-        return [abs(c["vmon"]) for c in self.status("hv")["channels"]]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+    def stop(self, timeout: float = 20.0) -> None:
+        super().stop(timeout)
         self.file.unlink(missing_ok=True)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import sysconfig
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import yaml
 from queue_helpers import PROFILE, Manager
 
+from teststand.app.ioc.process import SimulatorProcess
 from teststand.app.qserver import (
     Component,
     QserverOptions,
@@ -137,24 +137,15 @@ def served_stand(
     """A stand file whose instruments are simulators served over TCP by another process."""
     directory = tmp_path_factory.mktemp("served")
     simulated = stand_copy(directory, "simulated.yaml")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "teststand.app.cli", "sim", "serve-stand", str(simulated), "--tcp"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=directory,
-    )
-    assert server.stdout is not None
+    server = SimulatorProcess(simulated, cwd=directory)
     config = yaml.safe_load(simulated.read_text())
     config["sim"] = False
-    for _ in config["instruments"]:
-        name, url = server.stdout.readline().split()
+    for name, url in server.urls.items():
         config["instruments"][name].update(url=url, options={})
     served = directory / "stand.yaml"
     served.write_text(yaml.safe_dump(config))
     yield served
-    server.terminate()
-    server.wait(30)
+    server.stop(30)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from teststand.app.ioc.process import SimulatorProcess
 from teststand.app.ioc.process import free_port as ca_port
 from teststand.app.web import Users
 
@@ -68,21 +68,16 @@ class Stack:
     url: str = ""
     processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
     queue_started: bool | str = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    sims: SimulatorProcess | None = None
 
     def sim(self, line: str) -> str:
         """A console line to the simulators (`hv status`, `chiller call ...`); their reply."""
-        sims = self.processes["sims"]
-        assert sims.stdin is not None and sims.stdout is not None
-        with self.lock:
-            sims.stdin.write(line + "\n")
-            sims.stdin.flush()
-            return sims.stdout.readline().strip()
+        assert self.sims is not None
+        return self.sims.ask(line)
 
     def vmon(self) -> list[float]:
-        import json
-
-        return [abs(c["vmon"]) for c in json.loads(self.sim("hv status"))["channels"]]
+        assert self.sims is not None
+        return self.sims.vmon()
 
     def cli(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -160,16 +155,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.processes["repeater"] = subprocess.Popen(
             [str(BIN / "caproto-repeater"), "-q"], env=env, text=True
         )
-        sims = subprocess.Popen(
-            [TESTSTAND, "sim", "serve-stand", str(root / "sims.yaml"), "--tcp"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
-        stack.processes["sims"] = sims
-        assert sims.stdout is not None
-        urls = dict(sims.stdout.readline().split() for _ in data["instruments"])
+        stack.sims = SimulatorProcess(root / "sims.yaml", env=env)
         data["sim"] = False
         for name, instrument in data["instruments"].items():
-            instrument["url"] = urls[name]
+            instrument["url"] = stack.sims.urls[name]
         (root / "ioc.yaml").write_text(yaml.safe_dump(data))
         stack.start_ioc(wait=False)  # the IOC and the page start together
         data["server"] = {"prefix": PREFIX, "connect_timeout": 30.0}
@@ -193,8 +182,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # The IOC's orderly exit (VSET 0 everywhere) sometimes takes over 10 s on a loaded
         # machine; the simulators end right after it, so it is killed.
         stack.stop("ioc", kill=True)
-        for name in ("sims", "repeater"):
-            stack.stop(name)
+        if stack.sims is not None:
+            stack.sims.stop(10)
+        stack.stop("repeater")
 
 
 def _open_environment(stack: Stack) -> None:

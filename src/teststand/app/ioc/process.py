@@ -1,4 +1,5 @@
-"""`IocProcess`: `teststand ioc` as a child process (the demo, the benchmarks and the tests).
+"""`IocProcess`: `teststand ioc` as a child process (the demo, the benchmarks and the tests);
+`SimulatorProcess`: `teststand sim serve-stand --tcp`, the simulators it serves, with their console.
 
 `local_ca_environment()` is the loopback-only Channel Access set-up of the demo, so that
 nothing leaves the machine and no other IOC on the network is seen. `LoopbackCA` is the same on
@@ -11,15 +12,20 @@ IOCs of ours share one.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+import yaml
 
 from teststand.errors import TeststandError
 
@@ -50,6 +56,17 @@ def free_port() -> int:
             except OSError:
                 continue
         return port
+
+
+def terminate(process: subprocess.Popen[str], timeout: float) -> None:
+    """SIGTERM `process`, SIGKILL when it has not exited after `timeout` s; wait for it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
 
 
 @dataclass
@@ -159,13 +176,8 @@ class IocProcess:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (the IOC's safe exit), SIGKILL when it has not exited after `timeout` s."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        if self.process is not None:
+            terminate(self.process, timeout)
         self.process = None
 
     def close(self) -> None:
@@ -185,3 +197,64 @@ class IocProcess:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class SimulatorProcess:
+    """`teststand sim serve-stand FILE --tcp`: every instrument of the stand file served by a
+    simulator on a loopback TCP port (`urls`: instrument name → URL). `ask(line)` sends a
+    console line (`hv status`, `chiller call inject_garbled`, `coldbox faults drop=1`) and
+    returns its reply; `stop()` ends the process (SIGTERM, SIGKILL after `timeout`)."""
+
+    def __init__(
+        self,
+        stand_file: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        log: Path | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        names = yaml.safe_load(stand_file.read_text())["instruments"]
+        command = [sys.executable, "-m", "teststand.app.cli", "sim", "serve-stand"]
+        errors = log.open("a") if log is not None else None
+        try:
+            self.process = subprocess.Popen(
+                [*command, str(stand_file), "--tcp"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+            )
+        finally:
+            if errors is not None:
+                errors.close()
+        assert self.process.stdout is not None
+        self.urls: dict[str, str] = {}
+        for _ in names:
+            name, url = self.process.stdout.readline().split()
+            self.urls[name] = url
+        self.lock = threading.Lock()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def ask(self, line: str) -> str:
+        """Send one console line; the simulators' one-line reply."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        with self.lock:
+            self.process.stdin.write(line + "\n")
+            self.process.stdin.flush()
+            return self.process.stdout.readline().strip()
+
+    def status(self, name: str) -> Any:
+        """`NAME status`, decoded (the simulator's state as JSON)."""
+        return json.loads(self.ask(f"{name} status"))
+
+    def vmon(self, name: str = "hv") -> list[float]:
+        """Every channel's |VMON| of the HV supply `name`."""
+        return [abs(channel["vmon"]) for channel in self.status(name)["channels"]]
+
+    def stop(self, timeout: float = 20.0) -> None:
+        terminate(self.process, timeout)
