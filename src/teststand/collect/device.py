@@ -10,10 +10,14 @@ In a plan::
 Each PV's samples inside the kickoff-complete window become a stream `<name>_<PV>` (letters,
 digits, underscores) whose data key has the PV's units and `source: ca://PV`. A window longer
 than the collector's ring holds loses its oldest samples: a warning says so.
+
+`read_history(prefix, n)` reads one PV's T and V waveforms from the same publish (by the
+collector's `n:SEQ`), for any client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -27,9 +31,31 @@ from ophyd_async.epics.core import epics_signal_r
 
 from teststand.collect.errors import CollectorError
 from teststand.collect.export import stream_key
+from teststand.collect.ring import Array
 from teststand.stand.ca import READ_TIMEOUT, StrictCaBackend, put_checked
 
 log = logging.getLogger("teststand.collect")
+#: Reads of a history that changed meanwhile before `read_history` gives up.
+READ_ATTEMPTS = 20
+
+
+async def read_history(prefix: str, number: int) -> tuple[Array, Array]:
+    """(times, values) of recorded PV `number` of the collector at `prefix`, from one publish:
+    read between two reads of `n:SEQ` that agree and are even (see `teststand.collect.server`).
+    Raises `CANothing` when the collector does not answer."""
+    base = f"{prefix}{number}:"
+    for _ in range(READ_ATTEMPTS):
+        before = int(await caget(base + "SEQ"))
+        if before % 2 == 0:
+            times = np.atleast_1d(np.asarray(await caget(base + "T"), dtype=float))
+            values = np.atleast_1d(np.asarray(await caget(base + "V"), dtype=float))
+            if int(await caget(base + "SEQ")) == before:
+                return times, values
+        await asyncio.sleep(0.01)
+    raise CollectorError(
+        f"the history of {base} changed at each of {READ_ATTEMPTS} reads: the collector "
+        "publishes faster than it can be read; give it a longer --publish period"
+    )
 
 
 @dataclass(frozen=True)
@@ -104,14 +130,12 @@ class Collector(Device):
         start, end = self._window[0], self._window[1] or time.time()
         for recorded in await self._recorded_pvs():
             try:
-                times = np.asarray(await caget(f"{self.prefix}{recorded.number}:T"), dtype=float)
-                values = np.asarray(await caget(f"{self.prefix}{recorded.number}:V"), dtype=float)
+                times, values = await read_history(self.prefix, recorded.number)
             except CANothing as exc:
                 raise CollectorError(
                     f"{self.name}: cannot read the history of {recorded.pv} from "
                     f"{self.prefix} ({exc}); is the collector running?"
                 ) from None
-            times, values = np.atleast_1d(times), np.atleast_1d(values)
             count = min(len(times), len(values))
             times, values = times[:count], values[:count]
             inside = (times >= start) & (times <= end)

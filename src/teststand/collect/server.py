@@ -6,7 +6,12 @@ export: file or Tiled run uid); commands `P:CMD:START`, `P:CMD:STOP`, `P:CMD:CLE
 `P:CMD:EXPORT` (put a file name: HDF5), `P:CMD:EXPORT_TILED` (put 1), `P:CMD:PUBLISH` (put 1:
 update the history PVs now, not at the next `publish` tick); per recorded PV n
 (1-based, in the configured order) `P:n:T` and `P:n:V` (waveforms, oldest first, V with the
-PV's units), `P:n:NAME`, `P:n:NSAMPLES`, `P:n:CONNECTED`.
+PV's units), `P:n:NAME`, `P:n:NSAMPLES`, `P:n:CONNECTED`, `P:n:SEQ`.
+
+T and V are two PVs, so a client reading one then the other may get them from two publishes
+(the ring moved on in between). `P:n:SEQ` tells: it is odd while T and V change and even once
+they agree; T and V read between two equal even SEQ reads (on one CA connection, whose requests
+the server answers in order) belong together. `teststand.collect.device.read_history` does so.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ def history_group(length: int) -> type[PVGroup]:
         NAME = pvproperty(value="", read_only=True, **TEXT)
         NSAMPLES = pvproperty(value=0, read_only=True)
         CONNECTED = pvproperty(value=False, read_only=True)
+        SEQ = pvproperty(value=0, read_only=True)
 
     return History
 
@@ -117,6 +123,7 @@ class CollectorServer:
         self._published: list[int] = [-1] * len(config.pvs)
         self._units: list[str] = [""] * len(config.pvs)
         self._pending: set[asyncio.Task[Any]] = set()
+        self._publishing = asyncio.Lock()
 
     # ---- commands ----
 
@@ -181,7 +188,11 @@ class CollectorServer:
         await self.main.START.write(self.recorder.started)
 
     async def publish(self) -> None:
-        """Post the histories that changed since the last call."""
+        """Post the histories that changed since the last call (one publish at a time)."""
+        async with self._publishing:
+            await self._publish()
+
+    async def _publish(self) -> None:
         recorder = self.recorder
         for n, (pv, group) in enumerate(zip(self.config.pvs, self.histories, strict=True)):
             ring = recorder.rings[pv]
@@ -194,9 +205,12 @@ class CollectorServer:
                 continue
             self._published[n] = ring.total
             times, values = ring.snapshot()
+            sequence = group.SEQ.value
+            await group.SEQ.write(sequence + 1)  # odd: T and V are changing
             await group.T.write(times)
             await group.V.write(values)
             await group.NSAMPLES.write(len(times))
+            await group.SEQ.write(sequence + 2)  # even: T and V agree
         if self.main.NSAMPLES.value != recorder.samples:
             await self.main.NSAMPLES.write(recorder.samples)
 
