@@ -1,14 +1,17 @@
 """Pixel DAQ benchmark: Timepix3 packets decoded per second, and decode + HDF5 from the TCP stream.
 
-Run: `.venv/bin/python benchmarks/pixel_daq.py [--packets 20000000] [--seconds 2] [--rate 4e7]`
+Run: `.venv/bin/python benchmarks/pixel_daq.py [--packets 20000000] [--seconds 2] [--rate 4e7]
+[--codecs blosc-lz4,lzf]`
 
 In one run, against the physical limits:
 - `decode`: packets decoded per second on one core (`PacketDecoder`, numba kernel) from a buffer
   of flat-field pixel packets; goal >= 80 Mhits/s, the Timepix3 chip's maximum.
 - `stream`: the simulator (`teststand sim serve timepix3`, its own process, bulk blocks at
   `--rate`) streams one frame of `--seconds` over TCP; the `Timepix3` device decodes it and
-  writes it to HDF5 (lzf); rate = hits on disk / wall time of the frame; goal >= 40 Mhits/s (the
-  USB 3 readouts' limit) with zero hits lost (count in = count on disk).
+  writes it to HDF5 (its writer thread) with each of `--codecs` in turn (the first is the
+  device's default, the others the same run's comparison: lzf was the codec before Blosc/LZ4);
+  rate = hits on disk / wall time of the frame; goal >= 40 Mhits/s (the USB 3 readouts' limit)
+  with zero hits lost (count in = count on disk).
 - `raw`: the same stream read and discarded, no decoding or writing: the baseline of this
   machine's loopback and simulator, measured in the same run.
 The last stdout line is one JSON object with the ratios.
@@ -93,8 +96,10 @@ async def raw_rate(address: str, seconds: float) -> float:
     return received / 8 / elapsed
 
 
-async def stream_rate(address: str, seconds: float, directory: Path) -> dict[str, Any]:
-    det = Timepix3(f"tcp://{address}", directory, name="tpx", stall_timeout=10.0)
+async def stream_rate(address: str, seconds: float, directory: Path, codec: str) -> dict[str, Any]:
+    det = Timepix3(
+        f"tcp://{address}", directory, name="tpx", stall_timeout=10.0, compression=codec or None
+    )
     await det.connect()
     await det.stage()
     await det.prepare(_trigger_info(seconds))
@@ -124,6 +129,7 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=20_000_000)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rate", type=float, default=USB3_LIMIT)
+    parser.add_argument("--codecs", default="blosc-lz4,lzf", help="comma-separated; '' for none")
     args = parser.parse_args()
     decode = decode_rate(args.packets)
     print(f"decode: {decode / 1e6:.1f} Mhits/s on one core", flush=True)
@@ -131,13 +137,24 @@ def main() -> None:
     try:
         raw = asyncio.run(raw_rate(address, args.seconds))
         print(f"raw stream: {raw / 1e6:.1f} Mpackets/s", flush=True)
-        with tempfile.TemporaryDirectory() as directory:
-            stream = asyncio.run(stream_rate(address, args.seconds, Path(directory)))
-        print(f"decode + HDF5: {stream['rate'] / 1e6:.1f} Mhits/s, {stream}", flush=True)
+        streams = {}
+        for codec in args.codecs.split(","):
+            with tempfile.TemporaryDirectory() as directory:
+                streams[codec] = asyncio.run(
+                    stream_rate(address, args.seconds, Path(directory), codec)
+                )
+            rate = streams[codec]["rate"] / 1e6
+            print(
+                f"decode + HDF5 ({codec or 'none'}): {rate:.1f} Mhits/s, {streams[codec]}",
+                flush=True,
+            )
     finally:
         process.terminate()
         process.wait(10)
-    zero_lost = stream["sent"] == stream["on_disk"] == stream["counted"] and stream["lost"] == 0
+    stream = next(iter(streams.values()))
+    zero_lost = all(
+        s["sent"] == s["on_disk"] == s["counted"] and s["lost"] == 0 for s in streams.values()
+    )
     print(json.dumps({
         "decode_mhits_per_s": round(decode / 1e6, 2),
         "decode_vs_chip_limit": round(decode / CHIP_LIMIT, 3),
@@ -145,6 +162,8 @@ def main() -> None:
         "stream_vs_usb3_limit": round(stream["rate"] / USB3_LIMIT, 3),
         "raw_stream_mpackets_per_s": round(raw / 1e6, 2),
         "stream_vs_raw": round(stream["rate"] / raw, 3),
+        "codec": args.codecs.split(",")[0],
+        "by_codec_mhits_per_s": {c: round(s["rate"] / 1e6, 2) for c, s in streams.items()},
         "asked_rate_mhits_per_s": args.rate / 1e6,
         "hits_sent": stream["sent"], "hits_on_disk": stream["on_disk"], "zero_lost": zero_lost,
     }))  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import h5py  # type: ignore[import-untyped]
+import hdf5plugin  # noqa: F401  (registers the hit table's Blosc filter)
 import numpy as np
 import numpy.typing as npt
 from event_model import DocumentRouter, RunStart, RunStop, StreamDatum, StreamResource

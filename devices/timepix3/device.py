@@ -35,7 +35,7 @@ from ophyd_async.core import (
 
 from teststand.devices._backend import ClientConnector, client_signal_r, client_signal_rw
 from teststand.devices.timepix3.client import Timepix3Client
-from teststand.devices.timepix3.hitfile import COLLECTION_DATASETS, HitFile
+from teststand.devices.timepix3.hitfile import COLLECTION_DATASETS, HitFile, codec_options
 from teststand.devices.timepix3.stream import Frame, HitStream
 
 log = logging.getLogger("teststand.devices")
@@ -135,7 +135,8 @@ class Timepix3(StandardDetector):
     """A Timepix3 chip on its readout: `tcp://board:port` (control) or `sim://timepix3`.
 
     `data_dir` (or a `PathProvider`) says where the HDF5 files go; `stall_timeout` (s) is how
-    long a frame may go without data before the run fails with `DataStreamStopped`.
+    long a frame may go without data before the run fails with `DataStreamStopped`;
+    `compression` is the hit table's codec (`hitfile.CODECS`: blosc-lz4, lzf, gzip or None).
     """
 
     def __init__(
@@ -145,7 +146,7 @@ class Timepix3(StandardDetector):
         *,
         name: str = "",
         stall_timeout: float = 5.0,
-        compression: str | None = "lzf",
+        compression: str | None = "blosc-lz4",
     ) -> None:
         owns = isinstance(url_or_client, str)
         self.client = (
@@ -157,6 +158,7 @@ class Timepix3(StandardDetector):
             else data_dir
         )
         self.stall_timeout = stall_timeout
+        codec_options(compression)  # an unknown codec fails here, before the readout is touched
         self.compression = compression
         self.frames_per_start = 1
         c = self.client
@@ -212,9 +214,9 @@ class Timepix3(StandardDetector):
         self._set_written(0)
 
     def close_file(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        hit_file, self._file = self._file, None
+        if hit_file is not None:
+            hit_file.close()
 
     def start_frames(self) -> None:
         if self._stream is None or self._file is None:

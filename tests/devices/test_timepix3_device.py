@@ -11,6 +11,7 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.plans as bp
 import h5py
+import hdf5plugin
 import numpy as np
 import pytest
 from bluesky import RunEngine
@@ -18,7 +19,13 @@ from bluesky.utils import FailedStatus
 from helpers import run
 from ophyd_async.core import init_devices
 
-from teststand.devices.timepix3 import DataStreamStopped, PacketDecoder, Timepix3, Timepix3Error
+from teststand.devices.timepix3 import (
+    DataStreamStopped,
+    HitFileError,
+    PacketDecoder,
+    Timepix3,
+    Timepix3Error,
+)
 from teststand.sim import timepix3_packets as packets
 from teststand.sim.runner import RunningSim, start_simulator
 from teststand.sim.timepix3_matrix import Source
@@ -95,7 +102,12 @@ def test_frames_go_to_hdf5_announced_as_stream_resources(
         assert file["hits/x"].shape == (counts.sum(),)
         assert file["mean_tot"][:] == pytest.approx([44.0, 44.0])  # 2200 e- at 50 e- per count
         assert 60_000 < file["rate"][0] < 140_000  # 100 kHz flat field
-        assert file["hits/x"].compression == "lzf"
+        assert str(hdf5plugin.BLOSC_ID) in file["hits/x"]._filters  # Blosc/LZ4, the default
+
+
+def test_an_unknown_codec_is_refused_before_the_readout_is_touched() -> None:
+    with pytest.raises(HitFileError, match=r"compression 'zstd'; choose one of blosc-lz4, lzf"):
+        Timepix3("tcp://127.0.0.1:9", name="tpx", compression="zstd")
 
 
 def test_bad_dac_and_trim_requests_are_refused_before_sending(
