@@ -10,6 +10,7 @@ spec"); `KEYS` holds the same, and a spec with an unknown key or a bad value is 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
@@ -18,6 +19,7 @@ KEYS: dict[str, str] = {
     "garble": "fraction of replies with bytes replaced by high-bit line noise",
     "noise": "fraction of replies that gain printable-ASCII noise characters",
     "truncate": "fraction of replies that lose bytes mid-line (terminator kept)",
+    "misread": "the next N replies holding a decimal number get its first digit changed",
     "duplicate": "fraction of replies sent twice",
     "unsolicited": "fraction of replies with an unsolicited line just before or after them",
     "split": "fraction of replies written in several pieces with pauses",
@@ -34,7 +36,7 @@ KEYS: dict[str, str] = {
 #: Keys whose value is a fraction of replies, 0..1.
 FRACTIONS = ("garble", "noise", "truncate", "duplicate", "unsolicited", "split", "drop")
 FLAGS = ("hang", "local")
-COUNTS = ("disconnect_after", "hang_after", "seed")
+COUNTS = ("misread", "disconnect_after", "hang_after", "seed")
 #: Printable ASCII, blank included: what line noise looks like once a UART has framed it.
 PRINTABLE = bytes(range(0x20, 0x7F))
 
@@ -52,6 +54,7 @@ class Faults:
     garble: float = 0.0
     noise: float = 0.0
     truncate: float = 0.0
+    misread: int | None = None
     duplicate: float = 0.0
     unsolicited: float = 0.0
     split: float = 0.0
@@ -154,6 +157,21 @@ def add_noise(line: bytes, rng: random.Random) -> bytes:
     for _ in range(rng.randint(1, 3)):
         data.insert(rng.randint(0, len(data)), rng.choice(PRINTABLE))
     return bytes(data)
+
+
+def misread(line: bytes) -> bytes | None:
+    """Line noise that keeps the format: the first digit of the first decimal number becomes
+    a `2` (a `3` if it was one), so `020.00` reads `220.00`; None when the line holds no
+    decimal number."""
+    number = _DECIMAL.search(line)
+    if number is None:
+        return None
+    at = number.start()
+    digit = b"3" if line[at : at + 1] == b"2" else b"2"
+    return line[:at] + digit + line[at + 1 :]
+
+
+_DECIMAL = re.compile(rb"\d+\.\d+")
 
 
 def truncate(line: bytes, rng: random.Random) -> bytes:

@@ -17,7 +17,15 @@ import tty
 from collections import Counter, deque
 from collections.abc import Callable
 
-from teststand.sim.faults import Faults, add_noise, garble, split, truncate, unsolicited_line
+from teststand.sim.faults import (
+    Faults,
+    add_noise,
+    garble,
+    misread,
+    split,
+    truncate,
+    unsolicited_line,
+)
 from teststand.sim.instrument import SimInstrument
 
 log = logging.getLogger("teststand.sim")
@@ -171,6 +179,11 @@ class SimServer:
         if line is not None and faults.chance(faults.drop):
             applied.append("drop")
             line = None
+        if line is not None and faults.misread:
+            misread_line = misread(line)
+            if misread_line is not None:
+                applied.append("misread")
+                line, faults.misread = misread_line, faults.misread - 1
         for name, damage in (("garble", garble), ("noise", add_noise), ("truncate", truncate)):
             if line is not None and faults.chance(getattr(faults, name)):
                 applied.append(name)

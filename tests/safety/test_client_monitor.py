@@ -92,3 +92,21 @@ def test_run_without_a_controlling_client() -> None:
     client, _ = monitor()
     client.release("alice@host:42")
     assert client.problems(running=True, hv_up=False) == ["RUN without a controlling client"]
+
+
+def test_entering_run_is_a_sign_of_life_and_the_age_is_judged_at_every_check() -> None:
+    """A client quiet in READY (no heartbeat needed there) is not tripped as the stand enters
+    RUN at its request; in RUN its heartbeat's age is judged at every check, naming it."""
+    client, clock = monitor()
+    clock.now += 60.0
+    client.entering_run()
+    assert client.problems(running=True, hv_up=True) == []
+    for _ in range(20):  # beating: fine for as long as it beats
+        clock.now += 1.0
+        client.heartbeat()
+        assert client.problems(running=True, hv_up=True) == []
+    clock.now += 2.9
+    assert client.problems(running=True, hv_up=True) == []
+    clock.now += 0.2
+    (problem,) = client.problems(running=True, hv_up=True)
+    assert problem.startswith("the controlling client alice@host:42 sent no heartbeat for 3.1 s")

@@ -185,3 +185,66 @@ def test_a_queue_worker_killed_during_a_ramp(served: Served, tmp_path: Path) -> 
         history.stop()
         stop(state_dir, force=True)
         served.reset()
+
+
+def ioc_log_lines(served: Served, text: str) -> list[str]:
+    return [line for line in served.ioc.log.read_text().splitlines() if text in line]
+
+
+def test_one_garbled_chiller_reading_does_not_trip_and_a_real_over_temperature_does(
+    served: Served,
+) -> None:
+    """A reply that passes the strict format with a wrong number (the bath at 220.00 °C for
+    20.00 °C: the simulator's `misread` fault) is logged, not acted on; a bath that keeps
+    reading over `interlocks.over_temperature` trips SAFE at its second reading."""
+    chiller = served.sims["chiller"]
+    unconfirmed = "not confirmed by the next reading"
+    before = len(ioc_log_lines(served, unconfirmed))
+    wait_until(lambda: served.get("STATE") == "INIT", 10, "INIT")
+    try:
+        for _ in range(40):  # the IOC's poll loop reads the bath too: until the watchdog's read
+            chiller.set_faults("misread=1")
+            wait_until(lambda: not chiller.server.faults.misread, 10, "the garbled reply sent")
+            time.sleep(0.5)
+            assert served.get("STATE") == "INIT", served.get("STATE:REASON")
+            if len(ioc_log_lines(served, unconfirmed)) > before:
+                break
+        else:
+            raise AssertionError("the watchdog never read a garbled bath in 40 tries")
+        assert "over-temperature: chiller bath at 2" in ioc_log_lines(served, unconfirmed)[-1]
+        assert served.get("STATE") == "INIT"
+        fault_time = time.monotonic()
+        chiller.set_faults("misread=100000")  # from now on every reading is over the limit
+        wait_until(lambda: served.get("STATE") == "SAFE", 5.0, "SAFE on a real over-temperature")
+        print(f"over-temperature to SAFE: {time.monotonic() - fault_time:.2f} s")
+        assert "over-temperature: chiller bath at 2" in served.get("STATE:REASON")
+    finally:
+        chiller.set_faults("misread=0")
+        served.reset()
+
+
+def test_a_stalled_ioc_reports_no_lost_link_and_a_hung_instrument_still_does(
+    served: Served,
+) -> None:
+    """The IOC stopped (SIGSTOP) for longer than `interlocks.link_timeout` while the coldbox
+    stops answering: the HV supply's and the chiller's answers wait in the IOC's sockets, so
+    after SIGCONT their links are not lost; the coldbox's is, `link_timeout` s of the IOC's
+    running time later (ERROR naming the coldbox only)."""
+    pid = served.ioc.process.pid if served.ioc.process else 0
+    link_timeout = served.limits.link_timeout
+    wait_until(lambda: served.get("STATE") == "INIT", 10, "INIT")
+    try:
+        served.sims["coldbox"].set_faults("hang")
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(link_timeout + 2.0)
+        os.kill(pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        wait_until(lambda: served.get("STATE") == "ERROR", link_timeout + 10, "ERROR")
+        assert time.monotonic() - resumed > link_timeout - 2.0  # judged on running time
+        reason = served.get("STATE:REASON")
+        assert "lost link to coldbox" in reason
+        assert "lost link to hv" not in reason and "lost link to chiller" not in reason
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        served.sims["coldbox"].reset()
+        served.reset()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import pytest
@@ -106,6 +107,30 @@ def test_lost_link_to_the_coldbox_is_an_error(RE: RunEngine, guarded: Guarded) -
     outcome = watchdog.outcome
     assert outcome is not None and outcome.hv_safe is not None and outcome.lv_off is not None
     assert any("coldbox: safe state failed" in p for p in outcome.problems)
+
+
+def test_a_client_that_stops_beating_in_run_is_seen_whenever_it_stops(
+    RE: RunEngine, guarded: Guarded
+) -> None:
+    """Quiet in READY for longer than its timeout, the client still enters RUN (its request is a
+    sign of life); it beats for several timeouts; when it stops, HV goes to 0 V and the stand
+    SAFE within the timeout (+ margin), the reason naming it."""
+    stand, watchdog = guarded(heartbeat_timeout=2.0)
+    watchdog.client.claim(WHO)
+    run(RE, lambda: watchdog.request("READY", WHO, "prepare"))
+    time.sleep(3.0)
+    run(RE, lambda: watchdog.request("RUN", WHO, "test"))
+    power(RE, stand, 100.0, range(2))
+    for _ in range(20):  # 6 s of beats, three timeouts
+        RE.loop.call_soon_threadsafe(watchdog.client.heartbeat)
+        time.sleep(0.3)
+        assert watchdog.machine.state is StandState.RUN, watchdog.machine.reason
+    stopped = time.monotonic()
+    wait_until(lambda: watchdog.machine.state is StandState.SAFE, 15, "SAFE")
+    assert time.monotonic() - stopped > 1.5  # the last beat went 0.3 s before `stopped`
+    assert f"the controlling client {WHO} sent no heartbeat for" in watchdog.machine.reason
+    wait_until(lambda: watchdog.outcome is not None, 10, "the safe action done")
+    assert watchdog.outcome is not None and watchdog.outcome.hv_safe is not None
 
 
 def test_estop(RE: RunEngine, guarded: Guarded) -> None:

@@ -12,6 +12,7 @@ from teststand.errors import InvalidURL
 from teststand.sim.caen import CaenDT8033
 from teststand.sim.clock import SimClock
 from teststand.sim.faults import KEYS, Faults, FaultSpecError
+from teststand.sim.lauda import Lauda
 from teststand.sim.server import SimServer
 from teststand.transport import connect
 
@@ -45,6 +46,16 @@ async def test_truncated_lines_lose_bytes_mid_line_and_keep_the_terminator() -> 
     for reply in await answers("truncate=1", VMON):
         assert reply.endswith(b"\r\n") and reply[:1] == b"#"
         assert len(reply) < len(CLEAN_VMON) and b"\n" not in reply[:-1]
+
+
+async def test_misread_doubles_a_digit_of_the_next_decimal_replies_only() -> None:
+    """`misread=2`: the next two replies holding a decimal number are wrong and well formed
+    (the bath reads 220 °C); a reply without one passes untouched and is not counted."""
+    sim = SimServer(Lauda(SimClock(100)), Faults.parse("misread=2"))
+    commands = (b"IN_MODE_02", b"IN_PV_00", b"IN_PV_00", b"IN_PV_00")
+    replies = [sent(await sim.process(command)) for command in commands]
+    assert replies == [b"1\r\n", b"220.00\r\n", b"220.00\r\n", b"020.00\r\n"]
+    assert sim.fault_counts["misread"] == 2 and sim.faults.misread == 0
 
 
 async def test_duplicated_replies_come_twice() -> None:

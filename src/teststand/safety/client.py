@@ -81,8 +81,11 @@ class ClientMonitor:
         self.heartbeat()
 
     def entering_run(self) -> None:
-        """The stand enters RUN: a halt reported before belongs to an earlier plan."""
+        """The stand enters RUN at the controlling client's request: a halt reported before
+        belongs to an earlier plan, and the request is a sign of life (the heartbeat's age,
+        judged at every check in RUN, counts from here at the latest)."""
         self.halted = None
+        self.heartbeat()
 
     def connection_lost(self, owner: str, why: str = "its connection closed") -> None:
         """The IOC saw the owner's Channel Access circuit close (a killed process)."""

@@ -3,19 +3,26 @@ reasons to act. Each reason says what was seen, against which limit (by its key 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from teststand.config import InterlockConfig, StandConfig
 from teststand.devices.lauda.client import FAULT_FLAGS
 from teststand.safety.readings import Snapshot
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Finding:
-    """A reason to act; `error` when the state of an instrument is unknown (ERROR, not SAFE)."""
+    """A reason to act; `error` when the state of an instrument is unknown (ERROR, not SAFE).
+    A finding on one instrument's reading names that instrument (`source`) and what it is
+    (`kind`): it acts once a second reading agrees (`Confirmation`)."""
 
     reason: str
     error: bool = False
+    kind: str = ""
+    source: str | None = None
 
 
 def environment(snapshot: Snapshot, limits: InterlockConfig) -> list[Finding]:
@@ -23,6 +30,7 @@ def environment(snapshot: Snapshot, limits: InterlockConfig) -> list[Finding]:
     found: list[Finding] = []
     box = snapshot.box
     if box is not None:
+        source = snapshot.sources.get("box")
         dew = snapshot.dew_point
         assert dew is not None
         coldest = min(box.plates)
@@ -31,28 +39,35 @@ def environment(snapshot: Snapshot, limits: InterlockConfig) -> list[Finding]:
                 Finding(
                     f"dew point margin {coldest - dew:.1f} K is below "
                     f"{limits.dew_point_margin:g} K (interlocks.dew_point_margin): coldest plate "
-                    f"{coldest:.1f} °C, dew point {dew:.1f} °C"
+                    f"{coldest:.1f} °C, dew point {dew:.1f} °C",
+                    kind="dew point margin",
+                    source=source,
                 )
             )
         if not box.lid_closed:
-            found.append(Finding("the coldbox lid is open"))
+            found.append(Finding("the coldbox lid is open", kind="lid", source=source))
         elif not box.interlock_ok:
-            found.append(Finding("the coldbox interlock is tripped"))
+            found.append(Finding("the coldbox interlock is tripped", kind="lid", source=source))
         if box.valve and box.flow < limits.min_dry_air_flow:
             found.append(
                 Finding(
                     f"dry-air flow lost: {box.flow:.1f} l/min with the valve open "
-                    f"(interlocks.min_dry_air_flow {limits.min_dry_air_flow:g} l/min)"
+                    f"(interlocks.min_dry_air_flow {limits.min_dry_air_flow:g} l/min)",
+                    kind="dry-air flow",
+                    source=source,
                 )
             )
         hottest = max(*box.plates, box.air)
         if hottest > limits.over_temperature:
-            found.append(_over_temperature("coldbox", hottest, limits))
+            found.append(_over_temperature("coldbox", hottest, limits, source))
     chiller = snapshot.chiller
     if chiller is not None:
+        source = snapshot.sources.get("chiller")
         alarms = chiller.flags & FAULT_FLAGS
         if alarms:
-            found.append(Finding(f"chiller alarm: {', '.join(sorted(alarms))}"))
+            found.append(
+                Finding(f"chiller alarm: {', '.join(sorted(alarms))}", kind="alarm", source=source)
+            )
         # The stand is cold where the modules are: the plates (the bath itself runs colder than
         # a warm target, chiller_offset, and is stopped there at the end of a qualification).
         cold = (min(box.plates) if box is not None else chiller.bath) < limits.cold_below
@@ -60,18 +75,24 @@ def environment(snapshot: Snapshot, limits: InterlockConfig) -> list[Finding]:
             found.append(
                 Finding(
                     f"the chiller is stopped while the stand is cold (below "
-                    f"{limits.cold_below:g} °C, interlocks.cold_below)"
+                    f"{limits.cold_below:g} °C, interlocks.cold_below)",
+                    kind="chiller stopped",
+                    source=source,
                 )
             )
         if chiller.bath > limits.over_temperature:
-            found.append(_over_temperature("chiller bath", chiller.bath, limits))
+            found.append(_over_temperature("chiller bath", chiller.bath, limits, source))
     return found
 
 
-def _over_temperature(where: str, value: float, limits: InterlockConfig) -> Finding:
+def _over_temperature(
+    where: str, value: float, limits: InterlockConfig, source: str | None
+) -> Finding:
     return Finding(
         f"over-temperature: {where} at {value:.1f} °C, above {limits.over_temperature:g} °C "
-        "(interlocks.over_temperature)"
+        "(interlocks.over_temperature)",
+        kind=f"over-temperature {where}",
+        source=source,
     )
 
 
@@ -86,6 +107,47 @@ def links(silent_for: dict[str, float], failures: dict[str, str], limit: float) 
         for name, age in sorted(silent_for.items())
         if age > limit
     ]
+
+
+@dataclass
+class Confirmation:
+    """An interlock on one instrument's reading acts when two consecutive readings of that
+    instrument show it: a single garbled reply that still parses (a bath of 220.00 °C for
+    20.00 °C, line noise) must not trip the stand. `judge` splits the findings into those to act
+    on and those awaiting the next reading (the watchdog asks for it at once, so a real fault
+    costs one more read of that instrument, not a poll period)."""
+
+    first_seen: dict[str, tuple[int, str]] = field(default_factory=dict)
+    confirmed: set[str] = field(default_factory=set)
+
+    def judge(
+        self, findings: list[Finding], answers: dict[str, int]
+    ) -> tuple[list[Finding], list[Finding]]:
+        """(act on these, await another reading of these)."""
+        act: list[Finding] = []
+        pending: list[Finding] = []
+        present: set[str] = set()
+        for finding in findings:
+            if finding.source is None:
+                act.append(finding)
+                continue
+            present.add(finding.kind)
+            number = answers.get(finding.source, 0)
+            first, _ = self.first_seen.setdefault(finding.kind, (number, finding.reason))
+            if number > first or finding.kind in self.confirmed:
+                self.confirmed.add(finding.kind)
+                act.append(finding)
+            else:
+                pending.append(finding)
+        for kind in set(self.first_seen) - present:
+            _, reason = self.first_seen.pop(kind)
+            if kind not in self.confirmed:
+                log.warning(
+                    "not confirmed by the next reading, not acted on (a garbled reply?): %s",
+                    reason,
+                )
+            self.confirmed.discard(kind)
+        return act, pending
 
 
 @dataclass
@@ -133,4 +195,4 @@ def hv_outside_run(snapshot: Snapshot, limits: InterlockConfig) -> list[Finding]
     return [Finding(f"HV raised outside RUN: {where}")]
 
 
-__all__ = ["ComplianceWatch", "Finding", "environment", "hv_outside_run", "links"]
+__all__ = ["ComplianceWatch", "Confirmation", "Finding", "environment", "hv_outside_run", "links"]

@@ -45,6 +45,10 @@ class Snapshot:
     box: Status | None = None
     chiller: ChillerReading | None = None
     failures: dict[str, str] = field(default_factory=dict)
+    #: The instrument each of `box` and `chiller` came from, by that role name.
+    sources: dict[str, str] = field(default_factory=dict)
+    #: How many answers each instrument had given when this was taken (a reading's number).
+    answers: dict[str, int] = field(default_factory=dict)
 
     @property
     def dew_point(self) -> float | None:
@@ -59,9 +63,12 @@ class StandReader:
     """Polls every HV supply, coldbox and chiller of a `TestStand`, each in its own task (a hung
     instrument delays no other), and keeps the latest answer of each and when it came."""
 
-    def __init__(self, stand: TestStand, period: float) -> None:
+    def __init__(
+        self, stand: TestStand, period: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.stand = stand
         self.period = period
+        self.clock = clock  # the watchdog's `LiveClock`: a stalled loop is no silence
         self.supplies = {n: d for n, d in stand.instruments.items() if isinstance(d, CaenHV)}
         self.boxes = {n: d for n, d in stand.instruments.items() if isinstance(d, ColdBox)}
         self.chillers = {n: d for n, d in stand.instruments.items() if isinstance(d, LaudaChiller)}
@@ -70,9 +77,10 @@ class StandReader:
             **{n: d.client.status for n, d in self.boxes.items()},
             **{n: partial(self._chiller, d) for n, d in self.chillers.items()},
         }
-        now = time.monotonic()
+        now = self.clock()
         self.last_answer = dict.fromkeys(self.reads, now)
         self.latest: dict[str, Any] = {}
+        self.answers = dict.fromkeys(self.reads, 0)
         self.failures: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -81,9 +89,10 @@ class StandReader:
         called after every answer or failure."""
         names = list(self.reads)
         results = await asyncio.gather(*(self.reads[n]() for n in names))
-        now = time.monotonic()
+        now = self.clock()
         for name, result in zip(names, results, strict=True):
             self.latest[name], self.last_answer[name] = result, now
+            self.answers[name] += 1
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._poll(name, on_data), name=f"watchdog-{name}") for name in names
@@ -109,7 +118,8 @@ class StandReader:
         except Exception as exc:
             self.failures[name] = f"{type(exc).__name__}: {exc}"
         else:
-            self.last_answer[name] = time.monotonic()
+            self.last_answer[name] = self.clock()
+            self.answers[name] += 1
             self.failures.pop(name, None)
 
     async def refresh(self, names: Iterable[str]) -> None:
@@ -118,18 +128,21 @@ class StandReader:
 
     def snapshot(self) -> Snapshot:
         """The latest answer of every instrument (possibly old: see `silent_for`)."""
-        snapshot = Snapshot(time=time.monotonic(), failures=dict(self.failures))
+        snapshot = Snapshot(
+            time=self.clock(), failures=dict(self.failures), answers=dict(self.answers)
+        )
         for name, value in self.latest.items():
             if name in self.supplies:
                 snapshot.hv.extend(value)
-            elif name in self.boxes:
-                snapshot.box = snapshot.box or value
-            else:
-                snapshot.chiller = snapshot.chiller or value
+            elif name in self.boxes and snapshot.box is None:
+                snapshot.box, snapshot.sources["box"] = value, name
+            elif name in self.chillers and snapshot.chiller is None:
+                snapshot.chiller, snapshot.sources["chiller"] = value, name
         return snapshot
 
-    def silent_for(self, now: float) -> dict[str, float]:
-        """Seconds since each instrument last answered."""
+    def silent_for(self) -> dict[str, float]:
+        """Seconds (of `clock`) since each instrument last answered."""
+        now = self.clock()
         return {name: now - last for name, last in self.last_answer.items()}
 
     async def _hv(self, name: str, supply: CaenHV) -> list[HVChannelReading]:

@@ -3,6 +3,9 @@ reads the stand, checks every condition and, when one holds, trips the state mac
 (ERROR when an instrument's state is unknown) and runs the safe action.
 
 Client events (a heartbeat, a closed connection, `RE.halt()`, the E-stop) wake it at once.
+A condition on one instrument's reading acts once the next reading of it agrees (asked for at
+once: `Confirmation`). Silence (a link, a heartbeat) is timed by a `LiveClock`: a stall of this
+process's own loop is no silence of the instruments or the client.
 `request` and `reset` are the clients' transitions, refused with the reason when a condition
 holds; the IOC serves them as PVs, a one-process stand calls them directly.
 """
@@ -19,8 +22,10 @@ from teststand.config import ConfigError
 from teststand.errors import InstrumentRefused
 from teststand.safety.action import SafeOutcome, make_safe
 from teststand.safety.client import ClientMonitor
+from teststand.safety.clock import LiveClock
 from teststand.safety.conditions import (
     ComplianceWatch,
+    Confirmation,
     Finding,
     environment,
     hv_outside_run,
@@ -48,11 +53,17 @@ class Watchdog:
         self.stand = stand
         self.limits = stand.config.require_interlocks()
         self.machine = machine or StateMachine()
-        self.client = ClientMonitor(self.limits.heartbeat_timeout, self.limits.paused_hv_hold)
-        self.reader = StandReader(stand, self.limits.poll_period)
+        self.clock = LiveClock(max_step=max(1.0, 4 * self.limits.poll_period))
+        self.client = ClientMonitor(
+            self.limits.heartbeat_timeout, self.limits.paused_hv_hold, clock=self.clock
+        )
+        self.reader = StandReader(stand, self.limits.poll_period, self.clock)
         self.compliance = ComplianceWatch(stand.config)
+        self.confirmation = Confirmation()
         self.snapshot: Snapshot | None = None
         self.findings: list[Finding] = []
+        self.pending: list[Finding] = []  # awaiting the next reading of their instrument
+        self._reading_again: asyncio.Task[None] | None = None
         self.outcome: SafeOutcome | None = None
         self.checks = 0
         self._action: asyncio.Task[None] | None = None
@@ -108,6 +119,8 @@ class Watchdog:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.reader.stop()
+        if self._reading_again is not None:
+            self._reading_again.cancel()
         if self._action is not None:
             await asyncio.shield(self._action)
 
@@ -142,8 +155,12 @@ class Watchdog:
         if new is StandState.RUN and self.client.owner is None:
             raise StateError("RUN refused: no client holds control; take control first")
         if new in (StandState.READY, StandState.RUN):
-            await self.reader.refresh(self.reader.reads)  # judged on the stand now
-            self.check()
+            await self._check_now()  # judged on the stand now
+            if self.pending:
+                raise StateError(
+                    f"{new} refused: a reading awaits confirmation: "
+                    + "; ".join(f.reason for f in self.pending)
+                )
         if new is StandState.READY and self.machine.state is StandState.RUN and self.hv_up:
             raise StateError("READY refused: HV is still up; ramp every channel to 0 V first")
         if new is StandState.RUN:
@@ -157,15 +174,24 @@ class Watchdog:
         cause has cleared; refused (and logged) otherwise."""
         if self.acting:
             raise StateError("reset refused: the safe action is still under way; wait for it")
+        await self._check_now()
+        causes = [f.reason for f in self.findings + self.pending]
+        return self.machine.reset(who, why, causes)
+
+    async def _check_now(self) -> None:
+        """A check on fresh readings of every instrument, a finding confirmed by one more."""
         await self.reader.refresh(self.reader.reads)
         self.check()
-        return self.machine.reset(who, why, [f.reason for f in self.findings])
+        if self.pending:
+            await self.reader.refresh({f.source for f in self.pending if f.source})
+            self.check()
 
     # -- the loop ------------------------------------------------------------------------------
     async def _loop(self) -> None:
         period = self.limits.poll_period
         while not self._stopping:
             started = time.monotonic()
+            self.clock.tick()
             self._wake.clear()
             try:
                 self.check()
@@ -179,10 +205,10 @@ class Watchdog:
         """Evaluate every condition on the latest readings; act when one holds."""
         snapshot = self.reader.snapshot()
         self.snapshot = snapshot
-        findings = environment(snapshot, self.limits)
-        findings += links(
-            self.reader.silent_for(time.monotonic()), snapshot.failures, self.limits.link_timeout
+        findings, self.pending = self.confirmation.judge(
+            environment(snapshot, self.limits), snapshot.answers
         )
+        findings += links(self.reader.silent_for(), snapshot.failures, self.limits.link_timeout)
         findings += self.compliance.check(snapshot, self.limits.compliance_trip_time)
         if self.machine.state is not StandState.RUN:
             findings += hv_outside_run(snapshot, self.limits)
@@ -191,12 +217,26 @@ class Watchdog:
         self.checks += 1
         if findings:
             self._act(findings)
+        if self.pending:
+            self._read_again({f.source for f in self.pending if f.source})
         for listener in list(self._listeners):
             try:
                 listener(self)
             except Exception:
                 log.exception("watchdog listener failed")
         return findings
+
+    def _read_again(self, names: set[str]) -> None:
+        """Read these instruments now (one read at a time), then check again."""
+        if self._reading_again is not None and not self._reading_again.done():
+            return
+
+        async def again() -> None:
+            await self.reader.refresh(names)
+            self.poke()
+
+        loop = asyncio.get_running_loop()
+        self._reading_again = loop.create_task(again(), name="watchdog-confirm")
 
     def _client_findings(self) -> list[Finding]:
         running = self.machine.state is StandState.RUN
