@@ -14,10 +14,13 @@ Both on loopback with isolated Channel Access ports.
 - `latency_p50_s`/`latency_p99_s`: every 0.25 s, the age of slot 1's newest queryable point
   (PV change → queryable, plus up to one update period); goal p99 <= 2 s.
 - `cpu_per_1000_points_s`: the monitor process' CPU seconds per second per 1,000 points/s.
-- `--outage 60` (the soak): influxd stopped for 60 s after the measurement; `outage_changes`
-  (PV changes made meanwhile) against `outage_points_stored` once the journal drained
-  (`journal_drained_s`); the window's edges may differ by one or two IOC cycles (2 x 200).
-  The exact one-point-per-update check is the test `test_a_database_outage_loses_nothing`.
+- `--outage 60`: influxd stopped for 60 s after the measurement, then started again;
+  `outage_backlog_points` journaled meanwhile, `journal_drained_s` from influxd's restart to
+  an empty journal. Always: the monitor is stopped (SIGINT: it flushes) and `points_made` (its
+  own count, in its status file) must equal `points_stored` (counted in the database over the
+  whole run): every point stored, once (a point is a series, a field and a time, so a batch
+  sent twice would not add rows: stored == made means each once). `outage_changes` are the
+  IOC's PV changes during the outage, for scale.
 The last stdout line is one JSON object.
 """
 
@@ -25,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -95,7 +100,8 @@ def monitor(slots: int, url: str, db: str, journal: str) -> None:
         for slot in range(1, slots + 1)
         for name in ("bias", "leakage_current")
     ]
-    asyncio.run(Monitor(config, PREFIX, pvs=pvs).run())
+    with contextlib.suppress(KeyboardInterrupt):  # SIGINT: flush, write the status, exit
+        asyncio.run(Monitor(config, PREFIX, pvs=pvs).run())
 
 
 def baseline(influxd: Any, db: str, points: int) -> float:
@@ -134,26 +140,38 @@ def _writes(path: Path) -> int:
     return int(text)
 
 
-def soak(influxd: Any, db: str, writes_file: Path, journal: Path, seconds: float) -> dict[str, Any]:
-    """influxd stopped for `seconds`: every change made meanwhile must be stored once it is back
-    (counts compared over the outage window; the edges may differ by one IOC cycle)."""
-    first_ns, writes0 = time.time_ns(), _writes(writes_file)
+def outage(
+    influxd: Any, db: str, writes_file: Path, journal: Path, seconds: float
+) -> dict[str, Any]:
+    """influxd stopped for `seconds`, then started: the journal's backlog and its drain time."""
+    from teststand.app.monitor.journal import Journal
+
+    writes0 = _writes(writes_file)
     influxd.stop()
     time.sleep(seconds)
-    writes1, last_ns = _writes(writes_file), time.time_ns()
+    backlog = Journal(journal, 10**12).backlog().points
+    writes1 = _writes(writes_file)
     influxd.start()
     began = time.monotonic()
     while any(journal.glob("*.lp")) and time.monotonic() - began < 600:
-        time.sleep(0.5)
-    drained = time.monotonic() - began
-    time.sleep(2.0)
-    stored = count(influxd, db, first_ns) - count(influxd, db, last_ns)
+        time.sleep(0.1)
     return {
         "outage_s": seconds,
         "outage_changes": writes1 - writes0,
-        "outage_points_stored": stored,
-        "journal_drained_s": round(drained, 1),
+        "outage_backlog_points": backlog,
+        "journal_drained_s": round(time.monotonic() - began, 1),
+        "journal_left": len(list(journal.glob("*.lp"))),
     }
+
+
+def stop_monitor(monitor: subprocess.Popen[bytes]) -> None:
+    """SIGINT (the monitor flushes and writes its status file), killed after 30 s."""
+    monitor.send_signal(signal.SIGINT)
+    try:
+        monitor.wait(30)
+    except subprocess.TimeoutExpired:
+        monitor.kill()
+        monitor.wait(30)
 
 
 def main() -> None:
@@ -175,20 +193,22 @@ def main() -> None:
 
     import psutil
     from influx import Influxd
+    from stand_soak.checks import points_stored
 
     from teststand.app.ioc.process import LoopbackCA
 
     writes_file = Path(tempfile.mkdtemp(prefix="teststand-bench-")) / "writes"
     ca = LoopbackCA.allocate()
     env = {**os.environ, **ca.environment(), "BENCH_WRITES": str(writes_file)}
-    influxd = Influxd()
-    db = influxd.create("bench")
-    journal = tempfile.mkdtemp(prefix="teststand-bench-journal-")
+    journal = Path(tempfile.mkdtemp(prefix="teststand-bench-journal-"))
     me = [sys.executable, __file__, "--slots", str(args.slots), "--rate", str(args.rate)]
-    ioc = subprocess.Popen([*me, "--serve"], env=env, stdout=subprocess.PIPE, text=True)
-    assert ioc.stdout is not None and ioc.stdout.readline().startswith("serving")
-    mon = subprocess.Popen([*me, "--monitor", influxd.url, db, journal], env=env)
+    influxd = Influxd()
+    ioc = mon = None
     try:
+        db = influxd.create("bench")
+        ioc = subprocess.Popen([*me, "--serve"], env=env, stdout=subprocess.PIPE, text=True)
+        assert ioc.stdout is not None and ioc.stdout.readline().startswith("serving")
+        mon = subprocess.Popen([*me, "--monitor", influxd.url, db, str(journal)], env=env)
         deadline = time.monotonic() + 60
         while count(influxd, db, 0) == 0 and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -206,15 +226,18 @@ def main() -> None:
         offered = (_writes(writes_file) - writes0) / elapsed
         time.sleep(3.0)  # let the last batches land
         arrived = count(influxd, db, start_ns) - count(influxd, db, start_ns + int(elapsed * 1e9))
-        outage = soak(influxd, db, writes_file, Path(journal), args.outage) if args.outage else {}
+        down = outage(influxd, db, writes_file, journal, args.outage) if args.outage else {}
+        stop_monitor(mon)
+        made = json.loads((journal / "status.json").read_text())["points_made"]
+        once = points_stored(influxd, db, made)
+        base = baseline(influxd, db, 50_000)
     finally:
-        mon.terminate()
-        mon.wait(30)
-        ioc.terminate()
-        ioc.wait(30)
+        for child in (mon, ioc):
+            if child is not None and child.poll() is None:
+                child.kill()
+                child.wait(30)
+        influxd.close()
     rate = arrived / elapsed
-    base = baseline(influxd, db, 50_000)
-    influxd.close()
     ages.sort()
     result = {
         "slots": args.slots,
@@ -228,7 +251,9 @@ def main() -> None:
         "latency_p99_s": round(ages[min(len(ages) - 1, int(0.99 * len(ages)))], 3),
         "cpu_per_1000_points_s": round((cpu / elapsed) / (rate / 1000), 3) if rate else None,
         "monitor_cpu_fraction": round(cpu / elapsed, 3),
-        **outage,
+        **down,
+        **once,
+        "every_point_once": once["points_made"] == once["points_stored"],
     }
     print(json.dumps(result))
 

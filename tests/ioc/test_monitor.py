@@ -84,8 +84,19 @@ class Monitor:
         return Journal(Path(data["journal_dir"]), 10**9).backlog().points
 
     def stop(self) -> None:
+        """Terminate (the monitor flushes and exits); killed if it does not within 30 s."""
         self.process.terminate()
-        self.process.wait(30)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(30)
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +104,10 @@ def monitor(
     influxd: Influxd, ioc: Ioc, sims: Sims, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Monitor]:
     directory = tmp_path_factory.mktemp("monitor")
-    started = Monitor(monitored_dict(sims, influxd.url, directory / "journal"), directory)
-    expected = {"hv", "slot", "coldbox", "chiller", "teststand_monitor"}
-    wait_for(lambda: expected <= measurements(influxd), 60, "the first points")
-    yield started
-    started.stop()
+    with Monitor(monitored_dict(sims, influxd.url, directory / "journal"), directory) as started:
+        expected = {"hv", "slot", "coldbox", "chiller", "teststand_monitor"}
+        wait_for(lambda: expected <= measurements(influxd), 60, "the first points")
+        yield started
 
 
 def measurements(influxd: Influxd) -> set[str]:
@@ -118,10 +128,14 @@ def test_values_units_and_tags_arrive(influxd: Influxd, monitor: Monitor, sims: 
 
     wanted = {"bias_V", "leakage_current_A", "module_id"}
     wait_for(lambda: wanted <= fields(), 30, f"fields {wanted}")
-    tags = influxd.query('SHOW TAG VALUES FROM "slot" WITH KEY = "module_id"', DB)
     stand = yaml.safe_load(monitor.file.read_text())
     ids = {slot["module"]["id"] for slot in stand["slots"].values() if slot.get("module")}
-    assert ids <= {row[1] for row in tags[0]["values"]}
+
+    def module_ids() -> set[str]:
+        tags = influxd.query('SHOW TAG VALUES FROM "slot" WITH KEY = "module_id"', DB)
+        return {row[1] for row in tags[0]["values"]}
+
+    wait_for(lambda: ids <= module_ids(), 30, f"module ids {ids}")  # slot by slot, when loaded
     assert last(influxd, "points_written", "teststand_monitor") > 0
 
 
@@ -163,8 +177,10 @@ def test_a_database_outage_loses_nothing(
         time.sleep(10)
         up_ns = time.time_ns()
         assert monitor.backlog() > 0
-        match = re.search(r": (\d+) points", monitor.status())
-        assert match and int(match.group(1)) > 0, monitor.status()
+        status = monitor.status()
+        match = re.search(r": (\d+) points", status)
+        assert match and int(match.group(1)) > 0, status
+        assert f"monitor running: pid {monitor.process.pid}\n" in status
     finally:
         influxd.start()
     run(RE, lambda: served.slots[2].set(0.0))
@@ -197,8 +213,8 @@ def test_a_wrong_password_or_database_stops_with_a_clear_message(
         ({"db": "nosuchdb"}, "does not exist"),
     ):
         data = monitored_dict(sims, influxd.url, tmp_path / "journal", **database)
-        started = Monitor(data, tmp_path)
-        assert started.process.wait(60) == 1
+        with Monitor(data, tmp_path) as started:
+            assert started.process.wait(60) == 1
         assert words in started.log.read_text()
 
 
@@ -206,20 +222,18 @@ def test_an_unreachable_database_journals_and_sends_later(
     influxd: Influxd, ioc: Ioc, sims: Sims, tmp_path: Path
 ) -> None:
     journal = tmp_path / "journal"
-    down = Monitor(monitored_dict(sims, f"http://127.0.0.1:{free_port()}", journal), tmp_path)
-    wait_for(lambda: down.backlog() > 0, 60, "points in the journal")
-    down.stop()
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    with Monitor(monitored_dict(sims, unreachable, journal), tmp_path) as down:
+        wait_for(lambda: down.backlog() > 0, 60, "points in the journal")
+    assert f"monitor not running: pid {down.process.pid} has exited" in down.status()
     backlog = sorted(journal.glob("*.lp"))
     first = backlog[0].read_text().splitlines()[0]
-    up = Monitor(monitored_dict(sims, influxd.url, journal), tmp_path)
-    try:
+    with Monitor(monitored_dict(sims, influxd.url, journal), tmp_path):
         wait_for(lambda: not backlog[0].exists(), 60, "the journal to drain")
         measurement = first.split(",")[0]
         stamp = int(first.rsplit(" ", 1)[1])
         rows = influxd.query(f'SELECT * FROM "{measurement}" WHERE time = {stamp}', DB)
         assert rows and rows[0]["values"]
-    finally:
-        up.stop()
     assert "cannot reach" in down.log.read_text()
 
 
@@ -320,33 +334,45 @@ def test_run_starts_and_stops_arrive_as_events(influxd: Influxd, run_uid: str) -
     assert rows[0][2] == "INITIAL_WARM" and rows[1][3] == "success" and rows[2][4] == "pass"
 
 
+def panel_queries(stand_file: Path, directory: Path) -> list[tuple[str, str]]:
+    """(dashboard file, query) of every panel and annotation of the generated dashboards."""
+    subprocess.run(
+        [TESTSTAND, "monitor", "dashboards", str(stand_file), "-o", str(directory)], check=True
+    )
+    found = []
+    for path in sorted(directory.glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        queries = [t["query"] for p in dashboard["panels"] for t in p["targets"]]
+        queries += [a["query"] for a in dashboard["annotations"]["list"]]
+        found += [(path.name, query) for query in queries]
+    return found
+
+
+def assert_series(influxd: Influxd, queries: list[tuple[str, str]]) -> None:
+    """Each query, as Grafana would send it for the last hour, returns at least one series."""
+    concrete = [
+        q.replace("$timeFilter", "time > now() - 1h").replace("$__interval", "10s")
+        for _, q in queries
+    ]
+    results = influxd.query_all(";".join(concrete), DB)
+    for (name, query), result in zip(queries, results, strict=True):
+        assert "error" not in result and result.get("series"), f"{name}: {query}"
+
+
 def test_every_dashboard_panel_query_returns_its_series(
     influxd: Influxd, monitor: Monitor, run_uid: str, tmp_path: Path
 ) -> None:
     """The generated dashboards (one slot panel per slot) queried against the filled database;
-    the stand-state panel needs the IOC's watchdog, which this IOC runs without."""
-    subprocess.run(
-        [TESTSTAND, "monitor", "dashboards", str(monitor.file), "-o", str(tmp_path)], check=True
-    )
+    the stand-state panel (the IOC's watchdog, which this IOC runs without) is checked in
+    `test_state_transitions_and_interlock_actions_arrive_as_events`."""
+    queries = panel_queries(monitor.file, tmp_path)
     config = load_stand(monitor.file)
     overview = json.loads((tmp_path / "overview.json").read_text())
     titles = [panel["title"] for panel in overview["panels"]]
     assert sum(title.endswith("Bias and leakage") for title in titles) == len(config.slots)
-    checked = 0
-    for path in sorted(tmp_path.glob("*.json")):
-        dashboard = json.loads(path.read_text())
-        queries = [t["query"] for p in dashboard["panels"] for t in p["targets"]]
-        queries += [a["query"] for a in dashboard["annotations"]["list"]]
-        queries = [q for q in queries if 'FROM "stand"' not in q]
-        concrete = [
-            q.replace("$timeFilter", "time > now() - 1h").replace("$__interval", "10s")
-            for q in queries
-        ]
-        results = influxd.query_all(";".join(concrete), DB)
-        for query, result in zip(queries, results, strict=True):
-            assert "error" not in result and result.get("series"), f"{path.name}: {query}"
-            checked += 1
-    assert checked > 50
+    others = [(name, q) for name, q in queries if 'FROM "stand"' not in q]
+    assert len(others) > 50 and len(queries) - len(others) >= 1
+    assert_series(influxd, others)
 
 
 def test_the_v2_api_writes_to_victoria_metrics(ioc: Ioc, sims: Sims, tmp_path: Path) -> None:
@@ -356,13 +382,10 @@ def test_the_v2_api_writes_to_victoria_metrics(ioc: Ioc, sims: Sims, tmp_path: P
         database = {"api": "v2", "org": "lab", "bucket": "stand", "token": "t0ken", "db": None}
         data = monitored_dict(sims, victoria.url, tmp_path / "journal", **database)
         del data["monitoring"]["database"]["user"], data["monitoring"]["database"]["password"]
-        started = Monitor(data, tmp_path)
-        try:
+        with Monitor(data, tmp_path) as started:
             series = wait_for(
                 lambda: victoria.export('{__name__="slot_bias_V",slot="1"}'), 60, "slot 1 bias"
             )
-        finally:
-            started.stop()
         assert series[0]["metric"]["module_id"]
         assert started.backlog() == 0
     finally:
@@ -379,8 +402,8 @@ def test_state_transitions_and_interlock_actions_arrive_as_events(
     try:
         ioc = Ioc(ioc_data(sims, 200.0), "TSW:", watchdog=True)
         try:
-            started = Monitor(monitored_dict(sims, influxd.url, tmp_path / "j"), tmp_path, "TSW:")
-            try:
+            data = monitored_dict(sims, influxd.url, tmp_path / "j")
+            with Monitor(data, tmp_path, "TSW:") as started:
                 wait_for(lambda: last(influxd, "state", "stand"), 150, "the stand's state")
                 write("TSW:ESTOP", [1], notify=True, timeout=10, repeater=False)
                 where = "WHERE kind='interlock' AND time > now() - 5m"
@@ -388,8 +411,13 @@ def test_state_transitions_and_interlock_actions_arrive_as_events(
                 assert title == "state SAFE"
                 wait_for(lambda: last(influxd, "state", "stand") == "SAFE", 30, "SAFE")
                 assert influxd.query("SELECT * FROM events WHERE kind='state'", DB)
-            finally:
-                started.stop()
+                # the stand-state panel of the overview, over this watchdog's transitions
+                panels = tmp_path / "dashboards"
+                state = [
+                    (n, q) for n, q in panel_queries(started.file, panels) if 'FROM "stand"' in q
+                ]
+                assert state
+                assert_series(influxd, state)
         finally:
             ioc.close()
     finally:

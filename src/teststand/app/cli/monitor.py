@@ -75,6 +75,7 @@ async def _run(monitor: Coroutine[Any, Any, None]) -> int:
 def _status(config: StandConfig) -> int:
     from teststand.app.monitor.journal import Journal
     from teststand.app.monitor.run import STATUS_FILE, require_monitoring
+    from teststand.app.pids import process_running
 
     settings = require_monitoring(config)
     journal = Journal(settings.journal_dir, settings.journal_max_bytes, settings.journal_warn)
@@ -89,6 +90,11 @@ def _status(config: StandConfig) -> int:
         return 0
     status = json.loads(path.read_text())
     age = time.time() - float(status.pop("updated"))
+    pid, started = int(status.pop("pid")), status.pop("started", None)
+    if started is not None and process_running(pid, float(started)):
+        print(f"monitor running: pid {pid}")
+    else:
+        print(f"monitor not running: pid {pid} has exited (start it: teststand monitor FILE)")
     print(f"last status {age:.0f} s ago:")
     for key, value in status.items():
         print(f"  {key}: {value}")

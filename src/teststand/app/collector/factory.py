@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 
+from teststand.app.pids import process_running, start_time
 from teststand.collect.errors import CollectorError
 
 KINDS = ("collector", "processing")
@@ -47,12 +48,7 @@ class Entry:
 
     @property
     def running(self) -> bool:
-        try:
-            process = psutil.Process(self.pid)
-            same = abs(process.create_time() - self.started) < 5.0  # not a reused pid
-            return bool(same and process.status() != psutil.STATUS_ZOMBIE)
-        except psutil.Error:
-            return False
+        return process_running(self.pid, self.started)
 
 
 def _file(name: str) -> Path:
@@ -116,7 +112,7 @@ def start(
         process.pid,
         command,
         str(log),
-        psutil.Process(process.pid).create_time(),
+        start_time(process.pid),
     )
     path.write_text(json.dumps(asdict(entry)))
     return entry

@@ -23,6 +23,7 @@ from teststand.app.monitor.lineprotocol import FieldValue, line
 from teststand.app.monitor.pvs import STATE_PV, STATE_PVS, WatchedPV, watched_pvs
 from teststand.app.monitor.recorder import Recorder
 from teststand.app.monitor.shipper import Shipper
+from teststand.app.pids import start_time
 from teststand.config import ConfigError, StandConfig
 from teststand.storage.monitoring import MonitoringConfig, PVPolicy
 
@@ -93,6 +94,7 @@ class Monitor:
         self.reconnects = 0
         self.seen: set[int] = set()
         self.started = time.monotonic()
+        self.process_started = start_time()
 
     def _on_update(self, raw: Any, index: int) -> None:
         if not raw.ok:
@@ -196,6 +198,7 @@ class Monitor:
         status = {
             **self._counters(),
             "pid": os.getpid(),
+            "started": self.process_started,
             "prefix": self.prefix,
             "database": self.database.target,
             "last_error": self.shipper.counters.last_error,
