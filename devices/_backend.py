@@ -101,11 +101,20 @@ class ClientBackend(SignalBackend[SignalDatatypeT]):
             self._poll = asyncio.create_task(self._monitor(callback))
 
     async def _monitor(self, callback: Callback[Reading[SignalDatatypeT]]) -> None:
+        """Poll and call back; a failure is logged once until it changes or the reads recover
+        (a closed instrument must not flood the session log every poll period)."""
+        failing: str | None = None
         while True:
             try:
                 callback(await self.get_reading())
             except Exception as exc:  # keep monitoring, but never silently
-                log.error("%s: monitor read failed: %s", self._source, exc)
+                if str(exc) != failing:
+                    log.error("%s: monitor read failed: %s (logged once)", self._source, exc)
+                failing = str(exc)
+            else:
+                if failing is not None:
+                    log.info("%s: monitor reads again", self._source)
+                failing = None
             await asyncio.sleep(self._poll_period)
 
 

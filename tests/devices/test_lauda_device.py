@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -178,3 +179,35 @@ def test_mock_mode_needs_no_instrument(RE: RunEngine) -> None:
     RE(bp.count([chiller]))
     run(RE, lambda: chiller.set(-15.0))
     assert run(RE, chiller.temperature.get_value) == -15.0
+
+
+def test_a_monitored_reading_that_fails_is_logged_once_until_it_reads_again(
+    RE: RunEngine, chiller: LaudaChiller, sim: RunningSim, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unplugged cable under a subscription: one error, not one per poll, then recovery."""
+    caplog.set_level(logging.INFO, logger="teststand.devices")
+    readings: list[Any] = []
+
+    async def subscribe() -> None:
+        chiller.temperature.subscribe_reading(readings.append)
+
+    async def unsubscribe() -> None:
+        chiller.temperature.clear_sub(readings.append)
+
+    run(RE, subscribe)
+    try:
+        deadline = time.monotonic() + 10
+        while not readings and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sim.set_faults("replug=3")
+        sim.unplug()  # plugged back in 3 s later; several reads fail meanwhile
+        time.sleep(2.5)
+        failures = [r for r in caplog.records if "monitor read failed" in r.getMessage()]
+        count = len(readings)
+        while len(readings) == count and time.monotonic() < deadline + 20:
+            time.sleep(0.05)
+    finally:
+        run(RE, unsubscribe)
+    assert len(failures) == 1 and "logged once" in failures[0].getMessage()
+    assert len(readings) > count
+    assert any("monitor reads again" in r.getMessage() for r in caplog.records)
