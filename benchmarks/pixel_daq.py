@@ -78,7 +78,7 @@ async def raw_rate(address: str, seconds: float) -> float:
     """Read one frame from the data socket and throw it away: the stream's own ceiling."""
     client = Timepix3Client(f"tcp://{address}", name="raw")
     await client.open()
-    host, port = await client.data_address()
+    host, _, port = (await client.data_address()).rpartition(":")
     reader, writer = await asyncio.open_connection(host, port)
     await client.set_shutter(seconds)
     start = time.perf_counter()

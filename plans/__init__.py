@@ -31,6 +31,10 @@ STAND_PLANS = {
     "thermal_cycle": thermal_cycle,
     "long_term_stability": long_term_stability,
     "module_qualification": module_qualification,
+    "threshold_scan": threshold_scan,
+    "trim_equalisation": trim_equalisation,
+    "source_scan": source_scan,
+    "bias_scan_with_detector": bias_scan_with_detector,
 }
 
 __all__ = [

@@ -40,6 +40,9 @@ from teststand.roles import PIXEL, PixelDetector
 from teststand.stand import ModuleSlot, TestStand
 
 DAC_RANGE = range(0, 512)  # Vthreshold_fine and VTP_fine of a Timepix3
+#: Threshold DAC steps when a plan is given none (`thresholds=None`, as the queue server sends).
+SCAN_STEPS = range(110, 192, 2)
+TRIM_SCAN_STEPS = range(90, 212, 3)
 
 
 def _detector(stand: TestStand, name: str | None) -> PixelDetector:
@@ -146,7 +149,7 @@ def _run(
 def threshold_scan(
     stand: TestStand,
     slot: int,
-    thresholds: Sequence[int] = range(110, 192, 2),
+    thresholds: Sequence[int] | None = None,
     *,
     detector: str | None = None,
     pulses: int = 20,
@@ -158,9 +161,11 @@ def threshold_scan(
     md: dict[str, Any] | None = None,
 ) -> MsgGenerator[str]:
     """Per-pixel S-curves: `pulses` test pulses of `charge` (VTP_fine DAC) into `region` at each
-    threshold DAC; the `maps` stream holds the threshold and noise maps (DAC). Returns the uid."""
+    threshold DAC (`thresholds`, default `SCAN_STEPS`: 110..190 in steps of 2); the `maps` stream
+    holds the threshold and noise maps (DAC). Returns the uid."""
     chosen, det = _slot(stand, slot), _detector(stand, detector)
-    steps = _check_pulsed_scan(thresholds, pulses, charge, region, shutter)
+    given = SCAN_STEPS if thresholds is None else thresholds
+    steps = _check_pulsed_scan(given, pulses, charge, region, shutter)
 
     def body() -> MsgGenerator[None]:
         yield from _pulsing(det, pulses, charge, region, shutter)
@@ -182,7 +187,7 @@ def threshold_scan(
 def trim_equalisation(
     stand: TestStand,
     slot: int,
-    thresholds: Sequence[int] = range(90, 212, 3),
+    thresholds: Sequence[int] | None = None,
     *,
     detector: str | None = None,
     pulses: int = 20,
@@ -195,9 +200,11 @@ def trim_equalisation(
 ) -> MsgGenerator[str]:
     """Trims that flatten the threshold map: S-curves with every trim at 0 and at 15, a linear
     per-pixel trim to the common target, loaded and checked with a third scan. The `maps`
-    stream holds the trims and the threshold maps before (trim 8 estimate) and after."""
+    stream holds the trims and the threshold maps before (trim 8 estimate) and after.
+    `thresholds` default `TRIM_SCAN_STEPS` (90..209 in steps of 3)."""
     chosen, det = _slot(stand, slot), _detector(stand, detector)
-    steps = _check_pulsed_scan(thresholds, pulses, charge, region, shutter)
+    given = TRIM_SCAN_STEPS if thresholds is None else thresholds
+    steps = _check_pulsed_scan(given, pulses, charge, region, shutter)
 
     def body() -> MsgGenerator[None]:
         yield from _pulsing(det, pulses, charge, region, shutter)

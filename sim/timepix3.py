@@ -5,9 +5,9 @@ sim/README.md ("Timepix3 readout"). One frame per `START`: the shutter opens for
 (simulated), the hits of that frame are streamed as they happen (a global-time packet before each
 chunk), and the frame ends with an end-of-shutter packet holding the number of pixel packets sent.
 
-Options `bulk` (precomputed blocks of flat-field packets, repeated with a new global time: rates up
-to the chip's 80 Mhits/s for benchmarks), `stall()` (the stream stops mid-frame, as a broken
-link would), `set_bias(V)` or `bias_source` (the sensor bias, from the stand's HV channel).
+Options `data=udp` (numbered datagrams, optional `loss`: `timepix3_udp.py`) and `bulk`
+(precomputed flat-field blocks, up to the chip's 80 Mhits/s); hooks `stall()` (the stream stops
+mid-frame), `set_bias(V)` or `bias_source` (the sensor bias, from the stand's HV channel).
 """
 
 from __future__ import annotations
@@ -24,28 +24,16 @@ from teststand.sim.clock import SimClock
 from teststand.sim.instrument import SimInstrument
 from teststand.sim.lineproto import Refusal, parse_decimal, parse_integer
 from teststand.sim.timepix3_matrix import PIXELS, PixelMatrix, Source
+from teststand.sim.timepix3_udp import UdpData
 
 #: The chip's DACs and their ranges (Timepix3 manual, DAC table).
 DACS: dict[str, int] = {
-    "Ibias_Preamp_ON": 255,
-    "Ibias_Preamp_OFF": 15,
-    "VPreamp_NCAS": 255,
-    "Ibias_Ikrum": 255,
-    "Vfbk": 255,
-    "Vthreshold_fine": 511,
-    "Vthreshold_coarse": 15,
-    "Ibias_DiscS1_ON": 255,
-    "Ibias_DiscS1_OFF": 15,
-    "Ibias_DiscS2_ON": 255,
-    "Ibias_DiscS2_OFF": 15,
-    "Ibias_PixelDAC": 255,
-    "Ibias_TPbufferIn": 255,
-    "Ibias_TPbufferOut": 255,
-    "VTP_coarse": 255,
-    "VTP_fine": 511,
-    "Ibias_CP_PLL": 255,
-    "PLL_Vcntrl": 255,
-}
+    "Ibias_Preamp_ON": 255, "Ibias_Preamp_OFF": 15, "VPreamp_NCAS": 255, "Ibias_Ikrum": 255,
+    "Vfbk": 255, "Vthreshold_fine": 511, "Vthreshold_coarse": 15, "Ibias_DiscS1_ON": 255,
+    "Ibias_DiscS1_OFF": 15, "Ibias_DiscS2_ON": 255, "Ibias_DiscS2_OFF": 15, "Ibias_PixelDAC": 255,
+    "Ibias_TPbufferIn": 255, "Ibias_TPbufferOut": 255, "VTP_coarse": 255, "VTP_fine": 511,
+    "Ibias_CP_PLL": 255, "PLL_Vcntrl": 255,
+}  # fmt: skip
 MODES = {
     "TOATOT": packets.PIXEL_TOA_TOT,
     "TOA": packets.PIXEL_TOA_TOT,
@@ -74,6 +62,8 @@ class Timepix3(SimInstrument):
         "bulk": "true: a flat source streams precomputed packet blocks (benchmarks, up to 80 MHz)",
         "data_host": "address the data stream listens on (default 127.0.0.1)",
         "data_port": "port of the data stream (default 0: a free one)",
+        "data": "tcp or udp: the data stream's transport (default tcp)",
+        "loss": "udp: probability that a datagram with hits is dropped (default 0)",
     }
 
     def __init__(
@@ -92,6 +82,8 @@ class Timepix3(SimInstrument):
         bulk: bool = False,
         data_host: str = "127.0.0.1",
         data_port: int = 0,
+        data: str = "tcp",
+        loss: float = 0.0,
     ) -> None:
         super().__init__(clock)
         self.rng = random.Random(seed)
@@ -107,19 +99,21 @@ class Timepix3(SimInstrument):
         self.dacs = {name: 0 for name in DACS} | {"Vthreshold_fine": 100, "VTP_fine": 200}
         self.mode = "TOATOT"
         self.shutter = 0.1  # s
-        self.frames = 0
-        self.acquiring = False
-        self.stalled = False
+        self.frames, self.acquiring, self.stalled = 0, False, False
         self.sent = 0  # pixel packets of the present frame
-        self._frame_start = 0.0
-        self._produced_to = 0.0
+        self._frame_start = self._produced_to = 0.0
         self._task: asyncio.Task[None] | None = None
         self._clients: set[asyncio.StreamWriter] = set()
         self._server: asyncio.AbstractServer | None = None
         self._listening: asyncio.Task[None] | None = None
-        self._listener = socket.create_server((data_host, data_port))
+        if data not in ("tcp", "udp"):
+            raise ValueError(f"data={data!r}: the data stream is tcp or udp")
+        udp = data == "udp"
+        self.udp = UdpData(data_host, data_port, loss=loss, seed=seed) if udp else None
+        self._listener = None if udp else socket.create_server((data_host, data_port))
+        where = self.udp.address if self.udp else self._listener.getsockname()  # type: ignore[union-attr]
+        self.data_address = where if isinstance(where, str) else "{}:{}".format(*where[:2])
         self._block = b""
-        self.data_address = "{}:{}".format(*self._listener.getsockname()[:2])
 
     # -- control --------------------------------------------------------------------------------
     def respond(self, line: str) -> str | None:
@@ -257,7 +251,7 @@ class Timepix3(SimInstrument):
 
     def inject(self, word: int) -> None:
         """Send one raw 64-bit word on the data stream now (a foreign or corrupt packet)."""
-        self._send(packets.pack([word]))
+        self._send(packets.pack([word]), droppable=False)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -268,6 +262,7 @@ class Timepix3(SimInstrument):
             "source": [self.matrix.source.kind, self.matrix.source.rate],
             "bias": self.matrix.bias(),
             "data": self.data_address,
+            "dropped": [self.udp.dropped_datagrams, self.udp.dropped_hits] if self.udp else None,
         }
 
     def close(self) -> None:
@@ -279,12 +274,14 @@ class Timepix3(SimInstrument):
             self._server.close()
         if self._listening is not None:
             self._listening.cancel()
-        self._listener.close()
+        (self.udp or self._listener).close()  # type: ignore[union-attr]
 
     # -- the data stream ------------------------------------------------------------------------
     def _serve_data(self) -> None:
-        if self._listening is None and self._listener.fileno() >= 0:
-            self._listening = asyncio.get_running_loop().create_task(self._listen())
+        sock = self.udp.sock if self.udp else self._listener
+        if self._listening is None and sock is not None and sock.fileno() >= 0:
+            serving = self.udp.serve() if self.udp else self._listen()
+            self._listening = asyncio.get_running_loop().create_task(serving)
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._accept, sock=self._listener)
@@ -304,7 +301,7 @@ class Timepix3(SimInstrument):
         self._frame_start = self._produced_to = self.clock.now()
         t_ns = self._frame_start * 1e9
         first = [packets.global_time_packet(t_ns), packets.tdc_packet(self.frames, t_ns)]
-        self._send(packets.pack(first))
+        self._send(packets.pack(first), droppable=False)
         self._task = asyncio.get_running_loop().create_task(self._stream())
 
     def _finish(self, end: float | None = None) -> None:
@@ -315,7 +312,7 @@ class Timepix3(SimInstrument):
             self._emit(
                 min(self.clock.now(), self._frame_start + self.shutter) if end is None else end
             )
-            self._send(packets.pack([packets.end_of_shutter_packet(self.sent)]))
+            self._send(packets.pack([packets.end_of_shutter_packet(self.sent)]), droppable=False)
         self.acquiring = False
         self.frames += 1
         if self._task is not None and self._task is not asyncio.current_task():
@@ -375,7 +372,11 @@ class Timepix3(SimInstrument):
             words.append(packets.pixel_packet(pixel % 256, pixel // 256, index / rate * 1e9, 44))
         return packets.pack(words)
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes, *, droppable: bool = True) -> None:
+        """To the data stream's TCP clients, or its UDP subscriber (`droppable`: may be lost)."""
+        if self.udp is not None:
+            self.udp.send(data, droppable=droppable)
+            return
         for writer in list(self._clients):
             if writer.is_closing():
                 self._clients.discard(writer)

@@ -82,9 +82,9 @@ class Timepix3Client(ProtocolClient):
     async def identity(self) -> str:
         return await self.query("*IDN?")
 
-    async def data_address(self) -> tuple[str, int]:
-        host, _, port = (await self.query("DATA?")).rpartition(":")
-        return host, int(port)
+    async def data_address(self) -> str:
+        """Where the data stream comes from: `host:port` (TCP) or `udp://host:port`."""
+        return await self.query("DATA?")
 
     async def dac(self, name: str) -> int:
         check_dac(name, 0)

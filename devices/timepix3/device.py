@@ -40,7 +40,7 @@ from teststand.devices.timepix3.stream import Frame, HitStream
 
 log = logging.getLogger("teststand.devices")
 #: The per-collection datasets announced to the run (the hit table stays in the file).
-STREAMED = ("count_map", "hit_count", "mean_tot", "rate")
+STREAMED = ("count_map", "hit_count", "mean_tot", "rate", "lost")
 
 
 class Timepix3Mode(StrictEnum):
@@ -192,6 +192,8 @@ class Timepix3(StandardDetector):
         self.last_mean_tot, self._set_tot = soft_signal_r_and_setter(float, 0.0, units="25 ns")
         self.last_rate, self._set_rate = soft_signal_r_and_setter(float, 0.0, units="1/s")
         self.unknown_packets, self._set_unknown = soft_signal_r_and_setter(int, 0)
+        self.lost_hits, self._set_lost = soft_signal_r_and_setter(int, 0)
+        self.lost_datagrams, self._set_lost_datagrams = soft_signal_r_and_setter(int, 0)
         self._stream: HitStream | None = None
         self._file: HitFile | None = None
         self._frames: asyncio.Task[None] | None = None
@@ -204,8 +206,8 @@ class Timepix3(StandardDetector):
     # -- the data stream and the file ------------------------------------------------------------
     async def open_stream(self) -> None:
         if self._stream is None:
-            host, port = await self.client.data_address()
-            self._stream = HitStream(host, port, name=self.name, stall_timeout=self.stall_timeout)
+            address = await self.client.data_address()
+            self._stream = HitStream(address, name=self.name, stall_timeout=self.stall_timeout)
             await self._stream.open()
 
     def open_file(self, path: Path) -> None:
@@ -261,17 +263,20 @@ class Timepix3(StandardDetector):
         hit_file.add_collection({
             "count_map": frame.count_map, "hit_count": frame.hits, "hit_offset": offset,
             "mean_tot": mean_tot, "rate": rate, "unknown": frame.unknown,
-            "lost": max(frame.lost, 0),
+            "lost": max(frame.lost, 0), "lost_datagrams": frame.lost_datagrams,
         })  # fmt: skip
         if frame.unknown:
             log.warning("%s: %d packets of unknown type (not decoded)", self.name, frame.unknown)
-        if frame.lost > 0:
-            log.warning("%s: %d hits lost in a frame", self.name, frame.lost)
+        if frame.lost > 0 or frame.lost_datagrams:
+            log.warning("%s: %d hits lost in a frame (%d datagrams missing)", self.name,
+                        frame.lost, frame.lost_datagrams)  # fmt: skip
         self._set_map(frame.count_map.ravel())
         self._set_hits(frame.hits)
         self._set_tot(mean_tot)
         self._set_rate(rate)
         self._set_unknown(frame.unknown)
+        self._set_lost(max(frame.lost, 0))
+        self._set_lost_datagrams(frame.lost_datagrams)
         self._set_written(hit_file.collections)
 
     async def close(self) -> None:

@@ -6,7 +6,8 @@ Layout (SWMR, readable while written and after a crash; chunked and compressed):
   filter: a reader imports `hdf5plugin` before opening the file, as Tiled's HDF5 adapter does).
 - per collection i: `/count_map[i]` (256 x 256 uint32, [y, x]), `/hit_count[i]`, `/hit_offset[i]`
   (its first row in `/hits`), `/mean_tot[i]` (25 ns), `/rate[i]` (hits/s), `/unknown[i]`
-  (packets of unknown type), `/lost[i]` (pixel packets the readout sent that never arrived).
+  (packets of unknown type), `/lost[i]` (pixel packets the readout sent that never arrived),
+  `/lost_datagrams[i]` (UDP datagrams missing from the sequence).
 
 Writes happen in one writer thread of the file (h5py releases the interpreter lock in HDF5's
 dataset calls), so compressing and writing a batch overlaps decoding the next one; `append`
@@ -41,6 +42,7 @@ COLLECTION_DATASETS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "rate": (np.float64, ()),
     "unknown": (np.int64, ()),
     "lost": (np.int64, ()),
+    "lost_datagrams": (np.int64, ()),
 }
 HIT_CHUNK = 1 << 18
 QUEUE_DEPTH = 4  # batches waiting for the writer thread before `append` waits

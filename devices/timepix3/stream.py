@@ -1,9 +1,9 @@
-"""The Timepix3 data stream: frames read from the readout's TCP data socket, decoded in bulk."""
+"""The Timepix3 data stream: frames read from the readout's data socket (TCP or UDP), decoded
+in bulk."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,9 +11,9 @@ import numpy as np
 import numpy.typing as npt
 
 from teststand.devices.timepix3.protocol import Decoded, Hits, PacketDecoder
+from teststand.devices.timepix3.receivers import Receiver, receiver
 from teststand.errors import TeststandError
 
-READ_SIZE = 1 << 22
 BATCH = 1 << 20  # hits decoded before they go to the sink (the file) and the count map together
 
 
@@ -29,6 +29,7 @@ class Frame:
     reported: int = 0  # pixel packets the readout says it sent (its end-of-shutter packet)
     tot_sum: int = 0
     unknown: int = 0  # packets of unknown type
+    lost_datagrams: int = 0  # UDP datagrams missing from the sequence
     triggers: list[int] = field(default_factory=list)
     count_map: npt.NDArray[np.uint32] = field(
         default_factory=lambda: np.zeros((256, 256), np.uint32)
@@ -47,32 +48,30 @@ class Frame:
 class HitStream:
     """`await stream.open()`, then `frame = await stream.frame(sink)` once per shutter."""
 
-    def __init__(self, host: str, port: int, *, name: str, stall_timeout: float) -> None:
-        self.host, self.port, self.name = host, port, name
+    def __init__(self, address: str, *, name: str, stall_timeout: float) -> None:
+        """`address`: the board's `DATA?` reply, `host:port` (TCP) or `udp://host:port`."""
+        self.address, self.name = address, name
         self.stall_timeout = stall_timeout
         self.decoder = PacketDecoder()
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._receiver: Receiver | None = None
         self._pending: list[Decoded] = []
 
     async def open(self) -> None:
         self.decoder.decode(b"")  # loads the compiled kernels now, not in the middle of a frame
         Hits.empty().count_map()
-        self._reader, self._writer = await asyncio.open_connection(
-            self.host, self.port, limit=2 * READ_SIZE
-        )
+        self._receiver = receiver(self.address)
+        await self._receiver.open()
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            with contextlib.suppress(ConnectionError):
-                await self._writer.wait_closed()
-        self._reader = self._writer = None
+        if self._receiver is not None:
+            await self._receiver.close()
+        self._receiver = None
 
     async def frame(self, sink: Callable[[Hits], None], frame: Frame | None = None) -> Frame:
         """Read up to the next end-of-shutter packet; the hits go to `sink` in batches."""
         frame = frame or Frame()
         batch: list[Hits] = []
+        lost_before = self._receiver.lost_datagrams if self._receiver else 0
         try:
             while True:
                 decoded = self._pending.pop(0) if self._pending else await self._next(frame)
@@ -93,6 +92,8 @@ class HitStream:
                     self._pending.append(rest)
                 return frame
         finally:  # what arrived goes to the file, even when the stream broke
+            if self._receiver is not None:
+                frame.lost_datagrams = self._receiver.lost_datagrams - lost_before
             self._deliver(batch, frame, sink)
 
     @staticmethod
@@ -104,10 +105,10 @@ class HitStream:
             sink(hits)
 
     async def _next(self, frame: Frame) -> Decoded:
-        if self._reader is None:
+        if self._receiver is None:
             raise DataStreamStopped(f"{self.name}: the data stream is not open; connect first")
         try:
-            data = await asyncio.wait_for(self._reader.read(READ_SIZE), self.stall_timeout)
+            data = await asyncio.wait_for(self._receiver.read(), self.stall_timeout)
         except TimeoutError:
             raise self._stopped(frame, f"no data for {self.stall_timeout:g} s") from None
         except ConnectionError as exc:
@@ -118,7 +119,7 @@ class HitStream:
 
     def _stopped(self, frame: Frame, why: str) -> DataStreamStopped:
         return DataStreamStopped(
-            f"{self.name}: the Timepix3 data stream {self.host}:{self.port} stopped in the middle "
+            f"{self.name}: the Timepix3 data stream {self.address} stopped in the middle "
             f"of a frame: {why}, after {frame.hits} hits (they are in the file). Check the "
             "readout board's data link and its status, then start the acquisition again"
         )

@@ -66,7 +66,8 @@ def test_killing_the_analysis_neither_stops_nor_slows_acquisition(
 ) -> None:
     out = tmp_path / "results"
     analysis = analysis_process(proxy[1], out)
-    RE.subscribe(Publisher(("127.0.0.1", proxy[0])))
+    publisher = Publisher(("127.0.0.1", proxy[0]))
+    RE.subscribe(publisher)
     with start_simulator("timepix3", transport="tcp", speed=5.0) as sim:
         sim.host.call(lambda: setattr(sim.instrument.matrix, "source", Source("beta", 20_000)))
         with init_devices():
@@ -102,3 +103,5 @@ def test_killing_the_analysis_neither_stops_nor_slows_acquisition(
             analysis.kill()
             analysis.wait(10)
             run(RE, det.close)
+            publisher._socket.close(linger=0)  # unsent documents must not hold up the exit
+            publisher.close()

@@ -90,7 +90,13 @@ def test_frames_go_to_hdf5_announced_as_stream_resources(
     docs: list[tuple[str, dict]] = []  # type: ignore[type-arg]
     RE(bp.count([det], 2), lambda name, doc: docs.append((name, doc)))
     resources = {d["data_key"]: d for n, d in docs if n == "stream_resource"}
-    assert set(resources) == {"tpx-count_map", "tpx-hit_count", "tpx-mean_tot", "tpx-rate"}
+    assert set(resources) == {
+        "tpx-count_map",
+        "tpx-hit_count",
+        "tpx-mean_tot",
+        "tpx-rate",
+        "tpx-lost",
+    }
     assert resources["tpx-count_map"]["mimetype"] == "application/x-hdf5"
     datums = [d for n, d in docs if n == "stream_datum"]
     assert {(d["indices"]["start"], d["indices"]["stop"]) for d in datums} == {(0, 1), (1, 2)}

@@ -9,6 +9,7 @@ import sys
 import sysconfig
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -27,6 +28,10 @@ PLANS = [
     "thermal_cycle",
     "long_term_stability",
     "module_qualification",
+    "threshold_scan",
+    "trim_equalisation",
+    "source_scan",
+    "bias_scan_with_detector",
 ]
 
 #: Storage on a Tiled server that is not there: no run is made, and no embedded server starts.
@@ -109,16 +114,7 @@ def test_the_committed_list_of_plans_and_devices_is_current(
     tmp_path: Path, stand_copy: Callable[..., Path]
 ) -> None:
     stand = stand_copy(tmp_path, storage=NO_TILED)  # the devices of profile_collection/stand.yaml
-    lister = Path(sysconfig.get_path("scripts")) / "qserver-list-plans-devices"
-    subprocess.run(
-        [str(lister), "--startup-dir", str(PROFILE / "startup"), "--file-dir", str(tmp_path)],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "TESTSTAND_STAND": str(stand)},
-        cwd=tmp_path,
-        timeout=120,
-    )
-    fresh = yaml.safe_load((tmp_path / "existing_plans_and_devices.yaml").read_text())
+    fresh = list_plans_and_devices(stand, tmp_path)
     committed = yaml.safe_load((PROFILE / "existing_plans_and_devices.yaml").read_text())
     if fresh != committed:
         changed = sorted(
@@ -135,6 +131,36 @@ def test_the_committed_list_of_plans_and_devices_is_current(
         )
     assert sorted(committed["existing_plans"]) == sorted(PLANS)
     assert set(DEVICES) <= set(committed["existing_devices"])
+
+
+def test_a_stand_with_a_pixel_detector_offers_it_and_the_pixel_plans(
+    tmp_path: Path, stand_copy: Callable[..., Path]
+) -> None:
+    instruments = yaml.safe_load((PROFILE / "stand.yaml").read_text())["instruments"]
+    instruments["tpx"] = {"kind": "timepix3", "simulator": {"options": {"bias_from": "hv:0"}}}
+    stand = stand_copy(tmp_path, storage=NO_TILED, instruments=instruments)
+    listed = list_plans_and_devices(stand, tmp_path)
+    assert {"threshold_scan", "source_scan"} <= set(listed["existing_plans"])
+    detector = listed["existing_devices"]["tpx"]
+    assert detector["classname"] == "Timepix3" and detector["is_readable"] is True
+    assert {"threshold", "shutter_time", "last_hit_count"} <= set(detector["components"])
+
+
+def list_plans_and_devices(stand: Path, directory: Path) -> dict[str, Any]:
+    """What `qserver-list-plans-devices` finds in the profile's startup with `stand`."""
+    lister = Path(sysconfig.get_path("scripts")) / "qserver-list-plans-devices"
+    subprocess.run(
+        [str(lister), "--startup-dir", str(PROFILE / "startup"), "--file-dir", str(directory)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "TESTSTAND_STAND": str(stand)},
+        cwd=directory,
+        timeout=120,
+    )
+    listed: dict[str, Any] = yaml.safe_load(
+        (directory / "existing_plans_and_devices.yaml").read_text()
+    )
+    return listed
 
 
 def test_the_operator_group_may_run_every_plan_of_the_profile() -> None:
