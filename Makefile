@@ -69,10 +69,11 @@ soak: $(STAMP) databases
 	$(BIN)/pytest benchmarks/test_soak_short.py -q
 
 # Mutation testing of the safety-critical modules (slow; not part of `make test`): scores and
-# survivors in benchmarks/mutation.json. `make mutate MUTATE="caen plans"` runs some groups only.
-MUTATE ?=
+# survivors in benchmarks/mutation.json, one worker. `make mutate GROUP=caen` (or GROUP="caen plans")
+# runs some groups and merges their results into that file.
+GROUP ?=
 mutate: $(STAMP)
-	$(BIN)/python benchmarks/mutation.py $(MUTATE)
+	$(BIN)/python benchmarks/mutation.py $(GROUP)
 
 bench: $(STAMP) databases
 	$(BIN)/python benchmarks/transport.py

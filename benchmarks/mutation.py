@@ -4,8 +4,11 @@ Each group is a few modules and the tests that cover them. mutmut 3 imports the 
 from `mutants/src` by the module names it derives from the file paths, so the mapped folders
 (devices/, plans/, callbacks/, sim/) are first staged under one `src/teststand/`, as in the
 wheel, in build/mutation/GROUP/; mutmut runs there ([tool.mutmut] of pyproject.toml, plus the
-group's `only_mutate` and tests). Writes the scores per module and the survivors to
-benchmarks/mutation.json (groups not run keep their last result) and prints that JSON last.
+group's `only_mutate` and tests), on one worker by default (the machine is shared). A group
+may mutate only some functions of a module (mutmut's mutant names, `*` wildcards). Writes the
+date, the scores per module and every survivor with why it may stay to benchmarks/mutation.json
+(groups not run keep their last result) and prints the scores as JSON last. A mutant counts as
+detected when a test failed on it (killed) or it made the tests hang (timeout).
 
     python benchmarks/mutation.py [GROUP ...] [--max-children N]
 """
@@ -13,6 +16,7 @@ benchmarks/mutation.json (groups not run keep their last result) and prints that
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -22,12 +26,15 @@ import sys
 import time
 import tomllib
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "mutation.json"
 STAGE = ROOT / "build" / "mutation"
 MAPPED = {"devices": "devices", "plans": "plans", "callbacks": "callbacks", "sim": "sim"}
+#: mutmut statuses that count as detected: a test failed, or the tests hung (timeout)
+DETECTED = ("killed", "timeout")
 
 #: group -> (modules mutated, as repository paths; the tests that cover them)
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
@@ -65,6 +72,17 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["src/teststand/safety/state.py", "src/teststand/safety/watchdog.py"],
         ["tests/safety/test_state.py", "tests/safety/test_watchdog.py"],
     ),
+}
+
+#: group -> the only functions mutated (mutmut's mutant names; default: the whole modules)
+FUNCTIONS: dict[str, list[str]] = {
+    "plans": [
+        "teststand.plans.common.*",
+        *(
+            f"teststand.plans.iv.x_{name}*"
+            for name in ("iv_scan", "check_range", "step_slots", "check_points", "_stop_reason")
+        ),
+    ],
 }
 
 #: Survivors looked at and why they stay: a pattern of the mutant's changed lines -> the reason.
@@ -129,6 +147,12 @@ def explain(diff: str) -> str:
     return "not explained: a test is missing"
 
 
+def selected(name: str, group: str) -> bool:
+    """Whether a mutant is one of the group's (FUNCTIONS), so counts in its score."""
+    patterns = FUNCTIONS.get(group)
+    return patterns is None or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
 def run_group(group: str, max_children: int) -> dict[str, object]:
     where = stage(group)
     mutmut = str(Path(sys.executable).with_name("mutmut"))
@@ -136,7 +160,7 @@ def run_group(group: str, max_children: int) -> dict[str, object]:
     started = time.monotonic()
     with (where / "mutmut.log").open("w") as log:
         subprocess.run(
-            [mutmut, "run", "--max-children", str(max_children)],
+            [mutmut, "run", "--max-children", str(max_children), *FUNCTIONS.get(group, [])],
             cwd=where,
             env=env,
             stdout=log,
@@ -151,10 +175,10 @@ def run_group(group: str, max_children: int) -> dict[str, object]:
     for line in listing.splitlines():
         name, _, status = line.strip().rpartition(": ")
         module = name.split(".x_")[0].split(".xǁ")[0]
-        if module not in statuses:
+        if module not in statuses or not selected(name, group):
             continue
         statuses[module][status] += 1
-        if status != "killed":
+        if status not in DETECTED:
             diff = subprocess.run(
                 [mutmut, "show", name], cwd=where, env=env, capture_output=True, text=True
             ).stdout
@@ -162,14 +186,17 @@ def run_group(group: str, max_children: int) -> dict[str, object]:
     modules = {}
     for module, counts in statuses.items():
         total = sum(counts.values())
+        detected = sum(counts[status] for status in DETECTED)
         modules[module] = {
             "mutants": total,
-            "killed": counts["killed"],
-            "score": round(counts["killed"] / total, 3) if total else None,
-            **{status: n for status, n in counts.items() if status != "killed"},
+            "detected": detected,
+            "score": round(detected / total, 3) if total else None,
+            **counts,
         }
     return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "tests": GROUPS[group][1],
+        **({"functions": FUNCTIONS[group]} if group in FUNCTIONS else {}),
         "seconds": round(time.monotonic() - started),
         "modules": modules,
         "survivors": {
@@ -181,7 +208,7 @@ def run_group(group: str, max_children: int) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("groups", nargs="*", help=f"of {', '.join(GROUPS)} (default: all)")
-    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--max-children", type=int, default=1, help="workers (default: 1)")
     parser.add_argument("--explain", action="store_true", help="only re-explain the survivors")
     args = parser.parse_args()
     unknown = set(args.groups) - set(GROUPS)
@@ -201,7 +228,7 @@ def main() -> None:
         RESULT.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
         for name, survivor in results[group]["survivors"].items():
             print(f"survived: {name}\n{survivor['diff']}\n", file=sys.stderr)
-    print(json.dumps({g: r["modules"] for g, r in results.items()}))
+    print(json.dumps({g: {"date": r.get("date"), **r["modules"]} for g, r in results.items()}))
 
 
 if __name__ == "__main__":

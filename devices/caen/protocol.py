@@ -114,15 +114,11 @@ class ValueFormat:
         return f"{whole}.{'X' * self.decimals[0]}" if self.decimals else whole
 
 
-def _decimal(*decimals: int) -> ValueFormat:
-    return ValueFormat(4, decimals)
-
-
 #: Reply formats per parameter (DT803x and N1470 manuals; sim/caen.py serves the same).
 FORMATS: dict[str, ValueFormat] = {
-    **dict.fromkeys(("VSET", "VMIN", "VMAX", "VMON", "TRIP"), _decimal(1)),
-    "ISET": _decimal(2),
-    "IMON": _decimal(2, 3),  # IMRANGE HIGH: 2 decimals, LOW: 3
+    **dict.fromkeys(("VSET", "VMIN", "VMAX", "VMON", "TRIP"), ValueFormat(4, (1,))),
+    "ISET": ValueFormat(4, (2,)),
+    "IMON": ValueFormat(4, (2, 3)),  # IMRANGE HIGH: 2 decimals, LOW: 3
     "MAXV": ValueFormat(4),
     **dict.fromkeys(("RUP", "RDW", "RDWN", "RAMPDOWN"), ValueFormat(3)),
     "VDEC": ValueFormat(1),

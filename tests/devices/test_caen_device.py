@@ -14,8 +14,8 @@ from helpers import run
 from ophyd_async.core import init_devices
 
 from teststand.devices.caen import CaenError, CaenHV, PowerDown, protocol
-from teststand.devices.caen.client import ChannelStatus, Dialect, decode_status
-from teststand.errors import InstrumentRefused, ReplyFormatError, TransportTimeout
+from teststand.devices.caen.client import CaenClient, ChannelStatus, Dialect, decode_status
+from teststand.errors import GarbledReply, InstrumentRefused, ReplyFormatError, TransportTimeout
 from teststand.sim.runner import RunningSim, start_simulator
 
 
@@ -240,3 +240,96 @@ def test_group_reply_with_a_value_missing_is_garbled() -> None:
         protocol.parse_values("#CMD:OK,VAL:")
     with pytest.raises(ReplyFormatError, match="expected a bare OK"):
         protocol.parse_ok("#CMD:OK,VAL:1")
+
+
+# -- the client's link defaults, format checks and retries, on the real pty -------------------
+
+
+async def open_client(sim: RunningSim, query: str = "", **kwargs: Any) -> CaenClient:
+    client = CaenClient(f"serial://{sim.address}{query}", **kwargs)
+    await client.open()
+    return client
+
+
+async def test_client_defaults_are_the_manuals(sim: RunningSim) -> None:
+    client = await open_client(sim)
+    try:
+        options = client.transport.options
+        assert (client.dialect, client.board, client.channels) == ("803x", None, 8)
+        assert options.name == client.name == "caen"
+        assert options.write_terminator == "\r\n" and options.baudrate == 9600
+        assert options.timeout == 1.0 and options.strict_formats is True
+    finally:
+        await client.close()
+    assert CaenClient("serial:///dev/null", dialect="14xx").board == 0
+    assert CaenClient("serial:///dev/null", dialect="14xx", board=31).board == 31
+    with pytest.raises(ValueError, match=r"board address 32 out of range 0\.\.31"):
+        CaenClient("serial:///dev/null", dialect="14xx", board=32)
+    with pytest.raises(ValueError, match="unknown CAEN dialect '1470'; use 803x or 14xx"):
+        CaenClient("serial:///dev/null", dialect="1470")  # type: ignore[arg-type]
+
+
+async def reads(client: CaenClient, count: int, group: bool) -> list[object]:
+    """`count` VMON reads (of channel 0, or of the whole supply): each value or its error."""
+    results: list[object] = []
+    for _ in range(count):
+        try:
+            results.append(await (client.mon_all("VMON") if group else client.mon("VMON", 0)))
+        except GarbledReply as exc:
+            results.append(exc)
+    return results
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["single", "group"])
+async def test_truncated_values_are_refused_unless_the_formats_are_lenient(
+    sim: RunningSim, group: bool
+) -> None:
+    # Every reply loses a run of bytes; where only a value's digits went, a single value still
+    # has the lenient shape (`000.0`), which only the manual's exact format refuses.
+    results = {}
+    for formats in ("strict", "lenient"):
+        lenient = "&strict_formats=0" if formats == "lenient" else ""
+        client = await open_client(sim, "?attempts=1&flush_quiet=0.01&timeout=0.3" + lenient)
+        try:
+            sim.set_faults("truncate=1.0,seed=5")
+            results[formats] = await reads(client, 30, group)
+        finally:
+            sim.set_faults("none")
+            await client.close()
+    refused, taken = results["strict"], results["lenient"]
+    assert all(isinstance(r, GarbledReply) for r in refused), refused
+    if group:  # the values of one read share one shape: a shortened one is refused even so
+        assert all(isinstance(r, GarbledReply) for r in taken), taken
+    else:
+        assert any(not isinstance(r, GarbledReply) for r in taken), taken
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["single", "group"])
+async def test_reads_are_retried_over_a_noisy_link(sim: RunningSim, group: bool) -> None:
+    client = await open_client(sim, "?attempts=8&backoff=0&flush_quiet=0.01")
+    try:
+        sim.set_faults("garble=0.3,seed=4")
+        values = await reads(client, 15, group)
+        sim.set_faults("none")
+        assert values == [["0000.0"] * 8 if group else "0000.0"] * 15
+        assert client.transport.stats.retries > 0
+    finally:
+        sim.set_faults("none")
+        await client.close()
+
+
+def test_lenient_formats_take_signs_and_widths_but_one_shape_per_read() -> None:
+    def lenient(text: str, parameter: str = "VMON") -> list[str]:
+        return protocol.parse_parameter(
+            f"#CMD:OK,VAL:{text}", parameter, text.count(";") + 1, strict=False
+        )
+
+    assert lenient("-1.5;1.5;+1.5") == ["-1.5", "1.5", "+1.5"]  # a sign is not part of the shape
+    assert lenient("12.34") == ["12.34"]
+    with pytest.raises(ReplyFormatError, match="the values of VMON differ in format"):
+        lenient("1.5;1.25")
+    assert lenient("1.23;1.234", "IMON") == ["1.23", "1.234"]  # IMON's decimals follow the range
+    with pytest.raises(ReplyFormatError, match=r"expected the format XXXX\.X, got '-0001\.5'"):
+        protocol.parse_parameter("#CMD:OK,VAL:-0001.5", "VMON", 1)
+    with pytest.raises(ReplyFormatError, match="expected one of RAMP/KILL, got 'SLOW'"):
+        protocol.parse_parameter("#CMD:OK,VAL:SLOW", "PDWN", 1, strict=False)
