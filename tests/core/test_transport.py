@@ -139,11 +139,14 @@ async def test_reply_of_a_cancelled_query_is_flushed_not_misread() -> None:
         assert await t.query("$CMD:MON,CH:0,PAR:ISET", caen.parse_numbers) == [100.0]
 
 
-async def test_unplug_and_reconnect_over_pty() -> None:
-    async with connect(f"{CAEN}?faults=disconnect_after=5", name="hv") as t:
+async def test_unplug_and_reconnect_over_pty(caplog: pytest.LogCaptureFixture) -> None:
+    url = f"{CAEN}?faults=disconnect_after=5"
+    async with connect(url, name="hv") as t:
         for _ in range(12):
             assert await t.query(VMON_ALL, numbers, idempotent=True) == [0.0] * 8
-        assert t.stats.reconnects >= 2 and t.stats.links_lost >= 2
+        assert t.stats.reconnects >= 2 and t.stats.reconnects == t.stats.links_lost
+    reconnected = [r.getMessage() for r in caplog.records if "reconnected" in r.getMessage()]
+    assert reconnected == [f"{url}: reconnected"] * t.stats.reconnects
 
 
 async def test_unplug_and_reconnect_over_tcp(tcp_caen: RunningSim) -> None:
@@ -161,6 +164,7 @@ async def test_link_lost_for_good_raises_link_lost() -> None:
         with pytest.raises(LinkLost) as info:
             await t.query(VMON_ALL, numbers, idempotent=True)
         assert "cannot reconnect" in str(info.value) and "does not exist" in str(info.value)
+        assert info.value.command == VMON_ALL and "check the cable" in info.value.hint
 
 
 async def test_non_idempotent_after_unplug_raises_then_recovers() -> None:
@@ -355,3 +359,73 @@ async def test_set_refused_in_local_control() -> None:
         assert info.value.code == "LOC:ERR"
         assert "LOCAL" in str(info.value)
         assert t.stats.retries == 0
+
+
+# -- what the errors, the log and the counters say -----------------------------------------------
+
+
+async def test_retries_back_off_exponentially_and_say_so(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="teststand.transport")
+    url = f"{CAEN}?faults=garble=1&attempts=3&backoff=0.05&flush_quiet=0.01"
+    async with connect(url, name="hv") as t:
+        with pytest.raises(GarbledReply):
+            await t.query(VMON_ALL, numbers, idempotent=True)
+        assert t.stats.retries == 2 and t.stats.garbled == 3
+    retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+    assert [m.startswith(f"{url}: garbled reply ") for m in retries] == [True, True]
+    assert [m.rsplit("; ", 1)[1] for m in retries] == ["retry 1/2 in 0.05 s", "retry 2/2 in 0.10 s"]
+
+
+async def test_errors_name_the_instrument_the_command_and_what_to_do() -> None:
+    command = "$CMD:SET,CH:0,PAR:ON"
+    async with connect(f"{CAEN}?faults=garble=1", name="hv") as t:
+        with pytest.raises(GarbledReply) as garbled:
+            await t.query(command, caen.parse_ok)
+        t.simulator.set_faults("none,local")
+        for _ in range(2):
+            with pytest.raises(InstrumentRefused) as refused:
+                await t.query("$CMD:SET,CH:0,PAR:VSET,VAL:10", caen.parse_ok)
+        counters = t.stats.as_dict()
+    assert (garbled.value.url, garbled.value.instrument, garbled.value.command) == (
+        f"{CAEN}?faults=garble=1",
+        "hv",
+        command,
+    )
+    assert "garbled reply" in garbled.value.problem and "baud rate" in garbled.value.hint
+    assert refused.value.instrument == "hv" and refused.value.code == "LOC:ERR"
+    assert counters["refused"] == 2 and counters["garbled"] == 1 and counters["exchanges"] == 3
+    with pytest.raises(
+        LinkLost, match=r"^hv \(sim://caen-dt8033\?faults=garble=1\): the transport is closed"
+    ):
+        await t.query(VMON_ALL)
+
+
+async def test_a_query_timeout_overrides_the_links() -> None:
+    async with connect(f"{CAEN}?faults=hang&timeout=20&attempts=3&backoff=0", name="hv") as t:
+        started = time.monotonic()
+        with pytest.raises(TransportTimeout):
+            await t.query(VMON_ALL, numbers, timeout=0.1, idempotent=True)
+        assert time.monotonic() - started < 10  # 3 × 0.1 s (+ flushes), not 3 × 20 s
+        assert t.stats.timeouts == 3
+
+
+async def test_input_waiting_before_a_command_is_discarded_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="teststand.transport")
+    async with connect(f"{CAEN}?faults=duplicate=1", name="hv") as t:
+        for _ in range(3):
+            assert await t.query("$CMD:MON,CH:0,PAR:ISET", caen.parse_numbers) == [100.0]
+            await asyncio.sleep(0.1)  # the reply's second copy arrives and waits
+        assert (t.stats.discards, t.stats.bytes_discarded) == (
+            2,
+            2 * len(b"#CMD:OK,VAL:0100.00\r\n"),
+        )
+        await t.write("$CMD:SET,CH:0,PAR:ON")  # the third copy goes before this one
+        assert t.stats.discards == 3
+        sent = 3 * len(b"$CMD:MON,CH:0,PAR:ISET\r\n") + len(b"$CMD:SET,CH:0,PAR:ON\r\n")
+        assert t.stats.bytes_sent == sent
+    messages = [r.getMessage() for r in caplog.records]
+    discarded = f"{CAEN}?faults=duplicate=1: discarded waiting input b'#CMD:OK,VAL:0100.00\\r\\n'"
+    assert messages.count(discarded) == 3
+    assert f"{CAEN}?faults=duplicate=1 '$CMD:SET,CH:0,PAR:ON' (no reply)" in messages
