@@ -398,6 +398,7 @@ async def test_errors_name_the_instrument_the_command_and_what_to_do() -> None:
         LinkLost, match=r"^hv \(sim://caen-dt8033\?faults=garble=1\): the transport is closed"
     ):
         await t.query(VMON_ALL)
+    await t.close()  # a second close does nothing
 
 
 async def test_a_query_timeout_overrides_the_links() -> None:
@@ -417,10 +418,9 @@ async def test_input_waiting_before_a_command_is_discarded_counted_and_logged(
         for _ in range(3):
             assert await t.query("$CMD:MON,CH:0,PAR:ISET", caen.parse_numbers) == [100.0]
             await asyncio.sleep(0.1)  # the reply's second copy arrives and waits
-        assert (t.stats.discards, t.stats.bytes_discarded) == (
-            2,
-            2 * len(b"#CMD:OK,VAL:0100.00\r\n"),
-        )
+        reply = len(b"#CMD:OK,VAL:0100.00\r\n")
+        assert (t.stats.discards, t.stats.bytes_discarded) == (2, 2 * reply)
+        assert t.stats.bytes_received == 3 * reply
         await t.write("$CMD:SET,CH:0,PAR:ON")  # the third copy goes before this one
         assert t.stats.discards == 3
         sent = 3 * len(b"$CMD:MON,CH:0,PAR:ISET\r\n") + len(b"$CMD:SET,CH:0,PAR:ON\r\n")
@@ -429,3 +429,9 @@ async def test_input_waiting_before_a_command_is_discarded_counted_and_logged(
     discarded = f"{CAEN}?faults=duplicate=1: discarded waiting input b'#CMD:OK,VAL:0100.00\\r\\n'"
     assert messages.count(discarded) == 3
     assert f"{CAEN}?faults=duplicate=1 '$CMD:SET,CH:0,PAR:ON' (no reply)" in messages
+
+
+async def test_round_trip_time_is_measured_in_milliseconds() -> None:
+    async with connect(f"{CAEN}?faults=delay=0.05", name="hv") as t:
+        await t.query(VMON_ALL)
+        assert 45 <= t.stats.last_round_trip_ms < 20_000
