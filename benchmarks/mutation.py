@@ -12,7 +12,10 @@ detected when a test failed on it (killed) or it made the tests hang (timeout). 
 a group stops after that many seconds; the mutants not run then are counted as "not checked" and
 left out of its score.
 
-    python benchmarks/mutation.py [GROUP ...] [--max-children N] [--budget SECONDS]
+`--recheck` runs only the last survivors again, in the group's staged tree, with today's tests: a
+quick check after adding tests (the source must not have changed since the whole run).
+
+    python benchmarks/mutation.py [GROUP ...] [--max-children N] [--budget S] [--recheck]
 """
 
 from __future__ import annotations
@@ -198,13 +201,30 @@ def run_mutmut(command: list[str], where: Path, env: dict[str, str], budget: flo
                 process.wait()
 
 
-def run_group(group: str, max_children: int, budget: float | None = None) -> dict[str, object]:
-    where = stage(group)
+def restage_tests(group: str) -> Path:
+    """The group's last staged tree with today's tests, and no test statistics (mutmut
+    collects them again, so that new tests count)."""
+    where = STAGE / group
+    if not (where / "mutants").is_dir():
+        raise SystemExit(f"{group}: no earlier run in {where}; run the whole group first")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+    for tree in (where / "tests", where / "mutants" / "tests"):
+        shutil.rmtree(tree, ignore_errors=True)
+        shutil.copytree(ROOT / "tests", tree, ignore=ignore)
+    (where / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    return where
+
+
+def run_group(
+    group: str, max_children: int, budget: float | None = None, recheck: list[str] | None = None
+) -> dict[str, object]:
+    """Mutate the group (or, with `recheck`, run only those mutants again with today's tests)."""
+    where = stage(group) if recheck is None else restage_tests(group)
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     started = time.monotonic()
-    command = [mutmut, "run", "--max-children", str(max_children), *FUNCTIONS.get(group, [])]
-    run_mutmut(command, where, env, budget)
+    names = FUNCTIONS.get(group, []) if recheck is None else recheck
+    run_mutmut([mutmut, "run", "--max-children", str(max_children), *names], where, env, budget)
     listing = subprocess.run(
         [mutmut, "results", "--all", "true"], cwd=where, env=env, capture_output=True, text=True
     ).stdout
@@ -252,6 +272,11 @@ def main() -> None:
     parser.add_argument(
         "--budget", type=float, help="stop each group after this many seconds (partial score)"
     )
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="run only the last survivors again, with today's tests (the source unchanged)",
+    )
     args = parser.parse_args()
     unknown = set(args.groups) - set(GROUPS)
     if unknown:
@@ -266,7 +291,10 @@ def main() -> None:
         args.groups = []
     for group in args.groups:
         print(f"mutating {group}: {', '.join(GROUPS[group][0])}", file=sys.stderr, flush=True)
-        results[group] = run_group(group, args.max_children, args.budget)
+        recheck = list(results[group]["survivors"]) if args.recheck else None
+        results[group] = run_group(group, args.max_children, args.budget, recheck)
+        if recheck is not None:
+            results[group]["rechecked"] = len(recheck)
         RESULT.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
         for name, survivor in results[group]["survivors"].items():
             print(f"survived: {name}\n{survivor['diff']}\n", file=sys.stderr)
