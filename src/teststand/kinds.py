@@ -59,6 +59,10 @@ class InstrumentKind:
     #: Fixed device options of this kind (a CAEN dialect), before the stand file's settings.
     options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: The setting that says where the device writes its data files: given the stand file's
+    #: `storage.detector_dir` (by default `storage.data_dir/detector`, which Tiled reads in
+    #: place) when the instrument's settings name no other place.
+    data_dir_setting: str | None = None
     #: `exercise(link, say)` of `teststand demo --transport` (or its import path), if any.
     tour: str | Callable[..., Any] | None = None
 
@@ -213,6 +217,7 @@ register(
         "timepix3",
         device="teststand.devices.timepix3:Timepix3",
         roles=frozenset({"pixel"}),
+        data_dir_setting="data_dir",
         description="Timepix3 pixel detector on a SPIDR/Katherine-style readout",
     )
 )

@@ -28,10 +28,11 @@ def pixel_stand(make_stand: Callable[..., TestStand], tmp_path: Path) -> TestSta
     instruments = stand_dict()["instruments"]
     instruments["tpx"] = {
         "kind": "timepix3",
-        "settings": {"data_dir": str(tmp_path), "stall_timeout": 3.0},
+        "settings": {"stall_timeout": 3.0},  # its files go to storage.detector_dir
         "simulator": {"options": {"bias_from": "hv:0", "noisy": 2, "source": "flat", "rate": 2e5}},
     }
-    return make_stand(speed=50.0, instruments=instruments)
+    storage = {"data_dir": str(tmp_path), "detector_dir": str(tmp_path / "detector")}
+    return make_stand(speed=50.0, instruments=instruments, storage=storage)
 
 
 def collect(RE: RunEngine) -> dict[str, list[dict[str, Any]]]:
@@ -88,3 +89,5 @@ def test_source_and_bias_scans_and_their_checks(RE: RunEngine, pixel_stand: Test
     maps = maps_of(docs)
     assert np.asarray(maps["noisy"]).sum() == 2  # the simulator's two noisy pixels, masked
     assert 1e5 < maps["rate"] < 3e5
+    written = list((pixel_stand.config.storage.detector_path).glob("*.h5"))
+    assert len(written) == 2  # the bias scan's and the source scan's, where Tiled reads them

@@ -44,7 +44,10 @@ class TestStand(StandardReadable):
         self.instruments: dict[str, StandardReadable] = {}
         for name, instrument in config.instruments.items():
             kind = kinds.get(instrument.kind)
-            device: StandardReadable = kind.make_device(urls[name], name, instrument.settings)
+            settings = dict(instrument.settings)
+            if kind.data_dir_setting is not None:
+                settings.setdefault(kind.data_dir_setting, config.storage.detector_path)
+            device: StandardReadable = kind.make_device(urls[name], name, settings)
             for role in kind.roles:  # a device lacking a member of its roles fails here
                 ROLES[role].check(device)
             self.instruments[name] = device
