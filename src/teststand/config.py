@@ -276,6 +276,20 @@ class InterlockConfig(_Strict):
         return self
 
 
+class CollectorPlacement(BaseModel):
+    """A collector of the stand file: the host it runs on and its prefix; the other keys are its
+    settings, checked by teststand.collect when it is served (`teststand collector serve
+    --stand FILE NAME` on that host)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    host: str = Field(default="localhost", min_length=1)
+    prefix: str = Field(min_length=1)
+
+    def settings(self) -> dict[str, Any]:
+        return {"prefix": self.prefix, **(self.model_extra or {})}
+
+
 class StandConfig(_Strict):
     name: str = Field(min_length=1)
     sim: bool = False
@@ -293,6 +307,8 @@ class StandConfig(_Strict):
     monitoring: MonitoringConfig | None = None
     #: ITk module QC: the institution, and which rules the stored IV verdict follows.
     itk: ITkConfig = Field(default_factory=ITkConfig)
+    #: Collectors by name, each served on its host (teststand.collect).
+    collectors: dict[str, CollectorPlacement] = Field(default_factory=dict)
 
     def require_interlocks(self) -> InterlockConfig:
         """The interlock limits, or a `ConfigError` naming the missing section."""

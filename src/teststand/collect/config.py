@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from teststand.collect.errors import CollectorError
+from teststand.config import load_stand
 
 #: libca's default `EPICS_CA_MAX_ARRAY_BYTES`: larger arrays are refused by every client.
 CA_DEFAULT_MAX_ARRAY_BYTES = 16384
@@ -72,8 +74,47 @@ def load_section(path: Path, name: str, **overrides: Any) -> CollectorConfig:
         raise CollectorError(
             f"{path} has no collector {name!r} under `collectors:` (it has: {known})"
         )
-    values = {**(section[name] or {}), **{k: v for k, v in overrides.items() if v is not None}}
+    return _with_overrides(name, section[name] or {}, overrides)
+
+
+def _with_overrides(
+    name: str, settings: dict[str, Any], overrides: dict[str, Any]
+) -> CollectorConfig:
+    values = {**settings, **{k: v for k, v in overrides.items() if v is not None}}
     return make_config(name=name, **values)
+
+
+def stand_collector(path: Path, name: str, **overrides: Any) -> tuple[CollectorConfig, str]:
+    """Collector `name` of the stand file `path` (its `collectors:` section) and its host."""
+    placements = load_stand(path).collectors
+    if name not in placements:
+        raise CollectorError(
+            f"the stand file {path} has no collector {name!r} under `collectors:` (it has: "
+            f"{', '.join(placements) or 'none'})"
+        )
+    placement = placements[name]
+    return _with_overrides(name, placement.settings(), overrides), placement.host
+
+
+def check_host(name: str, host: str, path: Path) -> None:
+    """Refuse to serve collector `name` here when the stand file places it on another host."""
+    here = {"localhost", socket.gethostname(), socket.getfqdn()}
+    try:
+        address = socket.gethostbyname(host)
+    except OSError:
+        address = ""
+    local = address.startswith("127.") or address in _local_addresses()
+    if host not in here and not local:
+        raise CollectorError(
+            f"collector {name} runs on {host} (collectors.{name}.host in {path}), and this is "
+            f"{socket.gethostname()}: run `teststand collector serve --stand {path} {name}` there"
+        )
+
+
+def _local_addresses() -> set[str]:
+    import psutil  # type: ignore[import-untyped]
+
+    return {a.address for addrs in psutil.net_if_addrs().values() for a in addrs}
 
 
 def max_array_bytes() -> int:

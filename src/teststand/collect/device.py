@@ -12,7 +12,8 @@ digits, underscores) whose data key has the PV's units and `source: ca://PV`. A 
 than the collector's ring holds loses its oldest samples: a warning says so.
 
 `read_history(prefix, n)` reads one PV's T and V waveforms from the same publish (by the
-collector's `n:SEQ`), for any client.
+collector's `n:SEQ`), for any client. `stand_collectors(config)`: the stand file's collectors
+(`collectors:`, each served on its host) as flyers, by name.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ophyd_async.epics.core import epics_signal_r
 from teststand.collect.errors import CollectorError
 from teststand.collect.export import stream_key
 from teststand.collect.ring import Array
+from teststand.config import StandConfig
 from teststand.stand.ca import READ_TIMEOUT, StrictCaBackend, put_checked
 
 log = logging.getLogger("teststand.collect")
@@ -156,6 +158,11 @@ class Collector(Device):
                 data={recorded.stream: values[inside].tolist()},
                 timestamps={recorded.stream: stamps},
             )
+
+
+def stand_collectors(config: StandConfig) -> dict[str, Collector]:
+    """The stand file's collectors as `Collector` flyers named after them."""
+    return {name: Collector(p.prefix, name=name) for name, p in config.collectors.items()}
 
 
 class Processed(StandardReadable):

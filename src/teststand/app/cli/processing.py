@@ -53,6 +53,13 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return found
 
 
+def _options(args: argparse.Namespace) -> dict[str, float]:
+    try:
+        return {k: float(v) for k, v in _pairs(args.option, "option").items()}
+    except ValueError as exc:
+        raise TeststandError(f"--option: {exc}; options are numbers") from None
+
+
 def _load(kind: str) -> object:
     from teststand.collect.processors import SHIPPED
 
@@ -84,23 +91,17 @@ def _serve(args: argparse.Namespace) -> int:
             f"{args.kind} is not a processing device: decorate the function with "
             "@processing(inputs=..., outputs=...) from teststand.collect.processing"
         )
-    try:
-        options = {k: float(v) for k, v in _pairs(args.option, "option").items()}
-    except ValueError as exc:
-        raise TeststandError(f"--option: {exc}; options are numbers") from None
-    server = ProcessingServer(spec, args.prefix, _pairs(args.input, "input"), options)
+    server = ProcessingServer(spec, args.prefix, _pairs(args.input, "input"), _options(args))
     return asyncio.run(serve_until_stopped(server, args.prefix, args.interfaces))
 
 
 def _new(args: argparse.Namespace) -> int:
     from teststand.app.collector import factory
 
-    arguments = [args.kind, "--prefix", args.prefix]
-    for item in args.input:
-        arguments += ["--input", item]
-    for item in args.option:
-        arguments += ["--option", item]
-    arguments += ["--interfaces", *args.interfaces]
+    inputs = _pairs(args.input, "input")
+    arguments = factory.processing_arguments(
+        args.kind, args.prefix, inputs, _options(args), args.interfaces
+    )
     entry = factory.start("processing", args.name, args.prefix, arguments)
     print(f"processing {entry.name} serves {entry.prefix} (pid {entry.pid}, log {entry.log})")
     return 0

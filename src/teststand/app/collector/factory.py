@@ -13,13 +13,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 
 from teststand.app.pids import process_running, start_time
+from teststand.collect.config import CollectorConfig
 from teststand.collect.errors import CollectorError
 
 KINDS = ("collector", "processing")
@@ -45,10 +46,42 @@ class Entry:
     command: list[str]
     log: str
     started: float
+    port: int | None = None  # its EPICS_CA_SERVER_PORT when one was given
 
     @property
     def running(self) -> bool:
         return process_running(self.pid, self.started)
+
+
+def collector_arguments(
+    config: CollectorConfig, *, idle: bool = False, interfaces: Sequence[str] = ("0.0.0.0",)
+) -> list[str]:
+    """`teststand collector serve` arguments that serve `config`."""
+    arguments = [config.name, "--prefix", config.prefix]
+    for pv in config.pvs:
+        arguments += ["--pv", pv]
+    options: dict[str, object] = {"period": config.period, "length": config.length}
+    options |= {"publish": config.publish, "tiled": config.tiled, "api-key-env": config.api_key_env}
+    for option, value in options.items():
+        if value is not None:
+            arguments += [f"--{option}", str(value)]
+    return [*arguments, *(["--idle"] if idle else []), "--interfaces", *interfaces]
+
+
+def processing_arguments(
+    kind: str,
+    prefix: str,
+    inputs: Mapping[str, str],
+    options: Mapping[str, float],
+    interfaces: Sequence[str] = ("0.0.0.0",),
+) -> list[str]:
+    """`teststand processing serve` arguments: KIND with its inputs bound and its options."""
+    arguments = [kind, "--prefix", prefix]
+    for name, pv in inputs.items():
+        arguments += ["--input", f"{name}={pv}"]
+    for name, value in options.items():
+        arguments += ["--option", f"{name}={value}"]
+    return [*arguments, "--interfaces", *interfaces]
 
 
 def _file(name: str) -> Path:
@@ -68,18 +101,8 @@ def entries() -> list[Entry]:
     return found
 
 
-def start(
-    kind: str,
-    name: str,
-    prefix: str,
-    arguments: list[str],
-    env: Mapping[str, str] | None = None,
-) -> Entry:
-    """Start `teststand KIND serve ARGUMENTS…` (serving `prefix`) in its own process, with
-    `env` added to this process's environment."""
-    if kind not in KINDS:
-        raise CollectorError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
-    path = _file(name)
+def check_unused(name: str, prefix: str) -> None:
+    """Refuse a name or a prefix that a running collector or processing device has."""
     for entry in entries():
         if entry.running and (entry.name == name or entry.prefix == prefix):
             raise CollectorError(
@@ -87,16 +110,33 @@ def start(
                 f"stop it first (`teststand {entry.kind} stop {entry.name}`) or pick another "
                 "name and prefix"
             )
+
+
+def start(
+    kind: str,
+    name: str,
+    prefix: str,
+    arguments: list[str],
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+) -> Entry:
+    """Start `teststand KIND serve ARGUMENTS…` (serving `prefix`) in its own process, with
+    `env` added to this process's environment (and CA server port `port` when given)."""
+    if kind not in KINDS:
+        raise CollectorError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
+    path = _file(name)
+    check_unused(name, prefix)
     path.parent.mkdir(parents=True, exist_ok=True)
     log = path.with_suffix(".log")
     command = [sys.executable, "-m", "teststand.app.cli", kind, "serve", *arguments]
+    served = {"EPICS_CA_SERVER_PORT": str(port)} if port is not None else {}
     with log.open("w") as output:
         process = subprocess.Popen(
             command,
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(env or {}), **served},
         )
     deadline = time.monotonic() + START_TIMEOUT
     while "serving " not in log.read_text():
@@ -113,6 +153,7 @@ def start(
         command,
         str(log),
         start_time(process.pid),
+        port,
     )
     path.write_text(json.dumps(asdict(entry)))
     return entry
