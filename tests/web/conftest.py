@@ -4,9 +4,9 @@ server (embedded Redis, RE Manager with the shipped profile) over that IOC, `tes
 with a users file, and headless Chromium driven by Selenium.
 
 The queue server starts when a test first needs it (`Stack.environment_open`): those tests,
-in `test_queue_page.py`, take minutes (the RE environment, Tiled). The test process itself
-never opens a CA context: the processes get their CA settings in their environment, so these
-tests run beside the IOC tests' session IOC without sharing its ports.
+in `test_queue_page.py`, take minutes (the RE environment, Tiled). Channel Access is the
+session's loopback set-up (`helpers.CA`): the IOC serves on a port leased from it, and every
+process started here searches all of the session's ports.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from helpers import stand_dict
+from helpers import CA, stand_dict
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from teststand.app.ioc.process import SimulatorProcess
+from teststand.app.ioc.process import IocProcess, SimulatorProcess
 from teststand.app.ioc.process import free_port as ca_port
 from teststand.app.web import Users
 
@@ -40,21 +41,6 @@ SPEED = 200.0
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 PASSWORDS = {"alice": "alice-pass-1", "bob": "bob-pass-22", "olga": "olga-pass-333"}
 ROLES = {"alice": "operator", "bob": "operator", "olga": "observer"}
-
-
-def ca_env() -> dict[str, str]:
-    server, repeater = ca_port(), ca_port()
-    return {
-        **os.environ,
-        "EPICS_CA_AUTO_ADDR_LIST": "NO",
-        "EPICS_CA_ADDR_LIST": "127.0.0.1",
-        "EPICS_CA_SERVER_PORT": str(server),
-        "EPICS_CA_REPEATER_PORT": str(repeater),
-        "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
-        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
-        "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
-        "EPICS_CAS_BEACON_PORT": str(repeater),
-    }
 
 
 @dataclass
@@ -69,6 +55,7 @@ class Stack:
     processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
     queue_started: bool | str = False
     sims: SimulatorProcess | None = None
+    ioc: IocProcess | None = None
 
     def sim(self, line: str) -> str:
         """A console line to the simulators (`hv status`, `chiller call ...`); their reply."""
@@ -84,20 +71,19 @@ class Stack:
             [TESTSTAND, *argv], env=self.env, capture_output=True, text=True, timeout=timeout
         )
 
-    def start_ioc(self, wait: bool = True) -> None:
-        command = [TESTSTAND, "ioc", str(self.root / "ioc.yaml"), "--prefix", PREFIX]
-        command += ["--interfaces", "127.0.0.1", "--poll", "0.1"]
-        log = (self.root / "ioc.log").open("a")
-        ioc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=self.env)
-        self.processes["ioc"] = ioc
-        if wait:
-            self.ioc_serving()
+    def start_ioc(self) -> None:
+        """Start the IOC (again, on the same port) and wait until it serves."""
+        if self.ioc is None:
+            ioc_file = self.root / "ioc.yaml"
+            self.ioc = IocProcess(ioc_file, PREFIX, poll=0.1, ca=CA, log=self.root / "ioc.log")
+        self.ioc.start()
 
-    def ioc_serving(self) -> None:
-        ioc = self.processes["ioc"]
-        assert ioc.stdout is not None
-        line = ioc.stdout.readline()
-        assert line.startswith("serving"), (self.root / "ioc.log").read_text()[-3000:]
+    def kill_ioc(self) -> None:
+        """SIGKILL the IOC (a crash: nothing answers any more; no orderly VSET 0)."""
+        assert self.ioc is not None and self.ioc.process is not None
+        self.ioc.process.kill()
+        self.ioc.process.wait(10)
+        self.ioc.process = None
 
     def stop(self, name: str, *, kill: bool = False) -> None:
         """End a process (SIGTERM, SIGKILL after 10 s; `kill`: SIGKILL at once, a crash)."""
@@ -142,25 +128,22 @@ def wait_http(url: str, timeout: float) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, ca_repeater: None) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("web")
-    env = ca_env()
+    env = dict(os.environ)  # the session's CA settings (tests/conftest.py)
     data = stand_dict(SPEED, storage={"data_dir": str(root / "data")})
     # A loaded machine stalls processes for seconds: the watchdog's link and heartbeat timeouts
-    # (3 s in the profile) would latch ERROR between the tests' steps.
-    data["interlocks"].update(link_timeout=10.0, heartbeat_timeout=10.0)
+    # (3 s in the profile) would latch ERROR between the tests' steps; the chiller's own
+    # communication watchdog counts simulated time (600 s at SPEED 200: 3 s), so it gets the most.
+    data["interlocks"].update(link_timeout=10.0, heartbeat_timeout=10.0, chiller_timeout=3600)
     (root / "sims.yaml").write_text(yaml.safe_dump(data))
     stack = Stack(root, env, root / "stand.yaml", root / "qserver")
     try:
-        stack.processes["repeater"] = subprocess.Popen(
-            [str(BIN / "caproto-repeater"), "-q"], env=env, text=True
-        )
         stack.sims = SimulatorProcess(root / "sims.yaml", env=env)
         data["sim"] = False
         for name, instrument in data["instruments"].items():
             instrument["url"] = stack.sims.urls[name]
         (root / "ioc.yaml").write_text(yaml.safe_dump(data))
-        stack.start_ioc(wait=False)  # the IOC and the page start together
         data["server"] = {"prefix": PREFIX, "connect_timeout": 30.0}
         stack.stand.write_text(yaml.safe_dump(data))
         users = Users({}, root / "users.yaml")
@@ -172,7 +155,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         web += ["--bind", f"127.0.0.1:{port}", "--users", str(root / "users.yaml")]
         log = (root / "web.log").open("w")
         stack.processes["web"] = subprocess.Popen(web, stdout=log, stderr=log, env=env, text=True)
-        stack.ioc_serving()
+        stack.start_ioc()  # while the page starts
         wait_http(stack.url, 60)
         yield stack
     finally:
@@ -181,10 +164,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             stack.stop_queue()
         # The IOC's orderly exit (VSET 0 everywhere) sometimes takes over 10 s on a loaded
         # machine; the simulators end right after it, so it is killed.
-        stack.stop("ioc", kill=True)
+        if stack.ioc is not None:
+            if stack.ioc.process is not None:
+                stack.kill_ioc()
+            stack.ioc.close()  # its port back to the session
         if stack.sims is not None:
             stack.sims.stop(10)
-        stack.stop("repeater")
 
 
 def _open_environment(stack: Stack) -> None:
@@ -227,9 +212,11 @@ class Page:
         return bool(self.driver.find_element(By.ID, element_id).is_enabled())
 
     def wait(self, condition: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(
-            lambda _: condition(), message=what
-        )
+        # The page replaces lists as values arrive: an element read meanwhile may be stale.
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+        return WebDriverWait(
+            self.driver, timeout, poll_frequency=0.1, ignored_exceptions=ignored
+        ).until(lambda _: condition(), message=what)
 
     def cookies(self) -> dict[str, str]:
         return {c["name"]: c["value"] for c in self.driver.get_cookies()}

@@ -22,7 +22,7 @@ def post(stack: Stack, page: Page, path: str, **kwargs: object) -> httpx.Respons
 def test_a_wrong_password_is_refused_and_the_page_says_so(pages: tuple[Page, Page]) -> None:
     page, _ = pages
     page.login("alice", "not-her-password")
-    assert "wrong user name or password" in page.text("#login-error")
+    page.wait(lambda: "wrong user name or password" in page.text("#login-error"), what="refusal")
     page.screenshot("login-refused")
 
 
@@ -87,7 +87,7 @@ def test_two_operators_the_second_cannot_act_until_control_is_released(
 
 def test_the_ioc_down_is_said_and_the_page_recovers(stack: Stack, pages: tuple[Page, Page]) -> None:
     page, _ = pages
-    stack.stop("ioc", kill=True)  # a crash: nothing answers any more
+    stack.kill_ioc()
     page.wait(lambda: "IOC" in page.text("#health-ioc"), 20, "the IOC's absence")
     page.screenshot("ioc-down")
     stack.start_ioc()

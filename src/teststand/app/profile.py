@@ -263,6 +263,24 @@ def attach_safety(RE: Any, stand: Any) -> Any:
     return attach(RE, control)
 
 
+def reset_stand(stand: Any, why: str = "reset") -> str:
+    """Take a latched (SAFE/ERROR) served stand back to READY once every cause has cleared,
+    releasing the IOC's E-stop first; this session must hold the IOC's control (the queue
+    worker does; the web page runs it there). Refused with the IOC's reason otherwise."""
+    from bluesky.run_engine import call_in_bluesky_event_loop
+
+    from teststand.safety.ca_control import reset_served
+
+    server = stand.config.server
+    if server is None:
+        raise TeststandError(
+            "reset_stand is for a stand served by `teststand ioc` (server: in the stand file); "
+            "a one-process stand resets its own watchdog (Watchdog.reset)"
+        )
+    message: str = call_in_bluesky_event_loop(reset_served(server.prefix, why))
+    return message
+
+
 def session_log(config: StorageConfig, RE: Any) -> Path:
     """The session's rotating log under the data directory (`worker.log` in the queue server's
     worker, `shell.log` in IPython), with every plan the RunEngine runs."""

@@ -3,6 +3,7 @@
 The IOC serves `STATE`, `STATE:REASON`, `STATE:CMD`, `CLIENT:HEARTBEAT` and `CLIENT:RE_STATE`
 (see `teststand.app.ioc.safety`); this session must hold control (a served `build()` claims it).
 Reports and heartbeats are puts without completion, in order, from the RunEngine's loop.
+`reset_served(prefix, why)` takes a latched stand back to READY (the client must hold control).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import asyncio
 import logging
 from typing import Any
 
-from aioca import FORMAT_TIME, Subscription, camonitor
+from aioca import FORMAT_TIME, Subscription, caget, camonitor
 
+from teststand.errors import TeststandError
 from teststand.safety.runengine import StateCallback
 from teststand.safety.state import StandState, StateError
 from teststand.stand.ca import put_checked, read_text
@@ -99,4 +101,21 @@ class CAControl:
         self._callbacks.append(callback)
 
 
-__all__ = ["CAControl"]
+async def reset_served(prefix: str, why: str) -> str:
+    """SAFE/ERROR -> INIT -> READY on the IOC at `prefix`, releasing its E-stop first; the
+    IOC's refusal (a cause that persists, no control) is raised as its `StateError`."""
+    released = bool(int(await caget(prefix + "ESTOP")))
+    if released:
+        await put_checked(prefix + "ESTOP", 0)
+    try:
+        await put_checked(prefix + "STATE:CMD", f"RESET {why}")
+        await put_checked(prefix + "STATE:CMD", f"READY {why}")
+    except StateError:
+        raise
+    except TeststandError as exc:  # refused for control: say so as it is
+        raise StateError(str(exc)) from None
+    done = "E-stop released, reset" if released else "reset"
+    return f"{done}: the stand is READY"
+
+
+__all__ = ["CAControl", "reset_served"]

@@ -7,7 +7,10 @@ import getpass
 import os
 from pathlib import Path
 
-from teststand.app.locate import find_stand
+from teststand.app.locate import find_stand, shipped_profile
+
+#: The queue server's HTTP configuration as shipped (`teststand qserver start --http` uses it).
+PROFILE_HTTP_CONFIG = shipped_profile() / "httpserver.yml"
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -18,11 +21,18 @@ def register(subcommands: argparse._SubParsersAction) -> None:  # type: ignore[t
         description="Serve the stand's web page: the state machine, the slots, LV, cooling, "
         "the queue server and the live IV curve, pushed over a WebSocket. It watches the IOC "
         "(the stand file's server: prefix, or --prefix) and the queue server (--state-dir). "
-        "Off loopback it needs --users (a users file of operators and observers).",
+        "Off loopback it needs accounts: --users (a users file of operators and observers) "
+        "or --http-accounts (the queue server's HTTP accounts).",
     )
     web.add_argument("--stand", type=Path, help="stand file (default: as `teststand shell`)")
     web.add_argument("--bind", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
-    web.add_argument("--users", type=Path, help="users file (YAML, hashed passwords)")
+    accounts = web.add_mutually_exclusive_group()
+    accounts.add_argument("--users", type=Path, help="users file (YAML, hashed passwords)")
+    accounts.add_argument(
+        "--http-accounts", nargs="?", type=Path, const=PROFILE_HTTP_CONFIG, metavar="CONFIG",
+        help="log in with the queue server's HTTP accounts (its bluesky-httpserver config; "
+        "default the profile's httpserver.yml)",
+    )  # fmt: skip
     web.add_argument("--prefix", help="IOC prefix (default: server.prefix of the stand file)")
     web.add_argument("--state-dir", type=Path, help="queue server state (default: qserver's)")
     web.add_argument("--reports", type=Path, help="HTML reports (default DATA_DIR/reports)")
@@ -55,7 +65,7 @@ def _web(args: argparse.Namespace) -> int:
     from teststand.config import load_stand
 
     host, port = parse_bind(args.bind)
-    check_bind(host, args.users)  # before anything else is read or started
+    check_bind(host, args.users, args.http_accounts)  # before anything else is read or started
     stand = find_stand(args.stand)
     config = load_stand(stand)
     prefix = args.prefix or (config.server.prefix if config.server else None)
@@ -71,6 +81,7 @@ def _web(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         users=args.users,
+        http_accounts=args.http_accounts,
         reports=args.reports,
         session_hours=args.session_hours,
     )

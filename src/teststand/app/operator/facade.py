@@ -178,6 +178,25 @@ class Operator(Following, Results):
         """Stop the paused plan (a clean end: the item counts as done)."""
         self._call("stop the plan", self._api.re_stop)
 
+    def execute(self, function: str, timeout: float = 60.0, **kwargs: Any) -> Any:
+        """Run `function(**kwargs)` in the worker (an idle, open environment) and return what it
+        returns; the user group must be allowed the function. Its exception is an
+        `OperatorError` with the function's message."""
+        from bluesky_queueserver_api import BFunc
+
+        reply = self._call(f"run {function}", self._api.function_execute, BFunc(function, **kwargs))
+        task = reply["task_uid"]
+        try:
+            self._api.wait_for_completed_task(task, timeout=timeout)
+        except self._api.WaitTimeoutError:
+            raise OperatorError(f"{function} did not end within {timeout:g} s") from None
+        result = self._call(f"read the result of {function}", self._api.task_result, task)
+        outcome = result.get("result") or {}
+        if not outcome.get("success"):
+            message = str(outcome.get("msg") or "no message").split(": ", 1)[-1]
+            raise OperatorError(message)
+        return outcome.get("return_value")
+
     # ---- lock ----
     def lock(self, key: str, *, note: str | None = None) -> None:
         """Lock the environment and the queue with `key` and send it with every request."""

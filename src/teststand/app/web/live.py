@@ -3,7 +3,9 @@
 Each update becomes `pv:SUFFIX` = `{"v": value, "s": severity}` in the hub (an enum as its
 name, a lost PV as `{"v": null, "s": 3}`). `health.ioc` says when the IOC does not answer and
 clears when it answers again (CA reconnects by itself). The E-stop is a put to `ESTOP`, which the
-IOC accepts from anyone; nothing else is written over CA (the queue server drives the stand).
+IOC accepts from anyone. A reset (`reset`) needs the IOC's control: this process claims it for the
+reset when nobody holds it (with the queue's environment open, the worker resets instead: see
+`WebState.reset`); nothing else is written over CA (the queue server drives the stand).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from aioca import DBR_CHAR_STR, DBR_STRING, FORMAT_CTRL, Subscription, camonitor
 
 from teststand.app.web.hub import Hub
 from teststand.app.web.layout import Layout
+from teststand.safety.ca_control import reset_served
 from teststand.stand.ca import put_checked
+from teststand.stand.control import claim_control, release_control
 
 log = logging.getLogger("teststand.web")
 INVALID = 3
@@ -101,6 +105,16 @@ class StandWatcher:
         """Press the E-stop (the IOC's watchdog puts the stand in SAFE at once)."""
         log.warning("E-stop pressed on the web page by %s", who)
         await put_checked(self.layout.prefix + "ESTOP", 1, wait=True, timeout=5.0)
+
+    async def reset(self, why: str) -> str:
+        """SAFE -> READY with the IOC's control claimed for it (refused, naming the holder, when
+        another client holds it), and released after."""
+        prefix = self.layout.prefix
+        await claim_control(prefix, timeout=5.0)
+        try:
+            return await reset_served(prefix, why)
+        finally:
+            await release_control(prefix)
 
     def close(self) -> None:
         for subscription in self._subscriptions:

@@ -126,7 +126,8 @@ class QueueWatcher:
 
     # ---- requests (the caller has checked the user's permission) ----
     async def request(self, user: str, action: str, **kwargs: Any) -> str:
-        """Run `action` (add, start, pause, resume, abort) as `user`; says what happened."""
+        """Run `action` (add, start, pause, resume, abort, reset) as `user`; says what
+        happened."""
         return await asyncio.to_thread(self._request, user, action, kwargs)
 
     def _request(self, user: str, action: str, kwargs: dict[str, Any]) -> str:
@@ -148,6 +149,8 @@ class QueueWatcher:
             if action == "abort":
                 aborted = operator.abort()
                 return f"aborted {aborted.call()}" if aborted else "nothing to abort"
+            if action == "reset":  # the worker holds the IOC's control
+                return str(operator.execute("reset_stand", why=kwargs["why"]))
             raise ValueError(f"unknown queue action {action!r}")
         finally:
             operator.close()

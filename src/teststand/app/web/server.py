@@ -1,9 +1,10 @@
 """The FastAPI application of `teststand web`: the page, its WebSocket and its requests.
 
 Every request is checked on the server: a session (cookie, HttpOnly, SameSite=Strict) that has
-not expired; for actions an operator holding control (`ControlLease.check`); the E-stop needs a
-session only. POSTs also need the header `X-Teststand: 1`, which a page of another site cannot
-send without the browser asking this server first (no CORS is allowed).
+not expired; for actions (the queue's, the reset of a SAFE stand) an operator holding control
+(`ControlLease.check`); the E-stop needs a session only. POSTs also need the header
+`X-Teststand: 1`, which a page of another site cannot send without the browser asking this
+server first (no CORS is allowed).
 """
 
 from __future__ import annotations
@@ -74,10 +75,10 @@ def create_app(state: WebState) -> FastAPI:
     async def login(
         request: Request, username: str = Form(""), password: str = Form("")
     ) -> Response:
-        if state.users is None:
+        if not state.authenticated:
             return RedirectResponse("/", status_code=303)
         try:
-            user = state.users.login(username.strip(), password)
+            user = await state.login(username.strip(), password)
         except LoginRefused as exc:
             log.warning("login refused for %r from %s", username, host_of(request))
             return await login_page(str(exc))
@@ -191,6 +192,17 @@ def create_app(state: WebState) -> FastAPI:
         except TeststandError as exc:
             return _error(502, f"the E-stop put failed: {exc}; use the stand's hardware E-stop")
         return JSONResponse({"ok": True, "message": f"E-stop pressed by {session.user.name}"})
+
+    @app.post("/api/reset")
+    async def reset(request: Request) -> JSONResponse:
+        session = await act(request, control=True)
+        if isinstance(session, JSONResponse):
+            return session
+        try:
+            message = await state.reset(session)
+        except (TeststandError, OSError, TimeoutError) as exc:
+            return _error(409, f"reset refused: {exc}")
+        return JSONResponse({"ok": True, "message": message})
 
     @app.post("/api/queue/{action}")
     async def queue(request: Request, action: str) -> JSONResponse:

@@ -1,7 +1,8 @@
 """`WebOptions` and `WebState`: what `teststand web` serves, and the parts it runs.
 
-It refuses to bind off loopback without a users file (authentication); on loopback without
-one, every visitor is the local user as an operator (a stand PC's own screen).
+It refuses to bind off loopback without accounts (a users file, or the queue server's HTTP
+accounts: `httpaccounts`); on loopback without them, every visitor is the local user as an
+operator (a stand PC's own screen).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from teststand.app.web.accounts import Session, Sessions, User, Users
 from teststand.app.web.control import ControlLease
 from teststand.app.web.errors import BindRefused, WebError
+from teststand.app.web.httpaccounts import HttpAccounts
 from teststand.app.web.hub import Hub
 from teststand.app.web.ivtrace import IVTrace
 from teststand.app.web.layout import Layout, layout
@@ -36,11 +38,12 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def check_bind(host: str, users: Path | None) -> None:
-    if users is None and not is_loopback(host):
+def check_bind(host: str, users: Path | None, http_accounts: Path | None = None) -> None:
+    if users is None and http_accounts is None and not is_loopback(host):
         raise BindRefused(
             f"refusing to serve on {host} without authentication: give --users FILE (create it "
-            "with `teststand web --users FILE --add-user NAME --role operator`), or bind to "
+            "with `teststand web --users FILE --add-user NAME --role operator`) or "
+            "--http-accounts (the queue server's HTTP accounts), or bind to "
             "127.0.0.1"
         )
 
@@ -53,6 +56,7 @@ class WebOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     users: Path | None = None
+    http_accounts: Path | None = None
     reports: Path | None = None
     session_hours: float = 12.0
     queue_period: float = 0.5
@@ -62,9 +66,14 @@ class WebState:
     """The running page: hub, accounts, control, and the stand's and the queue's watchers."""
 
     def __init__(self, options: WebOptions) -> None:
-        check_bind(options.host, options.users)
+        check_bind(options.host, options.users, options.http_accounts)
         self.options = options
         self.users = Users.load(options.users) if options.users else None
+        self.http_accounts = (
+            HttpAccounts(options.http_accounts, options.state_dir)
+            if options.http_accounts
+            else None
+        )
         self.sessions = Sessions(options.session_hours * 3600.0)
         self.lease = ControlLease()
         self.hub = Hub()
@@ -80,11 +89,27 @@ class WebState:
 
     @property
     def authenticated(self) -> bool:
-        return self.users is not None
+        return self.users is not None or self.http_accounts is not None
+
+    async def login(self, name: str, password: str) -> User:
+        """The user of `name` and `password` (`LoginRefused` otherwise)."""
+        if self.http_accounts is not None:
+            return await self.http_accounts.login(name, password)
+        assert self.users is not None, "login without accounts"
+        return self.users.login(name, password)
 
     def local_session(self, host: str) -> Session:
         """Without a users file (loopback only): the local user, an operator."""
         return self.sessions.open(User(getpass.getuser(), "operator"), host)
+
+    async def reset(self, session: Session) -> str:
+        """The stand back to READY (the cause cleared), by whoever may: the queue's worker when
+        its environment is open (it holds the IOC's control), else this process."""
+        why = f"from the web page by {session.user.name}@{session.host}"
+        status = self.queue.status
+        if status is not None and status.environment_open:
+            return await self.queue.request(session.user.name, "reset", why=why)
+        return await self.stand.reset(why)
 
     def show_control(self) -> None:
         holder = self.lease.holder

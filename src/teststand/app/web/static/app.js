@@ -32,6 +32,7 @@ function showPV(suffix, pv) {
     if (pv.s) element.classList.add("sev-" + pv.s);
     if (suffix === "STATE") element.dataset.state = pv.v;
   }
+  if (suffix === "PAUSE:REMAINING") showPausedHV(pv.v);
   for (const hook of state.hooks) hook(suffix, pv, at / 1000); // s, as Python's time.time()
 }
 
@@ -39,6 +40,14 @@ function banner(id, text) {
   const element = document.getElementById(id);
   element.textContent = text || "";
   element.hidden = !text;
+}
+
+// The IOC counts down while a paused plan holds HV (-1: none): then the watchdog ramps it down.
+function showPausedHV(remaining) {
+  const held = typeof remaining === "number" && remaining >= 0;
+  banner("paused-hv", held
+    ? `a paused plan holds HV: resume or abort it; the watchdog ramps HV down in ${Math.round(remaining)} s`
+    : "");
 }
 
 function holdsControl() {
@@ -209,6 +218,7 @@ async function post(path, body) {
 document.getElementById("estop").onclick = () => post("/api/estop");
 document.getElementById("take-control").onclick = () => post("/api/control/take");
 document.getElementById("release-control").onclick = () => post("/api/control/release");
+document.getElementById("stand-reset").onclick = () => post("/api/reset");
 for (const action of ["start", "pause", "resume", "abort"])
   document.getElementById("queue-" + action).onclick = () => post("/api/queue/" + action);
 document.getElementById("add-form").onsubmit = (event) => {
