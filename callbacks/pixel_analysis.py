@@ -4,7 +4,8 @@ A document callback meant for its own process (`teststand analysis serve`, fed b
 `RemoteDispatcher`), so that a crash here never touches acquisition. It follows the detector's
 StreamResource/StreamDatum documents and reads each new collection from the HDF5 file (SWMR:
 readable while it is written): the count maps, and the hit table rows of those collections.
-Clusters are time-coincident hits (within `window_ns`), the events of a beta source.
+Clusters are groups of neighbouring pixels (8-connected, chained) hit within `window_ns` of
+each other: the tracks of a beta source; a compiled kernel over the hits sorted by time.
 At the run's stop, `on_result(uid, result)` gets the summary.
 """
 
@@ -20,8 +21,10 @@ import hdf5plugin  # noqa: F401  (registers the hit table's Blosc filter)
 import numpy as np
 import numpy.typing as npt
 from event_model import DocumentRouter, RunStart, RunStop, StreamDatum, StreamResource
+from numba import njit
 
 TOT_BINS = 64  # ToT spectrum bins of 16 counts (0 .. 1023)
+SIZE_BINS = 10  # cluster-size histogram: 1 .. 9 pixels, and 10 or more
 
 
 class PixelLiveAnalysis(DocumentRouter):
@@ -42,6 +45,7 @@ class PixelLiveAnalysis(DocumentRouter):
         self.hit_map = np.zeros((256, 256), np.int64)
         self.tot_spectrum = np.zeros(TOT_BINS, np.int64)
         self.clusters = 0
+        self.cluster_sizes = np.zeros(SIZE_BINS, np.int64)
         self.hits = 0
         self.collections = 0
 
@@ -65,12 +69,13 @@ class PixelLiveAnalysis(DocumentRouter):
             self.hit_map += file["count_map"][start:stop].sum(axis=0, dtype=np.int64)
             offsets, counts = file["hit_offset"][start:stop], file["hit_count"][start:stop]
             first, last = int(offsets[0]), int(offsets[-1] + counts[-1])
-            tot = file["hits/tot"][first:last]
-            toa = file["hits/toa"][first:last]
+            hits = {name: file[f"hits/{name}"][first:last] for name in ("x", "y", "toa", "tot")}
         self.collections += stop - start
-        self.hits += int(tot.size)
-        self.tot_spectrum += np.bincount(tot // 16, minlength=TOT_BINS)[:TOT_BINS]
-        self.clusters += clusters_in(toa, self.window_ns)
+        self.hits += int(hits["tot"].size)
+        self.tot_spectrum += np.bincount(hits["tot"] // 16, minlength=TOT_BINS)[:TOT_BINS]
+        sizes = cluster_sizes(hits["x"], hits["y"], hits["toa"], self.window_ns)
+        self.clusters += int(sizes.size)
+        self.cluster_sizes += np.bincount(np.minimum(sizes, SIZE_BINS) - 1, minlength=SIZE_BINS)
 
     def stop(self, doc: RunStop) -> None:
         if not self._files and not self.collections:
@@ -85,6 +90,7 @@ class PixelLiveAnalysis(DocumentRouter):
                 "hits": self.hits,
                 "clusters": self.clusters,
                 "mean_cluster_size": self.hits / self.clusters if self.clusters else 0.0,
+                "cluster_sizes": self.cluster_sizes.tolist(),  # 1, 2, ... 9, 10 or more pixels
                 "mean_tot": mean_tot,
                 "tot_spectrum": self.tot_spectrum.tolist(),
                 "busiest_pixel": [
@@ -95,9 +101,42 @@ class PixelLiveAnalysis(DocumentRouter):
         )
 
 
-def clusters_in(toa: npt.NDArray[np.int64], window_ns: int) -> int:
-    """Groups of hits whose times of arrival lie within `window_ns` of the previous hit."""
+def cluster_sizes(
+    x: npt.NDArray[np.uint8], y: npt.NDArray[np.uint8], toa: npt.NDArray[np.int64], window_ns: int
+) -> npt.NDArray[np.int64]:
+    """The pixel count of each cluster: hits joined when their pixels touch (sides or corners)
+    and their times of arrival differ by at most `window_ns`, and chained through such pairs."""
     if not toa.size:
-        return 0
-    ordered = np.sort(toa)
-    return int(np.count_nonzero(np.diff(ordered) > window_ns)) + 1
+        return np.zeros(0, np.int64)
+    order = np.argsort(toa, kind="stable")
+    roots = _cluster_roots(
+        x[order].astype(np.int64), y[order].astype(np.int64), toa[order], np.int64(window_ns)
+    )
+    sizes = np.bincount(roots)
+    return sizes[sizes > 0].astype(np.int64)
+
+
+@njit(cache=True, nogil=True)
+def _root(parent, i):  # type: ignore[no-untyped-def]
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _cluster_roots(x, y, toa, window):  # type: ignore[no-untyped-def]
+    """Union-find over the pairs of time-sorted hits within `window` that touch."""
+    n = x.size
+    parent = np.arange(n)
+    for i in range(n):
+        j = i + 1
+        while j < n and toa[j] - toa[i] <= window:
+            if abs(x[j] - x[i]) <= 1 and abs(y[j] - y[i]) <= 1:
+                a, b = _root(parent, i), _root(parent, j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+            j += 1
+    for i in range(n):
+        parent[i] = _root(parent, i)
+    return parent

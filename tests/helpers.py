@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import json
 import os
+import select
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +20,7 @@ from typing import Any
 
 import yaml
 from bluesky import RunEngine
+from bluesky.callbacks.zmq import Publisher
 
 from teststand.app.ioc.process import LoopbackCA
 
@@ -124,3 +129,51 @@ def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
         holder.wait(10)
         holder.stdout.close()
         holder.stderr.close()
+
+
+@contextmanager
+def pixel_analysis(
+    *options: str, out: Path
+) -> Iterator[tuple[Callable[[dict[str, Any]], None], subprocess.Popen[str]]]:
+    """A `bluesky-0MQ-proxy` and `teststand analysis serve --out OUT *options` behind it; yields
+    (a Publisher to subscribe to the RunEngine, the analysis process). Stops both at the end."""
+    ports = free_port(), free_port()
+    proxy = subprocess.Popen(
+        [str(Path(sys.executable).parent / "bluesky-0MQ-proxy"), *map(str, ports)]
+    )
+    publisher = Publisher(("127.0.0.1", ports[0]))
+    processes = [proxy]
+    try:
+        processes.append(analysis_process(ports[1], out, *options))
+        yield publisher, processes[-1]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(10)
+        publisher._socket.close(linger=0)  # unsent documents must not hold up the exit
+        publisher.close()
+
+
+def analysis_process(proxy_out: int, out: Path, *options: str) -> subprocess.Popen[str]:
+    """`teststand analysis serve` subscribed to the proxy's outbound port, once it listens."""
+    command = [sys.executable, "-m", "teststand.app.cli", "analysis", "serve"]
+    command += ["--proxy", f"127.0.0.1:{proxy_out}", "--out", str(out), *options]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], 60)
+    if not ready or "listening" not in process.stdout.readline():
+        process.kill()
+        raise AssertionError("`teststand analysis serve` did not start listening within 60 s")
+    return process
+
+
+def analysed(RE: RunEngine, plan: Callable[[], Any], out: Path) -> tuple[str, dict[str, Any]]:
+    """Runs `plan()` until the analysis reports one (its subscription needs a moment to join)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        (uid,) = RE(plan()).run_start_uids
+        for _ in range(40):
+            if (out / f"{uid}.json").exists():
+                return uid, json.loads((out / f"{uid}.json").read_text())
+            time.sleep(0.1)
+    raise AssertionError("the analysis process never reported a run")

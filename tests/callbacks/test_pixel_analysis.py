@@ -1,10 +1,9 @@
-"""Pixel analysis in its own process behind the 0MQ proxy: killing it spares acquisition."""
+"""Pixel analysis: spatial clusters; in its own process behind the 0MQ proxy, killing it spares
+acquisition."""
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -15,50 +14,42 @@ from typing import Any
 
 import bluesky.plan_stubs as bps
 import bluesky.plans as bp
+import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.callbacks.zmq import Publisher
-from helpers import free_port, run
+from helpers import analysed, analysis_process, free_port, run
 from ophyd_async.core import init_devices
 
+from teststand.callbacks.pixel_analysis import cluster_sizes
 from teststand.devices.timepix3 import Timepix3
 from teststand.sim.runner import start_simulator
 from teststand.sim.timepix3_matrix import Source
-
-BIN = Path(sys.executable).parent
-
-
-def analysis_process(proxy_out: int, out: Path) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "teststand.app.cli", "analysis", "serve"]
-    command += ["--proxy", f"127.0.0.1:{proxy_out}", "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 60)
-    if not ready or "listening" not in process.stdout.readline():
-        process.kill()
-        raise AssertionError("`teststand analysis serve` did not start listening within 60 s")
-    return process
 
 
 @pytest.fixture
 def proxy() -> Iterator[tuple[int, int]]:
     ports = free_port(), free_port()
-    process = subprocess.Popen([str(BIN / "bluesky-0MQ-proxy"), *map(str, ports)])
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "bluesky-0MQ-proxy"), *map(str, ports)]
+    )
     yield ports
     process.terminate()
     process.wait(10)
 
 
-def analysed(RE: RunEngine, det: Timepix3, out: Path, frames: int) -> tuple[str, dict[str, Any]]:
-    """Runs until the analysis reports one (its subscription needs a moment to join)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        (uid,) = RE(bp.count([det], frames)).run_start_uids
-        for _ in range(40):
-            if (out / f"{uid}.json").exists():
-                return uid, json.loads((out / f"{uid}.json").read_text())
-            time.sleep(0.1)
-    raise AssertionError("the analysis process never reported a run")
+def test_clusters_join_touching_pixels_within_the_time_window_only() -> None:
+    hits = [  # x, y, time of arrival (ns)
+        (10, 10, 1000), (11, 11, 1005), (12, 12, 1010),  # a diagonal track: one cluster
+        (100, 100, 1002),  # at the same time, far away: its own
+        (10, 10, 5000), (10, 12, 5001),  # a pixel apart: two
+        (50, 50, 9000), (51, 50, 9150),  # touching, but 150 ns apart: two
+        (200, 200, 20000), (201, 200, 20080), (202, 200, 20160),  # chained through the middle
+    ]  # fmt: skip
+    x, y, toa = (np.array(column) for column in zip(*hits, strict=True))
+    sizes = cluster_sizes(x.astype(np.uint8), y.astype(np.uint8), toa.astype(np.int64), 100)
+    assert sorted(sizes.tolist()) == [1, 1, 1, 1, 1, 3, 3]
+    assert cluster_sizes(x[:0].astype(np.uint8), y[:0], toa[:0], 100).size == 0
 
 
 def test_killing_the_analysis_neither_stops_nor_slows_acquisition(
@@ -74,7 +65,7 @@ def test_killing_the_analysis_neither_stops_nor_slows_acquisition(
             det = Timepix3(f"tcp://{sim.address}", tmp_path / "data", name="tpx")
         try:
             RE(bps.mv(det.shutter_time, 0.05))
-            _, result = analysed(RE, det, out, 3)
+            _, result = analysed(RE, lambda: bp.count([det], 3), out)
             assert result["hits"] > 0 and result["clusters"] < result["hits"], (
                 result
             )  # beta clusters
@@ -97,7 +88,7 @@ def test_killing_the_analysis_neither_stops_nor_slows_acquisition(
             assert not (out / f"{killed_uid}.json").exists()
 
             analysis = analysis_process(proxy[1], out)  # restarted: resumes with the next run
-            _, result = analysed(RE, det, out, 1)
+            _, result = analysed(RE, lambda: bp.count([det], 1), out)
             assert result["collections"] == 1
         finally:
             analysis.kill()
