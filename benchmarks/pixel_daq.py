@@ -11,7 +11,8 @@ In one run, against the physical limits:
   writes it to HDF5 (its writer thread) with each of `--codecs` in turn (the first is the
   device's default, the others the same run's comparison: lzf was the codec before Blosc/LZ4);
   rate = hits on disk / wall time of the frame; goal >= 40 Mhits/s (the USB 3 readouts' limit)
-  with zero hits lost (count in = count on disk).
+  with zero hits lost (count in = count on disk). Also per CPU second of the DAQ process (all
+  its threads): what it sustains with a core of its own, on a machine shared with other work.
 - `raw`: the same stream read and discarded, no decoding or writing: the baseline of this
   machine's loopback and simulator, measured in the same run.
 The last stdout line is one JSON object with the ratios.
@@ -103,9 +104,9 @@ async def stream_rate(address: str, seconds: float, directory: Path, codec: str)
     await det.connect()
     await det.stage()
     await det.prepare(_trigger_info(seconds))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await det.trigger()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     await det.unstage()
     status = await det.client.status()
     await det.close()
@@ -115,7 +116,8 @@ async def stream_rate(address: str, seconds: float, directory: Path, codec: str)
         lost = int(file["lost"][0])
     sent = int(status.rpartition("sent=")[2])
     return {"sent": sent, "on_disk": on_disk, "counted": counted, "lost": lost,
-            "seconds": elapsed, "rate": on_disk / elapsed}  # fmt: skip
+            "seconds": elapsed, "rate": on_disk / elapsed, "cpu_seconds": cpu,
+            "rate_per_cpu_s": on_disk / cpu}  # fmt: skip
 
 
 def _trigger_info(seconds: float) -> Any:
@@ -160,6 +162,8 @@ def main() -> None:
         "decode_vs_chip_limit": round(decode / CHIP_LIMIT, 3),
         "stream_mhits_per_s": round(stream["rate"] / 1e6, 2),
         "stream_vs_usb3_limit": round(stream["rate"] / USB3_LIMIT, 3),
+        "stream_mhits_per_cpu_s": round(stream["rate_per_cpu_s"] / 1e6, 2),
+        "stream_per_cpu_vs_usb3_limit": round(stream["rate_per_cpu_s"] / USB3_LIMIT, 3),
         "raw_stream_mpackets_per_s": round(raw / 1e6, 2),
         "stream_vs_raw": round(stream["rate"] / raw, 3),
         "codec": args.codecs.split(",")[0],

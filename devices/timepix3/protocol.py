@@ -135,7 +135,7 @@ class PacketDecoder:
         self._reference = 0  # last global time, 25 ns
         self.unknown = 0  # packets of unknown type seen so far
 
-    def decode(self, data: bytes) -> Decoded:
+    def decode(self, data: bytes | memoryview) -> Decoded:
         if self._rest:
             data = self._rest + data
         usable = len(data) - len(data) % 8

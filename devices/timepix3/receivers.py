@@ -1,9 +1,10 @@
 """The two ways a Timepix3 readout's data stream arrives: a TCP connection, or UDP datagrams.
 
-Both give `await receiver.read()` (the next bytes of the stream, `b""` once the readout closed
-it) and count `lost_datagrams`. The UDP receiver subscribes by sending one datagram to the
-board's data port; each datagram then carries an 8-byte little-endian sequence number before its
-words (sim/README.md), and a jump in the numbers counts the datagrams lost on the way.
+Both give `await receiver.read()` (the next bytes of the stream, valid until the next call;
+`b""` once the readout closed it) and count `lost_datagrams`. The UDP receiver subscribes by
+sending one datagram to the board's data port; each datagram then carries an 8-byte
+little-endian sequence number before its words (sim/README.md), and a jump in the numbers
+counts the datagrams lost on the way.
 """
 
 from __future__ import annotations
@@ -21,35 +22,80 @@ class Receiver(Protocol):
     lost_datagrams: int
 
     async def open(self) -> None: ...
-    async def read(self) -> bytes: ...
+    async def read(self) -> memoryview | bytes: ...
     async def close(self) -> None: ...
 
 
-class TcpReceiver:
-    """The stream over one TCP connection to the board's data port (nothing lost in transit)."""
+class TcpReceiver(asyncio.BufferedProtocol):
+    """The stream over one TCP connection to the board's data port (nothing lost in transit).
+
+    The kernel copies straight into one buffer (`BufferedProtocol`); `read()` hands out the
+    whole 64-bit words received so far as a view of it, valid until the next `read()` (the
+    decoder copies what it keeps), so the bytes are never copied again on the way."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.lost_datagrams = 0
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._buffer = memoryview(bytearray(READ_SIZE))
+        self._filled = 0  # bytes received into the buffer
+        self._handed = 0  # bytes handed out by the last read()
+        self._arrived = asyncio.Event()
+        self._closed = False
+        self._error: Exception | None = None
+        self._transport: asyncio.Transport | None = None
 
     async def open(self) -> None:
-        self._reader, self._writer = await asyncio.open_connection(
-            self.host, self.port, limit=2 * READ_SIZE
-        )
+        loop = asyncio.get_running_loop()
+        await loop.create_connection(lambda: self, self.host, self.port)
 
-    async def read(self) -> bytes:
-        if self._reader is None:
-            raise ConnectionError("not connected")
-        return await self._reader.read(READ_SIZE)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer[self._filled :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._filled += nbytes
+        if self._filled == len(self._buffer) and self._transport is not None:
+            self._transport.pause_reading()  # full: the board waits (TCP) until read() frees it
+        self._arrived.set()
+
+    def eof_received(self) -> bool:
+        self._closed = True
+        self._arrived.set()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed, self._error = True, exc
+        self._arrived.set()
+
+    async def read(self) -> memoryview | bytes:
+        self._release()
+        while self._filled < 8:
+            if self._closed:
+                if self._error is not None:
+                    raise ConnectionError(str(self._error))
+                return b""
+            self._arrived.clear()
+            await self._arrived.wait()
+        self._handed = self._filled - self._filled % 8
+        return self._buffer[: self._handed]
+
+    def _release(self) -> None:
+        """What arrived after the words handed out last (a cut word, newer data) moves to the
+        front of the buffer; reading goes on if a full buffer had paused it."""
+        if not self._handed:
+            return
+        rest = self._filled - self._handed
+        self._buffer[:rest] = self._buffer[self._handed : self._filled]
+        self._filled, self._handed = rest, 0
+        if self._transport is not None and not self._closed:
+            self._transport.resume_reading()
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            with contextlib.suppress(ConnectionError):
-                await self._writer.wait_closed()
-        self._reader = self._writer = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
 
 class UdpReceiver(asyncio.DatagramProtocol):

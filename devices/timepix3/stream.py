@@ -14,7 +14,7 @@ from teststand.devices.timepix3.protocol import Decoded, Hits, PacketDecoder
 from teststand.devices.timepix3.receivers import Receiver, receiver
 from teststand.errors import TeststandError
 
-BATCH = 1 << 20  # hits decoded before they go to the sink (the file) and the count map together
+BATCH = 1 << 19  # hits decoded before they go to the sink (the file) and the count map together
 
 
 class DataStreamStopped(TeststandError):
