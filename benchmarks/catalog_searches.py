@@ -274,12 +274,16 @@ def postgres(cache: Path) -> Iterator[str | None]:
         yield uri
 
 
-def _create_database(server: str, name: str) -> str:
+def _create_database(server: str, name: str, fresh: bool) -> str:
+    """The database `name` on `server`, created when missing; emptied first when `fresh` (a
+    catalog whose generation was interrupted)."""
     import asyncpg  # type: ignore[import-untyped]
 
     async def create() -> None:
         connection = await asyncpg.connect(server)
         try:
+            if fresh:
+                await connection.execute(f"DROP DATABASE IF EXISTS {name}")
             exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname=$1", name)
             if not exists:
                 await connection.execute(f"CREATE DATABASE {name}")
@@ -307,7 +311,8 @@ def measure_all(cache: Path, sizes: list[int]) -> dict[str, Any]:
             if server is None:
                 continue
             folder = cache / f"postgresql-{count}"
-            pg = _create_database(server, f"bench_{count}")
+            fresh = not (folder / "complete").exists()
+            pg = _create_database(server, f"bench_{count}", fresh)
             cached_catalog(pg, count, folder / "complete")
             print(f"PostgreSQL, {count} runs", flush=True)
             result["postgresql"][str(count)] = measure(pg, count, folder)
