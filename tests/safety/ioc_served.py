@@ -74,7 +74,7 @@ class Served:
         """Back to INIT: control taken here, the stand reset once its causes cleared."""
         self.put("CONTROL:TAKEOVER", "pid=test: cleanup after a test")
         if self.get("STATE") in ("SAFE", "ERROR"):
-            wait_until(lambda: self.attempt("STATE:CMD", "RESET cleanup"), 30, "reset accepted")
+            wait_until(lambda: self.attempt("STATE:CMD", "RESET cleanup"), 90, "reset accepted")
         self.put("CONTROL:RELEASE", "test")
 
     def attempt(self, name: str, text: str) -> bool:

@@ -141,12 +141,37 @@ def test_hv_put_outside_run_is_refused(served: Served) -> None:
         served.put("CONTROL:RELEASE", "test")
 
 
-def test_a_queue_worker_killed_during_a_ramp(served: Served, tmp_path: Path) -> None:
-    """The queue server's RE worker (it holds control, in RUN) killed with SIGKILL while its
-    IV scan ramps to 500 V: the IOC's watchdog brings HV to 0 V. The profile's startup without
-    storage (no Tiled: what is tested is the worker's death, not where its runs go)."""
+def last_result(api: Any) -> dict[str, Any]:
+    """The result of the newest item of the queue server's history."""
+    result: dict[str, Any] = api.history_get()["items"][-1]["result"]
+    return result
+
+
+def reset_from_the_queue_server(api: Any, why: str) -> dict[str, Any]:
+    """The profile's function `reset_stand(why)` run by the queue server's worker; its result."""
+    from bluesky_queueserver_api import BFunc
+
+    task = api.function_execute(BFunc("reset_stand", why=why))["task_uid"]
+    api.wait_for_completed_task(task, timeout=60)
+    result: dict[str, Any] = api.task_result(task)["result"]
+    return result
+
+
+def test_the_queue_stops_on_a_trip_and_resets_the_stand_then_its_worker_is_killed(
+    served: Served, tmp_path: Path
+) -> None:
+    """A real queue server on the served stand (its RE worker holds control):
+    1. the lid opens under the worker's IV scan at 500 V: the plan fails with the IOC's reason
+       and the queue stops; the function `reset_stand` (run by the queue server's worker while
+       the lid's suspender holds it) is refused with the IOC's reason while the lid is open and
+       accepted once it is closed;
+    2. the worker, in RUN, is killed with SIGKILL during the ramp to 500 V: the IOC's watchdog
+       brings HV to 0 V.
+    The profile's startup without storage (no Tiled: what is tested is the worker, not where
+    its runs go)."""
     from bluesky_queueserver_api import BPlan
 
+    box: Any = served.sims["coldbox"].instrument
     startup = tmp_path / "startup"
     startup.mkdir()
     for name in ("00_run_engine.py", "10_stand.py", "40_plans.py"):
@@ -162,13 +187,39 @@ def test_a_queue_worker_killed_during_a_ramp(served: Served, tmp_path: Path) -> 
     )
     start(options)
     history = History(served.sims)
+    plan = BPlan("iv_scan", slots="1-8", start=500, stop=500, step=5, settle=600.0)
     try:
         api = manager_client(f"tcp://127.0.0.1:{control}", timeout=30)
         api.environment_open()
         api.wait_for_idle(timeout=180)
         log = state_dir / "re-manager.log"
         assert api.status()["worker_environment_exists"], log.read_text()[-3000:]
-        plan = BPlan("iv_scan", slots="1-8", start=500, stop=500, step=5, settle=600.0)
+        # 1. a trip under the worker stops the queue; the reset from the queue server
+        api.item_add(plan)
+        api.queue_start()
+        wait_until(lambda: history.sample().hv_max > 100, 120, "the ramp under way")
+        box.open_lid()
+        api.wait_for_idle(timeout=60)
+        failed = last_result(api)
+        assert failed["exit_status"] == "failed"
+        assert "the stand went SAFE: the coldbox lid is open" in failed["msg"]
+        assert served.get("STATE") == "SAFE" and api.status()["manager_state"] == "idle"
+        api.queue_clear()
+        refused = reset_from_the_queue_server(api, "is the lid closed?")
+        for _ in range(20):  # the IOC's safe action may still be under way
+            if "the safe action is still under way" not in refused["msg"]:
+                break
+            time.sleep(0.5)
+            refused = reset_from_the_queue_server(api, "is the lid closed?")
+        assert not refused["success"]
+        assert "reset refused: the cause persists: the coldbox lid is open" in refused["msg"]
+        assert served.get("STATE") == "SAFE"
+        box.close_lid()
+        accepted = reset_from_the_queue_server(api, "the lid is closed")
+        assert accepted["success"], accepted["msg"]
+        assert accepted["return_value"] == "reset: the stand is READY"
+        assert served.get("STATE") == "READY"
+        # 2. the worker killed during the ramp
         api.item_add(plan)
         api.queue_start()
         wait_until(lambda: history.sample().hv_max > 100, 120, "the ramp under way")
@@ -182,6 +233,7 @@ def test_a_queue_worker_killed_during_a_ramp(served: Served, tmp_path: Path) -> 
         why = "its Channel Access connection closed"
         check_safe_after(served, history, fault_time, why, lv=False)
     finally:
+        box.close_lid()
         history.stop()
         stop(state_dir, force=True)
         served.reset()

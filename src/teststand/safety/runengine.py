@@ -184,15 +184,32 @@ def fail_plan(RE: RunEngine, error: Exception) -> None:
 
     bluesky has no public call for this; it is what its own suspend and abort requests do: the
     exception is left for the run loop to throw into the plan, and the loop's current await is
-    cancelled so that it happens now. A paused plan gets it when resumed."""
-    if RE.state not in ("running", "paused", "suspending", "pausing"):
+    cancelled so that it happens now. A paused plan gets it when resumed.
+
+    A plan being suspended as the stand trips (its suspender saw the same lid) can lose it in
+    the suspension's machinery and wait for the suspension's end (seen in about half the runs
+    of the queue-server test): so while the same run is still going, it is thrown in again
+    every second, for up to 30 s. The stand is SAFE or ERROR: the watchdog has brought HV
+    down, whatever the interrupted cleanup did."""
+    if RE.state not in _PLAN_STATES:
         return
     engine: Any = RE
+    _interrupt(RE, error, engine._task, retries=30)
+
+
+_PLAN_STATES = ("running", "paused", "suspending", "pausing")
+
+
+def _interrupt(RE: RunEngine, error: Exception, task: Any, retries: int) -> None:
+    engine: Any = RE
+    if engine._task is not task or RE.state not in _PLAN_STATES:
+        return  # the run is over (or another one runs)
     with engine._state_lock:
         engine._exception = error
-    task = engine._task
     if RE.state == "running" and task is not None and not task.done():
         task.cancel()
+    if retries > 0:
+        RE.loop.call_later(1.0, _interrupt, RE, error, task, retries - 1)
 
 
 __all__ = ["DirectControl", "StandControl", "StandSafeError", "attach", "fail_plan", "stand_run"]
