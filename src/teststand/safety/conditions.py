@@ -1,5 +1,18 @@
 """The interlock conditions: from one `Snapshot` and the stand file's `interlocks:` limits, the
-reasons to act. Each reason says what was seen, against which limit (by its key path)."""
+reasons to act. Each reason says what was seen, against which limit (by its key path).
+
+"The chiller is stopped while the stand is cold" (reviewed against QUALIFICATION.md): the stand
+is cold where the modules are. With a coldbox that is its plates (coldest plate below
+`interlocks.cold_below`); only a stand without a coldbox, whose modules sit on the chiller's own
+loop, is judged by the bath. Why: the power order (dry air, chiller running, coldbox set point,
+LV, HV; shut down in reverse, then warm up) needs the chiller running while the TECs hold the
+plates cold, since they dump their heat into its water: a chiller that stops then leaves cold
+modules under bias in an uncontrolled thermal state. A cold bath with warm plates is no such
+state: the qualification ends with HV and LV off and the chiller in standby, its bath at warm
+minus `chiller_offset` (10 °C at a 20 °C target), and a stop at the start of cooling, before the
+plates are cold, only lets them warm, away from the dew point. Judging the bath faulted every
+normal end of a qualification; the dew point itself is guarded by its own margin, and a hot
+bath by `over_temperature`, whatever this rule says."""
 
 from __future__ import annotations
 
