@@ -109,6 +109,12 @@ EXPLAINED: list[tuple[str, str]] = [
         "every value of the read alike",
     ),
     (r"if with_decimals else 1", "equivalent: the same constant for every value of the read"),
+    (r"lstrip\(\"XX\+-XX\"\)", "equivalent: a checked value never begins with an X"),
+    (
+        r"accepts none of|as its ramp-down parameter",
+        "not reached: every simulator (and supply known) has RDW or RDWN; the error for one "
+        "with neither has no test (its text only)",
+    ),
     (r"AssertionError\(", "unreachable: the retry loop returns or raises on its last attempt"),
     (r"strip\(\"XX", "equivalent: no reply of these instruments begins or ends with an X"),
     (r"hint: str = \"XXXX\"", "equivalent: every caller of _error gives its own hint"),

@@ -75,6 +75,7 @@ async def test_timeout_names_instrument_url_and_command() -> None:
             await t.query(VMON_ALL, numbers, idempotent=True)
         message = str(info.value)
         assert "hv" in message and "sim://caen-dt8033" in message and VMON_ALL in message
+        assert info.value.problem == "no reply" and "the terminator" in info.value.hint
         assert t.stats.timeouts == 2 and t.stats.retries == 1
         assert time.monotonic() - started < 3
 
@@ -171,8 +172,11 @@ async def test_non_idempotent_after_unplug_raises_then_recovers() -> None:
     async with connect(f"{CAEN}?faults=disconnect_after=1,replug=0.05", name="hv") as t:
         await t.query("$CMD:SET,CH:0,PAR:VSET,VAL:5", caen.parse_ok)
         await asyncio.sleep(0.02)
-        with pytest.raises(LinkLost):
+        with pytest.raises(LinkLost) as info:
             await t.query("$CMD:SET,CH:0,PAR:VSET,VAL:6", caen.parse_ok)
+        assert info.value.problem.startswith("link lost (")
+        assert info.value.command == "$CMD:SET,CH:0,PAR:VSET,VAL:6"
+        assert "the instrument's power" in info.value.hint
         await asyncio.sleep(0.2)
         t.simulator.set_faults("disconnect_after=none")
         await t.query("$CMD:SET,CH:0,PAR:VSET,VAL:7", caen.parse_ok)
@@ -204,9 +208,8 @@ async def test_exchanges_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -
     caplog.set_level(logging.DEBUG, logger="teststand.transport")
     async with connect(CAEN, name="hv") as t:
         await t.query(VMON_ALL)
-    record = next(r for r in caplog.records if VMON_ALL in r.getMessage())
-    assert CAEN in record.getMessage() and "VAL:" in record.getMessage()
-    assert " ms)" in record.getMessage()
+    message = next(r.getMessage() for r in caplog.records if VMON_ALL in r.getMessage())
+    assert message.startswith(f"{CAEN} '{VMON_ALL}' -> b'#CMD:OK,VAL:") and message.endswith(" ms)")
 
 
 # -- bad input -------------------------------------------------------------------------------
