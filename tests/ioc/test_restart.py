@@ -1,5 +1,6 @@
 """An IOC restart with a RunEngine connected: the plan in progress fails with HV at 0 V,
-nothing is read as valid while the IOC is away, and the devices reconnect when it is back."""
+nothing is read as valid while the IOC is away, and the devices reconnect when it is back. And
+the IOC ends on SIGTERM with clients subscribed."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from teststand.stand.ca import ServerUnavailable, read_text
 PREFIX = "TSR:"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def own_ioc(ca_repeater: None) -> Iterator[tuple[Sims, Ioc]]:
+    """Simulators and an IOC of this module's own; a test that ends the IOC starts it again."""
     sims = Sims(stand_dict(200.0))
     ioc = Ioc(ioc_data(sims, 200.0), PREFIX)
     yield sims, ioc
@@ -31,10 +33,19 @@ def own_ioc(ca_repeater: None) -> Iterator[tuple[Sims, Ioc]]:
     sims.stop()
 
 
+def running(ioc: Ioc) -> Ioc:
+    """`ioc`, started again if an earlier test ended it."""
+    if ioc.process is None or ioc.process.poll() is not None:
+        ioc.process = None
+        ioc.start()
+    return ioc
+
+
 def test_an_ioc_restart_fails_the_plan_cleanly_and_the_devices_reconnect(
     RE: RunEngine, own_ioc: tuple[Sims, Ioc]
 ) -> None:
     sims, ioc = own_ioc
+    running(ioc)
     data: dict[str, Any] = ioc_data(sims, 200.0)
     data["server"] = {"prefix": PREFIX, "connect_timeout": 30.0}
     stand = build(data)
@@ -88,3 +99,54 @@ def _reads(RE: RunEngine, get: Any) -> float | None:
     except errors.TeststandError:
         return None
     return value
+
+
+def test_the_ioc_exits_on_sigterm_while_clients_are_subscribed(
+    own_ioc: tuple[Sims, Ioc],
+) -> None:
+    """Three clients monitoring PVs of every instrument, one of them subscribing and leaving
+    all the time: SIGTERM still ends the IOC by itself, in its orderly way (exit status 0), with
+    no SIGKILL (an IOC once ignored SIGTERM for 1.5 h with clients subscribed)."""
+    from caproto.threading.client import Context
+
+    ioc = running(own_ioc[1])
+    assert ioc.process is not None
+    names = ["HV:CH0:VOLTAGE", "COLDBOX:AIR_TEMPERATURE", "COLDBOX:DEW_POINT", "SLOT1:TEMPERATURE"]
+    contexts = [Context() for _ in range(3)]
+    updates = [0] * len(contexts)
+    subscriptions = []
+    callbacks: list[Any] = []
+    churning = threading.Event()
+    try:
+        for index, context in enumerate(contexts):
+            for pv in context.get_pvs(*[PREFIX + name for name in names]):
+                pv.wait_for_connection(timeout=20)
+                subscription = pv.subscribe()
+
+                def count(_sub: Any, _response: Any, i: int = index) -> None:
+                    updates[i] += 1
+
+                callbacks.append(count)  # caproto holds callbacks by weak reference
+                subscription.add_callback(count)
+                subscriptions.append(subscription)
+        wait_for(lambda: min(updates) >= len(names), 30, "every client subscribed")
+        (churner_pv,) = contexts[0].get_pvs(PREFIX + "SLOT1:TEMPERATURE")
+
+        def churn() -> None:  # a client subscribing and leaving while the IOC shuts down
+            while not churning.is_set():
+                subscription = churner_pv.subscribe()
+                subscription.add_callback(count)
+                time.sleep(0.01)
+                subscription.clear()
+
+        churning_thread = threading.Thread(target=churn, daemon=True)
+        churning_thread.start()
+        time.sleep(0.5)
+        began = time.monotonic()
+        ioc.process.terminate()
+        assert ioc.process.wait(30) == 0  # TimeoutExpired: it did not exit on SIGTERM
+        print(f"the IOC exited {time.monotonic() - began:.1f} s after SIGTERM")
+    finally:
+        churning.set()
+        for context in contexts:
+            context.disconnect()
