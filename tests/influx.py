@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from teststand.app.ioc.process import terminate
+
 USER, PASSWORD = "admin", "secret"
 
 
@@ -72,12 +74,7 @@ class Influxd:
         _wait_http(self.url + "/ping", self.process, self.log, 60)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        terminate(self.process, 20.0)
 
     def close(self) -> None:
         self.stop()

@@ -107,7 +107,12 @@ class Finish:
                 self.processes.samples, warmup, min_span=max(300.0, min(900.0, (end - start) / 5))
             ),
             "growth_warmup_s": round(warmup),
-            "problems": [*self.problems, *self.hv.errors[:5], *self.processes.errors[:5]],
+            "problems": [
+                *self.problems,
+                *soak.recovery.problems,
+                *self.hv.errors[:5],
+                *self.processes.errors[:5],
+            ],
             "queue_errors": soak.driver.errors[:10],
         }
         figures["goals"] = goals(figures)

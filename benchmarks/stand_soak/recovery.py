@@ -26,6 +26,7 @@ class Recovery:
         self.driver = driver
         self.states = states
         self.durations: list[float] = []
+        self.problems: list[str] = []
         self._pvs: dict[str, Any] = {}
 
     def put(self, suffix: str, value: str | float, attempts: int = 3, wait: bool = True) -> None:
@@ -53,8 +54,21 @@ class Recovery:
     def tripped(self) -> bool:
         return self.states.state in ("SAFE", "ERROR")
 
-    def recover(self) -> None:
-        """After a trip or a killed worker: the queue running again on a reset stand."""
+    def recover(self, attempts: int = 5, pause: float = 30.0) -> None:
+        """After a trip or a killed worker: the queue running again on a reset stand. A loaded
+        machine may leave the RE Manager or the IOC unanswering for a while: the recovery is
+        tried again (`problems` says why), and gives up after `attempts`."""
+        for attempt in range(attempts):
+            try:
+                self._recover()
+                return
+            except Exception as exc:
+                self.problems.append(f"recovery attempt {attempt + 1}: {exc}")
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(pause)
+
+    def _recover(self) -> None:
         if not self.tripped and self.status().environment_open:
             return
         began = time.monotonic()

@@ -121,7 +121,7 @@ class Stack:
         from teststand.config import load_stand
 
         storage = load_stand(self.stand_file).storage
-        return Operator.from_state_dir(self.state_dir, storage=storage, timeout=30.0)
+        return Operator.from_state_dir(self.state_dir, storage=storage, timeout=120.0)
 
     @property
     def data_dir(self) -> Path:

@@ -24,6 +24,7 @@ from conftest import PREFIX, TESTSTAND, Ioc, Sims, ioc_data, wait_for
 from helpers import run, small_tmpfs, stand_dict
 from influx import PASSWORD, USER, Influxd, VictoriaMetrics, free_port
 
+from teststand.app.ioc.process import terminate
 from teststand.app.monitor.database import Database
 from teststand.app.monitor.journal import Journal
 from teststand.app.monitor.runs import RunEvents
@@ -85,12 +86,7 @@ class Monitor:
 
     def stop(self) -> None:
         """Terminate (the monitor flushes and exits); killed if it does not within 30 s."""
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(30)
+        terminate(self.process, 30.0)
 
     def __enter__(self) -> Monitor:
         return self

@@ -58,7 +58,7 @@ def free_port() -> int:
         return port
 
 
-def terminate(process: subprocess.Popen[str], timeout: float) -> None:
+def terminate(process: subprocess.Popen[Any], timeout: float) -> None:
     """SIGTERM `process`, SIGKILL when it has not exited after `timeout` s; wait for it."""
     if process.poll() is None:
         process.terminate()

@@ -31,7 +31,8 @@ log = logging.getLogger("teststand.monitor")
 #: Measurement of the monitor's own counters.
 SELF = "teststand_monitor"
 STATUS_FILE = "status.json"
-UNITS_RETRY = 5.0
+#: s: the first wait for the PVs' units, doubled each round up to the maximum; s between rounds.
+UNITS_TIMEOUT, UNITS_TIMEOUT_MAX, UNITS_RETRY = 2.0, 120.0, 5.0
 
 
 def require_monitoring(config: StandConfig) -> MonitoringConfig:
@@ -109,16 +110,21 @@ class Monitor:
         self.recorder.update(index, _value(pv, raw), int(raw.raw_stamp[0] * 1e9 + raw.raw_stamp[1]))
 
     async def _fetch_units(self) -> None:
+        """Each PV's units (its control record), asked again for the PVs that did not answer,
+        with a timeout doubled each round: a request that timed out is still answered by a
+        slow IOC, so asking again at a fixed short period would pile requests up in it."""
         missing = [i for i in range(len(self.pvs)) if i not in self.recorder.units]
+        timeout = UNITS_TIMEOUT
         while missing:
             names = [self.prefix + self.pvs[i].suffix for i in missing]
-            values = await caget(names, format=FORMAT_CTRL, timeout=2.0, throw=False)
+            values = await caget(names, format=FORMAT_CTRL, timeout=timeout, throw=False)
             for index, value in zip(missing, values, strict=True):
                 if value.ok:
                     self.recorder.set_units(index, str(getattr(value, "units", "") or ""))
             missing = [i for i in missing if i not in self.recorder.units]
             if missing:
                 await asyncio.sleep(UNITS_RETRY)
+                timeout = min(2 * timeout, UNITS_TIMEOUT_MAX)
 
     async def check_database(self) -> None:
         """Write the first counters point: a refusal (credentials, database) stops the monitor."""
