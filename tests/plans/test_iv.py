@@ -249,6 +249,23 @@ def test_trip_during_scan_is_compliance(RE: RunEngine, stand: TestStand, docs: D
     assert all(v < 2 for v in vmon(stand).values())
 
 
+def test_a_channel_stuck_on_the_way_stops_its_slot_as_an_error(
+    RE: RunEngine, stand: TestStand, docs: Documents
+):
+    # slot 6's output stage fails at 0 V: its first step never arrives, with no trip and no
+    # current limit, so the slot stops as "error" at its ramp timeout; slot 1 goes on
+    channel = stand.slots[6].hv_channel
+    channel.movable_logic.margin = 1.0  # the ramp timeout's fixed margin: 1 s, not 10 s
+    assert stand.simulators is not None
+    supply = stand.simulators["hv"].instrument
+    supply.stick(stand.config.slots[6].hv.channel)  # type: ignore[attr-defined]
+    RE(iv_scan(stand, [1, 6], stop=30, step=10, settle=0))
+    events = docs.primary()
+    states = [e["data"]["iv-slot6_state"] for e in events]
+    assert states[0] == "measuring" and set(states[1:]) == {"error"}  # 0 V: where it is stuck
+    assert events[-1]["data"]["iv_voltage"] == 30 and "iv-slot1_state" in events[-1]["data"]
+
+
 def test_a_point_that_tripped_or_did_not_settle_is_marked(
     RE: RunEngine, stand: TestStand, docs: Documents, caplog: pytest.LogCaptureFixture
 ):
