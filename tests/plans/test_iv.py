@@ -233,7 +233,9 @@ def test_keithley_scan_ends_at_zero_and_off_whatever_way(
     assert smu_state(stand) == (False, 0.0)
 
 
-def test_trip_during_scan_is_compliance(RE: RunEngine, stand: TestStand, docs: Documents):
+def test_trip_during_scan_is_compliance(
+    RE: RunEngine, stand: TestStand, docs: Documents, caplog: pytest.LogCaptureFixture
+):
     # slot 6 leaks 30 µA; its channel trips at once at 20 µA (TRIP 0 s), below the plan's
     # compliance (the stand's 100 µA), so it is the supply that stops it, not the plan
     channel = stand.slots[6].hv_channel
@@ -246,11 +248,12 @@ def test_trip_during_scan_is_compliance(RE: RunEngine, stand: TestStand, docs: D
     assert first > 0 and set(states[:first]) == {"measuring"}
     assert set(states[first:]) == {"compliance"}
     assert events[-1]["data"]["iv_voltage"] == 60  # slot 1 went on to the end
+    assert re.search(r"slot 6 tripped on the way to \d+ V: TRIP", caplog.text)
     assert all(v < 2 for v in vmon(stand).values())
 
 
 def test_a_channel_stuck_on_the_way_stops_its_slot_as_an_error(
-    RE: RunEngine, stand: TestStand, docs: Documents
+    RE: RunEngine, stand: TestStand, docs: Documents, caplog: pytest.LogCaptureFixture
 ):
     # slot 6's output stage fails at 0 V: its first step never arrives, with no trip and no
     # current limit, so the slot stops as "error" at its ramp timeout; slot 1 goes on
@@ -264,6 +267,7 @@ def test_a_channel_stuck_on_the_way_stops_its_slot_as_an_error(
     states = [e["data"]["iv-slot6_state"] for e in events]
     assert states[0] == "measuring" and set(states[1:]) == {"error"}  # 0 V: where it is stuck
     assert events[-1]["data"]["iv_voltage"] == 30 and "iv-slot1_state" in events[-1]["data"]
+    assert f"slot 6 stopped on the way to 10 V: {channel.name}: ramp to 10" in caplog.text
 
 
 def test_a_point_that_tripped_or_did_not_settle_is_marked(
