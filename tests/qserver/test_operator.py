@@ -167,7 +167,7 @@ def test_refused_requests_change_nothing(manager: Manager, operator: Operator) -
     before = operator.status()
     with pytest.raises(RequestRefused, match="'mv' is not in the list of allowed plans") as mv:
         operator.submit("mv", "hv", 3, start=False)
-    assert "may queue: hv_off, hv_ramp, iv_scan" in str(mv.value)
+    assert "may queue: bias_scan_with_detector, hv_off, hv_ramp, iv_scan" in str(mv.value)
     with pytest.raises(RequestRefused, match="unexpected keyword argument 'bogus'"):
         operator.submit("iv_scan", slots=1, bogus=3, start=False)
     with pytest.raises(RequestRefused, match="stop"):
