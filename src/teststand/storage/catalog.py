@@ -149,6 +149,8 @@ def search_params(queries: list[Any], newest_first: bool) -> dict[str, Any]:
 class Catalog:
     """Searches over the runs of one Tiled container (the server's root by default)."""
 
+    page: int = PAGE  # runs per request of a metadata-only search
+
     def __init__(self, client: Any, page: int = PAGE) -> None:
         self.client = client
         self.page = page
@@ -202,7 +204,9 @@ class Catalog:
             content = handle_error(http.get(base, params={**params, **paging})).json()
             for item in content["data"]:
                 yield item["id"], item["attributes"]["metadata"]
-            url = content["links"].get("next")
+            # A short page is the last: Tiled's `next` link follows an estimated count (on
+            # PostgreSQL, the planner's), which can run far past the last match.
+            url = content["links"].get("next") if len(content["data"]) == self.page else None
 
     def _matches(
         self, newest_first: bool, module_id: str | None, filters: dict[str, Any]
