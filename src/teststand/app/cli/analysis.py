@@ -51,7 +51,9 @@ def _serve(args: argparse.Namespace) -> int:
     def publish(uid: str, result: dict[str, Any]) -> None:
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / f"{uid}.json").write_text(json.dumps(result))
+            partial = args.out / f".{uid}.json.partial"  # renamed whole: no reader sees half
+            partial.write_text(json.dumps(result))
+            partial.replace(args.out / f"{uid}.json")
         if args.journal is not None:
             save_annotation(args.journal, uid, {"pixel_analysis": result})
         print(f"analysed {uid}: {result['hits']} hits, {result['clusters']} clusters", flush=True)
