@@ -10,8 +10,13 @@ Run: `.venv/bin/python benchmarks/ioc.py [--seconds 10] [--clients 20]`. Loopbac
    the full-stand update rate it sees is the lowest update rate over the readback PVs; `ratio`
    = CA / direct (goal >= 0.95). Monitor latency: the coldbox lid is toggled in the simulator
    every 0.37 s and the client stamps each LID_CLOSED update; latency = arrival - toggle, p50
-   and p99 (goal: p99 <= the coldbox's poll cycle + 50 ms, `latency_goal_ms`).
-2. The same with `--clients` client processes at once (goal: rate and p99 within 5 %).
+   and p99 (goal: p99 <= the coldbox's poll cycle + 50 ms, `latency_goal_ms`). Its baseline,
+   measured in the first phase: the same toggles' delay to the poll loop's read of them
+   (`link_latency_ms`; the coldbox reads everything in one long status reply, so a change waits
+   up to two cycles on the link alone); `ca_added_ms` = CA latency - link latency.
+2. The same with `--clients` client processes at once (goal: rate and p99 within 5 %). The CPU
+   of this process (IOC and simulators) and of the clients, per wall second: on a small host the
+   clients' own CPU is part of what is measured.
 3. `iv_scan` per-point cost on the instant simulators (no pacing, speed 1000), direct against
    over CA to an IOC process: `iv_ratio` = CA / direct.
 The last stdout line is one JSON object.
@@ -24,6 +29,7 @@ import asyncio
 import json
 import logging
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -98,21 +104,37 @@ class ThreadedIoc:
     def call(self, coroutine: Any, timeout: float = 300) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
-    def direct_rates(self, seconds: float) -> dict[str, float]:
-        """Cycles per second of each instrument's poll loop alone (no CA server)."""
+    def direct(self, seconds: float, lid: str) -> tuple[dict[str, float], list[float]]:
+        """The poll loops alone (no CA server): each instrument's cycles per second, and the
+        lid toggles' delays to the poll loop's read of them (the baseline of the CA latency:
+        what the link itself costs; a watcher looks at the read value every 2 ms)."""
         poller = self.ioc.poller
         assert poller is not None
+        served = self.ioc.served[lid.removeprefix(PREFIX)]
+        reads: list[tuple[float, int]] = []
+
+        async def watch() -> None:
+            last = served.value
+            while True:
+                if served.value != last:
+                    last = served.value
+                    reads.append((time.time(), int(last)))
+                await asyncio.sleep(0.002)
 
         async def run() -> dict[str, float]:
             before = {name: g.stats.cycles for name, g in poller.groups.items()}
-            task = asyncio.ensure_future(poller.run())
+            tasks = [asyncio.ensure_future(poller.run()), asyncio.ensure_future(watch())]
             await asyncio.sleep(seconds)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             return {n: (g.stats.cycles - before[n]) / seconds for n, g in poller.groups.items()}
 
-        rates: dict[str, float] = self.call(run())
-        return rates
+        running = asyncio.run_coroutine_threadsafe(run(), self.loop)
+        time.sleep(1.0)  # the loops going
+        toggles = toggle_lid(self, seconds - 2.0)
+        rates: dict[str, float] = running.result(seconds + 60)
+        return rates, _latencies(toggles, [list(read) for read in reads])
 
     def serve(self) -> None:
         self.task = asyncio.run_coroutine_threadsafe(self.ioc.run(["127.0.0.1"]), self.loop)
@@ -133,10 +155,42 @@ def measure_clients(
     ]
     for process in processes:  # every client connected and monitoring
         assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    cpu_before = _cpu_seconds()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    toggles = toggle_lid(ioc, seconds - 1.0)
+    results = [
+        json.loads(p.communicate(timeout=seconds + 120)[0].splitlines()[-1]) for p in processes
+    ]
+    wall = time.monotonic() - started
+    ioc_cpu = (_cpu_seconds() - cpu_before) / wall
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    clients_cpu = (
+        children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
+    ) / wall
+    rates, latencies = [], []
+    for result in results:
+        counts = result["counts"]
+        rates.append(min(counts[ioc.ioc.prefix + s] for s in readbacks) / seconds)
+        latencies += _latencies(toggles, result["arrivals"])
+    percentiles = _percentiles(latencies)
+    return {
+        "full_stand_rate_hz": round(statistics.median(rates), 3),
+        "latency_p50_ms": percentiles["p50_ms"],
+        "latency_p99_ms": percentiles["p99_ms"],
+        "latency_samples": len(latencies),
+        "ioc_process_cpu_per_wall_s": round(ioc_cpu, 2),
+        "clients_cpu_per_wall_s": round(clients_cpu, 2),
+        "pvs_per_client": len(pvs),
+    }
+
+
+def toggle_lid(ioc: ThreadedIoc, seconds: float) -> list[tuple[float, int]]:
+    """Open and close the simulated coldbox's lid every 0.37 s; (time, closed) of each."""
     box = ioc.ioc.stand.simulators["coldbox"] if ioc.ioc.stand.simulators else None
     assert box is not None
     toggles: list[tuple[float, int]] = []
-    deadline = time.monotonic() + seconds - 1.0
+    deadline = time.monotonic() + seconds
     closed = True
     while time.monotonic() < deadline:
         closed = not closed
@@ -144,22 +198,21 @@ def measure_clients(
         toggles.append((time.time(), int(closed)))
         time.sleep(0.37)
     box.host.call(box.instrument.close_lid)
-    results = [
-        json.loads(p.communicate(timeout=seconds + 120)[0].splitlines()[-1]) for p in processes
-    ]
-    rates, latencies = [], []
-    for result in results:
-        counts = result["counts"]
-        rates.append(min(counts[ioc.ioc.prefix + s] for s in readbacks) / seconds)
-        latencies += _latencies(toggles, result["arrivals"])
-    latencies.sort()
+    return toggles
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process so far (the IOC thread, the simulators and the benchmark)."""
+    return time.process_time()
+
+
+def _percentiles(delays: list[float]) -> dict[str, float | None]:
+    delays = sorted(delays)
+    if not delays:
+        return {"p50_ms": None, "p99_ms": None}
     return {
-        "full_stand_rate_hz": round(statistics.median(rates), 3),
-        "latency_p50_ms": round(1000 * latencies[len(latencies) // 2], 1) if latencies else None,
-        "latency_p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 1)
-        if latencies
-        else None,
-        "latency_samples": len(latencies),
+        "p50_ms": round(1000 * delays[len(delays) // 2], 1),
+        "p99_ms": round(1000 * delays[int(len(delays) * 0.99)], 1),
     }
 
 
@@ -216,7 +269,7 @@ def main() -> None:
     ioc = ThreadedIoc(stand_data(1.0, 9600), args.poll)
     readbacks = [s for s, served in ioc.ioc.served.items() if served.readback]
     lid = PREFIX + "COLDBOX:LID_CLOSED"
-    direct = ioc.direct_rates(args.seconds)
+    direct, link_delays = ioc.direct(args.seconds, lid)
     ioc.serve()
     time.sleep(1.0)
     one = measure_clients(ioc, 1, args.seconds, readbacks, lid)
@@ -224,6 +277,7 @@ def main() -> None:
     ioc.stop()
     direct_rate = min(direct.values())
     cycle_ms = 1000 / direct["coldbox"]
+    link = _percentiles(link_delays)
     iv = iv_costs(args.points, ca)
     result = {
         "direct_rates_hz": {k: round(v, 3) for k, v in direct.items()},
@@ -231,6 +285,12 @@ def main() -> None:
         "one_client": one,
         "ratio": round(one["full_stand_rate_hz"] / direct_rate, 3),
         "latency_goal_ms": round(max(cycle_ms, 1000 * args.poll) + 50, 1),
+        "link_latency_ms": link,
+        "ca_added_ms": {
+            key: round(one[f"latency_{key}"] - link[key], 1)
+            for key in ("p50_ms", "p99_ms")
+            if one[f"latency_{key}"] is not None and link[key] is not None
+        },
         f"clients_{args.clients}": many,
         "many_over_one_rate": round(many["full_stand_rate_hz"] / one["full_stand_rate_hz"], 3),
         "many_over_one_p99": round(many["latency_p99_ms"] / one["latency_p99_ms"], 3)

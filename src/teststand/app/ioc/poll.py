@@ -87,39 +87,50 @@ class Poller:
         self.settings_every = settings_every
 
     async def read(self, group: Group, signals: list[ServedSignal]) -> None:
-        """Read `signals` together and post them (values, timestamps, alarms)."""
+        """Read `signals` together and post each value (timestamp, alarm) as soon as it is read:
+        a change waits for its own read, not for the rest of the cycle. A signal whose alarm
+        follows another's (`linked`) posts after the cycle, with that one's fresh alarm."""
         async with group.lock:
             started = time.monotonic()
-            results = await asyncio.gather(
-                *(s.spec.signal.get_value() for s in signals), return_exceptions=True
-            )
-            stamp = time.time()
-            failed = 0
-            for served, result in zip(signals, results, strict=True):
-                if isinstance(result, BaseException):
-                    failed += 1
-                    served.alarm = UNDEFINED if _refused(result) else LINK_LOST
-                    continue
-                served.alarm = self.alarm_rule(served.spec.attribute, result)
-                served.value = result
+            errors = await asyncio.gather(*(self._read_one(s) for s in signals))
             for served in signals:
-                alarm = served.alarm
-                if alarm == NO_ALARM and served.linked is not None:
-                    alarm = served.linked.alarm
-                posted = (served.value, alarm)
-                if served.readback or posted != served.posted:
-                    served.posted = posted
-                    await self._post(served, alarm, stamp)
-            if failed:
+                if served.linked is not None:
+                    await self._post_due(served)
+            if any(error is not None for error in errors):
                 group.stats.failures += 1
-            for served, result in zip(signals, results, strict=True):
-                if isinstance(result, BaseException) != served.failing:
+            for served, error in zip(signals, errors, strict=True):
+                if (error is not None) != served.failing:
                     served.failing = not served.failing
                     if served.failing:
-                        log.warning("%s: read failed: %s", served.spec.suffix, result)
+                        log.warning("%s: read failed: %s", served.spec.suffix, error)
                     else:
                         log.warning("%s: read works again", served.spec.suffix)
             group.stats.last_cycle = time.monotonic() - started
+
+    async def _read_one(self, served: ServedSignal) -> Exception | None:
+        """Read one signal, note its value and alarm, post it unless linked; the error or None."""
+        try:
+            value = await served.spec.signal.get_value()
+        except Exception as error:
+            served.alarm = UNDEFINED if _refused(error) else LINK_LOST
+            outcome: Exception | None = error
+        else:
+            served.alarm = self.alarm_rule(served.spec.attribute, value)
+            served.value = value
+            outcome = None
+        if served.linked is None:
+            await self._post_due(served)
+        return outcome
+
+    async def _post_due(self, served: ServedSignal) -> None:
+        """Post a readback always, a setting when its value or alarm changed."""
+        alarm = served.alarm
+        if alarm == NO_ALARM and served.linked is not None:
+            alarm = served.linked.alarm
+        posted = (served.value, alarm)
+        if served.readback or posted != served.posted:
+            served.posted = posted
+            await self._post(served, alarm, time.time())
 
     async def _post(self, served: ServedSignal, alarm: Alarm, stamp: float) -> None:
         status, severity = alarm
