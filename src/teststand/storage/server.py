@@ -157,7 +157,9 @@ def resolve_config(settings: ServerSettings) -> dict[str, Any]:
 def bind(host: str, port: int, *, any_port_if_busy: bool = False) -> socket.socket:
     """A listening socket (port 0 picks a free one); typed error if the address is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so; without it
+    # a response's body waited for the client's delayed ACK of its headers (~40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
