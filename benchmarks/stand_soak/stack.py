@@ -177,17 +177,25 @@ class Stack:
         terminate(self.monitor, 30.0)
 
     def stop(self) -> None:
+        """Stop every process started, the last first (also after a start that failed halfway:
+        what was not started is skipped)."""
         from teststand.app.qserver import stop
 
-        try:
-            stop(self.state_dir, force=True)
-        except Exception as exc:  # report, and stop the rest anyway
-            print(f"stopping the queue server: {exc}", file=sys.stderr)
-        for process in (self.monitor, self.ioc):
-            terminate(process, 30.0)
-        self.influxd.close()
-        self.sims.stop()
-        terminate(self.repeater, 30.0)
+        started = vars(self)
+        if "state_dir" in started:
+            try:
+                stop(self.state_dir, force=True)
+            except Exception as exc:  # report, and stop the rest anyway
+                print(f"stopping the queue server: {exc}", file=sys.stderr)
+        for name in ("monitor", "ioc"):
+            if name in started:
+                terminate(started[name], 30.0)
+        if "influxd" in started:
+            self.influxd.close()
+        if "sims" in started:
+            self.sims.stop()
+        if "repeater" in started:
+            terminate(self.repeater, 30.0)
 
 
 def _running(process: psutil.Process) -> bool:
