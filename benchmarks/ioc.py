@@ -14,9 +14,10 @@ Run: `.venv/bin/python benchmarks/ioc.py [--seconds 10] [--clients 20]`. Loopbac
    measured in the first phase: the same toggles' delay to the poll loop's read of them
    (`link_latency_ms`; the coldbox reads everything in one long status reply, so a change waits
    up to two cycles on the link alone); `ca_added_ms` = CA latency - link latency.
-2. The same with `--clients` client processes at once (goal: rate and p99 within 5 %). The CPU
-   of this process (IOC and simulators) and of the clients, per wall second: on a small host the
-   clients' own CPU is part of what is measured.
+2. The same with `--clients` client processes at once (goal: rate and p99 within 5 %). The
+   clients run on the last CPU, the IOC on the others (`cpus`), as if the clients were on
+   another host; the CPU of this process (IOC and simulators) and of the clients per wall
+   second is reported (on one CPU the twenty clients' own load is part of their latency).
 3. `iv_scan` per-point cost on the instant simulators (no pacing, speed 1000), direct against
    over CA to an IOC process: `iv_ratio` = CA / direct.
 The last stdout line is one JSON object.
@@ -30,6 +31,7 @@ import json
 import logging
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,7 +47,7 @@ from bluesky.run_engine import call_in_bluesky_event_loop
 
 from teststand.app.demo import attach_safety
 from teststand.app.ioc import StandIOC, open_ioc
-from teststand.app.ioc.process import IocProcess, LoopbackCA
+from teststand.app.ioc.process import IocProcess, LoopbackCA, SimulatorProcess
 from teststand.config import load_stand
 from teststand.plans.iv import iv_scan
 from teststand.stand import build
@@ -54,7 +56,7 @@ STAND = Path(__file__).parents[1] / "profile_collection" / "stand.yaml"
 PREFIX = "BENCH:"
 CLIENT = r"""
 import asyncio, json, sys, time
-from aioca import FORMAT_TIME, camonitor
+from aioca import camonitor
 seconds, lid, pvs = float(sys.argv[1]), sys.argv[2], sys.argv[3:]
 counts = dict.fromkeys(pvs, 0)
 seen = set()
@@ -70,7 +72,7 @@ def on(pv):
     return update
 async def main():
     global counting
-    subs = [camonitor(pv, on(pv), format=FORMAT_TIME) for pv in pvs]
+    subs = [camonitor(pv, on(pv)) for pv in pvs]
     while len(seen) < len(pvs):
         await asyncio.sleep(0.1)
     await asyncio.sleep(1.0)
@@ -94,9 +96,11 @@ def stand_data(speed: float, baud: int | None) -> dict[str, Any]:
 
 
 class ThreadedIoc:
-    """The IOC on its own event loop in a thread (the simulators are in reach)."""
+    """The IOC on its own event loop in a thread; the simulators in a process of their own (as
+    instruments would be: they share no CPU time or GIL with the IOC)."""
 
-    def __init__(self, data: dict[str, Any], poll: float) -> None:
+    def __init__(self, data: dict[str, Any], poll: float, sims: SimulatorProcess) -> None:
+        self.sims = sims
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.ioc: StandIOC = self.call(open_ioc(data, PREFIX, poll_period=poll))
@@ -132,7 +136,7 @@ class ThreadedIoc:
 
         running = asyncio.run_coroutine_threadsafe(run(), self.loop)
         time.sleep(1.0)  # the loops going
-        toggles = toggle_lid(self, seconds - 2.0)
+        toggles = toggle_lid(self.sims, seconds - 2.0)
         rates: dict[str, float] = running.result(seconds + 60)
         return rates, _latencies(toggles, [list(read) for read in reads])
 
@@ -151,18 +155,23 @@ def measure_clients(
     pvs = [ioc.ioc.prefix + suffix for suffix in ioc.ioc.served]
     script = [sys.executable, "-c", CLIENT, str(seconds), lid, *pvs]
     processes = [
-        subprocess.Popen(script, stdout=subprocess.PIPE, text=True) for _ in range(clients)
+        subprocess.Popen(script, stdout=subprocess.PIPE, text=True, preexec_fn=_on_client_cpus)
+        for _ in range(clients)
     ]
     for process in processes:  # every client connected and monitoring
         assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    poller = ioc.ioc.poller
+    assert poller is not None
+    cycles_before = {name: group.stats.cycles for name, group in poller.groups.items()}
     cpu_before = _cpu_seconds()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    toggles = toggle_lid(ioc, seconds - 1.0)
+    toggles = toggle_lid(ioc.sims, seconds - 1.0)
     results = [
         json.loads(p.communicate(timeout=seconds + 120)[0].splitlines()[-1]) for p in processes
     ]
     wall = time.monotonic() - started
+    poll_rate = min(g.stats.cycles - cycles_before[n] for n, g in poller.groups.items()) / wall
     ioc_cpu = (_cpu_seconds() - cpu_before) / wall
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     clients_cpu = (
@@ -176,6 +185,7 @@ def measure_clients(
     percentiles = _percentiles(latencies)
     return {
         "full_stand_rate_hz": round(statistics.median(rates), 3),
+        "ioc_full_stand_poll_rate_hz": round(poll_rate, 3),  # the IOC's own, meanwhile
         "latency_p50_ms": percentiles["p50_ms"],
         "latency_p99_ms": percentiles["p99_ms"],
         "latency_samples": len(latencies),
@@ -185,20 +195,33 @@ def measure_clients(
     }
 
 
-def toggle_lid(ioc: ThreadedIoc, seconds: float) -> list[tuple[float, int]]:
-    """Open and close the simulated coldbox's lid every 0.37 s; (time, closed) of each."""
-    box = ioc.ioc.stand.simulators["coldbox"] if ioc.ioc.stand.simulators else None
-    assert box is not None
+def toggle_lid(sims: SimulatorProcess, seconds: float) -> list[tuple[float, int]]:
+    """Open and close the simulated coldbox's lid every 0.37 s; (time, closed) of each, taken
+    when the simulator has answered (its state changed)."""
     toggles: list[tuple[float, int]] = []
     deadline = time.monotonic() + seconds
     closed = True
     while time.monotonic() < deadline:
         closed = not closed
-        box.host.call(box.instrument.close_lid if closed else box.instrument.open_lid)
+        sims.ask(f"coldbox call {'close_lid' if closed else 'open_lid'}")
         toggles.append((time.time(), int(closed)))
         time.sleep(0.37)
-    box.host.call(box.instrument.close_lid)
+    sims.ask("coldbox call close_lid")
     return toggles
+
+
+def _split_cpus() -> tuple[set[int], set[int]]:
+    """(the IOC's CPUs, the clients' CPUs): the last CPU for the clients, as if they ran on
+    another host (on a small machine, twenty client processes would otherwise starve the IOC's
+    poll loops of CPU); all CPUs for both on a single-CPU machine."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return set(cpus), set(cpus)
+    return set(cpus[:-1]), {cpus[-1]}
+
+
+def _on_client_cpus() -> None:
+    os.sched_setaffinity(0, _split_cpus()[1])
 
 
 def _cpu_seconds() -> float:
@@ -263,10 +286,20 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.2)
     parser.add_argument("--points", type=int, default=11)
     args = parser.parse_args()
+    ioc_cpus, client_cpus = _split_cpus()
+    os.sched_setaffinity(0, ioc_cpus)
     ca = LoopbackCA.allocate(servers=2)  # the threaded IOC's port, the IOC process's
     os.environ.update(ca.server_environment(ca.lease()))
     logging.getLogger("caproto").setLevel(logging.ERROR)  # "High load. Batched ..." on a busy CPU
-    ioc = ThreadedIoc(stand_data(1.0, 9600), args.poll)
+    folder = Path(tempfile.mkdtemp(prefix="teststand-ioc-bench-"))
+    sims_file = folder / "sims.yaml"
+    sims_file.write_text(yaml.safe_dump(stand_data(1.0, 9600)))
+    sims = SimulatorProcess(sims_file, log=folder / "sims.log")
+    served = stand_data(1.0, 9600)
+    served["sim"] = False
+    for name, url in sims.urls.items():
+        served["instruments"][name]["url"] = url
+    ioc = ThreadedIoc(served, args.poll, sims)
     readbacks = [s for s, served in ioc.ioc.served.items() if served.readback]
     lid = PREFIX + "COLDBOX:LID_CLOSED"
     direct, link_delays = ioc.direct(args.seconds, lid)
@@ -275,6 +308,8 @@ def main() -> None:
     one = measure_clients(ioc, 1, args.seconds, readbacks, lid)
     many = measure_clients(ioc, args.clients, args.seconds, readbacks, lid)
     ioc.stop()
+    sims.stop()
+    shutil.rmtree(folder, ignore_errors=True)
     direct_rate = min(direct.values())
     cycle_ms = 1000 / direct["coldbox"]
     link = _percentiles(link_delays)
@@ -282,6 +317,7 @@ def main() -> None:
     result = {
         "direct_rates_hz": {k: round(v, 3) for k, v in direct.items()},
         "direct_full_stand_rate_hz": round(direct_rate, 3),
+        "cpus": {"ioc": sorted(ioc_cpus), "clients": sorted(client_cpus)},
         "one_client": one,
         "ratio": round(one["full_stand_rate_hz"] / direct_rate, 3),
         "latency_goal_ms": round(max(cycle_ms, 1000 * args.poll) + 50, 1),
