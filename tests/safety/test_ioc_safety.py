@@ -300,3 +300,29 @@ def test_a_stalled_ioc_reports_no_lost_link_and_a_hung_instrument_still_does(
         os.kill(pid, signal.SIGCONT)
         served.sims["coldbox"].reset()
         served.reset()
+
+
+def test_a_trip_fails_the_move_in_progress_at_once_and_says_why(served: Served) -> None:
+    """A 500 V move put under way when the E-stop is pressed fails at once, and the slot's MSG
+    says that the trip cancelled it (it does not wait out its ramp's deadline)."""
+    estop, switch = served.context.get_pvs(PREFIX + "ESTOP", PREFIX + "HV:CH0:SWITCHED_ON")
+    for pv in (estop, switch):
+        pv.wait_for_connection(timeout=10)
+    history = History(served.sims)
+    served.put("CONTROL:TAKEOVER", "pid=test")
+    try:
+        served.put("STATE:CMD", "READY test")
+        served.put("STATE:CMD", "RUN test")
+        switch.write([1], wait=True, timeout=10)
+        served.pvs["SLOT1:BIAS_SETPOINT"].write([500.0], wait=False)  # a move: its put waits
+        wait_until(lambda: history.sample().hv_max > 20, 30, "the ramp under way")
+        estop.write([1], wait=True, timeout=10)
+        took = wait_until(
+            lambda: "cancelled: the stand went SAFE" in served.get("SLOT1:MSG"), 10, "the why"
+        )
+        assert took < 5.0
+        wait_until(lambda: history.sample().hv_max < 2.0, 30, "HV down")
+    finally:
+        history.stop()
+        estop.write([0], wait=True, timeout=10)
+        served.reset()

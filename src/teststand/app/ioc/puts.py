@@ -61,6 +61,7 @@ class Puts:
         self.refresh = refresh
         self.move_checks: list[MoveCheck] = []
         self._moves: dict[int, asyncio.Task[Any]] = {}
+        self._cancelled: dict[int, str] = {}  # why a move was cancelled (else: superseded)
 
     def _affected(self, device: Device) -> set[int]:
         """The devices whose PVs a put to `device` changes: a slot and its HV channel go
@@ -133,14 +134,22 @@ class Puts:
             await asyncio.gather(ramp, return_exceptions=True)
         task = asyncio.ensure_future(self._set(device, target))
         self._moves[key] = task
+        self._cancelled.pop(key, None)
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
             if task.cancelled():
-                raise PutRefused(
-                    f"{device.name}: the move to {target} was superseded by a newer set point"
-                ) from None
+                why = self._cancelled.pop(key, "superseded by a newer set point")
+                raise PutRefused(f"{device.name}: the move to {target} was {why}") from None
             raise
+
+    def cancel_moves(self, why: str) -> None:
+        """Cancel every move in progress: each put fails at once saying `why` (a trip: the safe
+        action owns the outputs now, no put waits for a target it will never reach)."""
+        for key, task in self._moves.items():
+            if not task.done():
+                self._cancelled[key] = why
+                task.cancel()
 
     @staticmethod
     async def _set(device: StandardMovable[float], target: float) -> None:

@@ -14,7 +14,8 @@
 | `WATCHDOG:CHECKS` | r | checks done (it counts at ≥ 2 Hz while the watchdog lives) |
 
 The controlling client is the IOC's (`Control`): its circuit closing is the client gone. A move
-put that would raise HV above `interlocks.hv_safe_voltage` is refused unless the stand is in RUN.
+put that would raise HV above `interlocks.hv_safe_voltage` is refused unless the stand is in RUN;
+a trip (SAFE or ERROR) cancels every move in progress, whose puts fail saying so.
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ class SafetyPVs:
         task.add_done_callback(self._pending.discard)
 
     def _on_transition(self, transition: Transition) -> None:
+        if transition.new in (StandState.SAFE, StandState.ERROR) and self.ioc.puts is not None:
+            self.ioc.puts.cancel_moves(f"cancelled: the stand went {transition.new.value}")
         self._schedule(self._show(transition))
 
     async def _show(self, transition: Transition) -> None:
