@@ -8,12 +8,14 @@ Run: `.venv/bin/python benchmarks/ioc.py [--seconds 10] [--clients 20]`. Loopbac
    direct full-stand read rate is the slowest instrument's cycles per second (a full-stand
    update needs every instrument). Then it serves, and one client process monitors every PV:
    the full-stand update rate it sees is the lowest update rate over the readback PVs; `ratio`
-   = CA / direct (goal >= 0.95). Monitor latency: the coldbox lid is toggled in the simulator
-   every 0.37 s and the client stamps each LID_CLOSED update; latency = arrival - toggle, p50
-   and p99 (goal: p99 <= the coldbox's poll cycle + 50 ms, `latency_goal_ms`). Its baseline,
+   = CA / direct (goal >= 0.95). Monitor latency, on two probes toggled in the simulators
+   every 0.37 s (`PROBES`): the coldbox's lid (the coldbox reads everything in one long status
+   reply, about 270 ms at 9600 baud, longer than the poll period) and the chiller's running
+   state (one short query); the client stamps each update; latency = arrival - toggle, p50 and
+   p99 (goal: p99 <= the instrument's poll cycle + 50 ms, `latency_goal_ms`). Its baseline,
    measured in the first phase: the same toggles' delay to the poll loop's read of them
-   (`link_latency_ms`; the coldbox reads everything in one long status reply, so a change waits
-   up to two cycles on the link alone); `ca_added_ms` = CA latency - link latency.
+   (`link_latency_ms`: a change can wait two cycles of a long reply on the link alone);
+   `ca_added_ms` = CA latency - link latency.
 2. The same with `--clients` client processes at once (goal: rate and p99 within 5 %). The
    clients run on the last CPU, the IOC on the others (`cpus`), as if the clients were on
    another host; the CPU of this process (IOC and simulators) and of the clients per wall
@@ -54,21 +56,26 @@ from teststand.stand import build
 
 STAND = Path(__file__).parents[1] / "profile_collection" / "stand.yaml"
 PREFIX = "BENCH:"
+#: Latency probes: a readback PV, its instrument, the console lines that make it 1 and 0.
+PROBES = {
+    "COLDBOX:LID_CLOSED": ("coldbox", "coldbox call close_lid", "coldbox call open_lid"),
+    "CHILLER:RUNNING": ("chiller", 'chiller call respond "START"', 'chiller call respond "STOP"'),
+}
 CLIENT = r"""
 import asyncio, json, sys, time
 from aioca import camonitor
-seconds, lid, pvs = float(sys.argv[1]), sys.argv[2], sys.argv[3:]
+seconds, probes, pvs = float(sys.argv[1]), sys.argv[2].split(","), sys.argv[3:]
 counts = dict.fromkeys(pvs, 0)
 seen = set()
-arrivals = []
+arrivals = {probe: [] for probe in probes}
 counting = False
 def on(pv):
     def update(value):
         seen.add(pv)
         if counting:
             counts[pv] += 1
-            if pv == lid:
-                arrivals.append((time.time(), int(value)))
+            if pv in arrivals:
+                arrivals[pv].append((time.time(), int(value)))
     return update
 async def main():
     global counting
@@ -108,21 +115,22 @@ class ThreadedIoc:
     def call(self, coroutine: Any, timeout: float = 300) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
-    def direct(self, seconds: float, lid: str) -> tuple[dict[str, float], list[float]]:
-        """The poll loops alone (no CA server): each instrument's cycles per second, and the
-        lid toggles' delays to the poll loop's read of them (the baseline of the CA latency:
-        what the link itself costs; a watcher looks at the read value every 2 ms)."""
+    def direct(self, seconds: float) -> tuple[dict[str, float], dict[str, list[float]]]:
+        """The poll loops alone (no CA server): each instrument's cycles per second, and each
+        probe's toggles' delays to the poll loop's read of them (the baseline of the CA latency:
+        what the link itself costs; a watcher looks at the read values every 2 ms)."""
         poller = self.ioc.poller
         assert poller is not None
-        served = self.ioc.served[lid.removeprefix(PREFIX)]
-        reads: list[tuple[float, int]] = []
+        reads: dict[str, list[list[Any]]] = {probe: [] for probe in PROBES}
 
         async def watch() -> None:
-            last = served.value
+            last = {probe: self.ioc.served[probe].value for probe in PROBES}
             while True:
-                if served.value != last:
-                    last = served.value
-                    reads.append((time.time(), int(last)))
+                for probe, seen in reads.items():
+                    value = self.ioc.served[probe].value
+                    if value != last[probe]:
+                        last[probe] = value
+                        seen.append([time.time(), int(value)])
                 await asyncio.sleep(0.002)
 
         async def run() -> dict[str, float]:
@@ -136,9 +144,9 @@ class ThreadedIoc:
 
         running = asyncio.run_coroutine_threadsafe(run(), self.loop)
         time.sleep(1.0)  # the loops going
-        toggles = toggle_lid(self.sims, seconds - 2.0)
+        toggles = toggle_probes(self.sims, seconds - 2.0)
         rates: dict[str, float] = running.result(seconds + 60)
-        return rates, _latencies(toggles, [list(read) for read in reads])
+        return rates, {probe: _latencies(toggles[probe], reads[probe]) for probe in PROBES}
 
     def serve(self) -> None:
         self.task = asyncio.run_coroutine_threadsafe(self.ioc.run(["127.0.0.1"]), self.loop)
@@ -150,10 +158,11 @@ class ThreadedIoc:
 
 
 def measure_clients(
-    ioc: ThreadedIoc, clients: int, seconds: float, readbacks: list[str], lid: str
+    ioc: ThreadedIoc, clients: int, seconds: float, readbacks: list[str]
 ) -> dict[str, Any]:
     pvs = [ioc.ioc.prefix + suffix for suffix in ioc.ioc.served]
-    script = [sys.executable, "-c", CLIENT, str(seconds), lid, *pvs]
+    probes = ",".join(PREFIX + probe for probe in PROBES)
+    script = [sys.executable, "-c", CLIENT, str(seconds), probes, *pvs]
     processes = [
         subprocess.Popen(script, stdout=subprocess.PIPE, text=True, preexec_fn=_on_client_cpus)
         for _ in range(clients)
@@ -166,7 +175,7 @@ def measure_clients(
     cpu_before = _cpu_seconds()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    toggles = toggle_lid(ioc.sims, seconds - 1.0)
+    toggles = toggle_probes(ioc.sims, seconds - 1.0)
     results = [
         json.loads(p.communicate(timeout=seconds + 120)[0].splitlines()[-1]) for p in processes
     ]
@@ -177,36 +186,37 @@ def measure_clients(
     clients_cpu = (
         children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
     ) / wall
-    rates, latencies = [], []
+    rates: list[float] = []
+    latencies: dict[str, list[float]] = {probe: [] for probe in PROBES}
     for result in results:
         counts = result["counts"]
         rates.append(min(counts[ioc.ioc.prefix + s] for s in readbacks) / seconds)
-        latencies += _latencies(toggles, result["arrivals"])
-    percentiles = _percentiles(latencies)
+        for probe in PROBES:
+            latencies[probe] += _latencies(toggles[probe], result["arrivals"][PREFIX + probe])
     return {
         "full_stand_rate_hz": round(statistics.median(rates), 3),
         "ioc_full_stand_poll_rate_hz": round(poll_rate, 3),  # the IOC's own, meanwhile
-        "latency_p50_ms": percentiles["p50_ms"],
-        "latency_p99_ms": percentiles["p99_ms"],
-        "latency_samples": len(latencies),
+        "latency_ms": {probe: _percentiles(delays) for probe, delays in latencies.items()},
         "ioc_process_cpu_per_wall_s": round(ioc_cpu, 2),
         "clients_cpu_per_wall_s": round(clients_cpu, 2),
         "pvs_per_client": len(pvs),
     }
 
 
-def toggle_lid(sims: SimulatorProcess, seconds: float) -> list[tuple[float, int]]:
-    """Open and close the simulated coldbox's lid every 0.37 s; (time, closed) of each, taken
-    when the simulator has answered (its state changed)."""
-    toggles: list[tuple[float, int]] = []
+def toggle_probes(sims: SimulatorProcess, seconds: float) -> dict[str, list[tuple[float, int]]]:
+    """Toggle every probe every 0.37 s; per probe (time, state) of each toggle, taken when the
+    simulator has answered (its state changed)."""
+    toggles: dict[str, list[tuple[float, int]]] = {probe: [] for probe in PROBES}
     deadline = time.monotonic() + seconds
-    closed = True
+    state = 1
     while time.monotonic() < deadline:
-        closed = not closed
-        sims.ask(f"coldbox call {'close_lid' if closed else 'open_lid'}")
-        toggles.append((time.time(), int(closed)))
+        state = 1 - state
+        for probe, (_, on, off) in PROBES.items():
+            sims.ask(on if state else off)
+            toggles[probe].append((time.time(), state))
         time.sleep(0.37)
-    sims.ask("coldbox call close_lid")
+    for _, on, _ in PROBES.values():
+        sims.ask(on)
     return toggles
 
 
@@ -229,13 +239,14 @@ def _cpu_seconds() -> float:
     return time.process_time()
 
 
-def _percentiles(delays: list[float]) -> dict[str, float | None]:
+def _percentiles(delays: list[float]) -> dict[str, float | int | None]:
     delays = sorted(delays)
     if not delays:
-        return {"p50_ms": None, "p99_ms": None}
+        return {"p50": None, "p99": None, "samples": 0}
     return {
-        "p50_ms": round(1000 * delays[len(delays) // 2], 1),
-        "p99_ms": round(1000 * delays[int(len(delays) * 0.99)], 1),
+        "p50": round(1000 * delays[len(delays) // 2], 1),
+        "p99": round(1000 * delays[int(len(delays) * 0.99)], 1),
+        "samples": len(delays),
     }
 
 
@@ -301,18 +312,16 @@ def main() -> None:
         served["instruments"][name]["url"] = url
     ioc = ThreadedIoc(served, args.poll, sims)
     readbacks = [s for s, served in ioc.ioc.served.items() if served.readback]
-    lid = PREFIX + "COLDBOX:LID_CLOSED"
-    direct, link_delays = ioc.direct(args.seconds, lid)
+    direct, link_delays = ioc.direct(args.seconds)
     ioc.serve()
     time.sleep(1.0)
-    one = measure_clients(ioc, 1, args.seconds, readbacks, lid)
-    many = measure_clients(ioc, args.clients, args.seconds, readbacks, lid)
+    one = measure_clients(ioc, 1, args.seconds, readbacks)
+    many = measure_clients(ioc, args.clients, args.seconds, readbacks)
     ioc.stop()
     sims.stop()
     shutil.rmtree(folder, ignore_errors=True)
     direct_rate = min(direct.values())
-    cycle_ms = 1000 / direct["coldbox"]
-    link = _percentiles(link_delays)
+    link = {probe: _percentiles(delays) for probe, delays in link_delays.items()}
     iv = iv_costs(args.points, ca)
     result = {
         "direct_rates_hz": {k: round(v, 3) for k, v in direct.items()},
@@ -320,18 +329,26 @@ def main() -> None:
         "cpus": {"ioc": sorted(ioc_cpus), "clients": sorted(client_cpus)},
         "one_client": one,
         "ratio": round(one["full_stand_rate_hz"] / direct_rate, 3),
-        "latency_goal_ms": round(max(cycle_ms, 1000 * args.poll) + 50, 1),
+        "latency_goal_ms": {
+            probe: round(max(1000 / direct[instrument], 1000 * args.poll) + 50, 1)
+            for probe, (instrument, _, _) in PROBES.items()
+        },
         "link_latency_ms": link,
         "ca_added_ms": {
-            key: round(one[f"latency_{key}"] - link[key], 1)
-            for key in ("p50_ms", "p99_ms")
-            if one[f"latency_{key}"] is not None and link[key] is not None
+            probe: {
+                key: round(one["latency_ms"][probe][key] - link[probe][key], 1)
+                for key in ("p50", "p99")
+                if one["latency_ms"][probe][key] is not None and link[probe][key] is not None
+            }
+            for probe in PROBES
         },
         f"clients_{args.clients}": many,
         "many_over_one_rate": round(many["full_stand_rate_hz"] / one["full_stand_rate_hz"], 3),
-        "many_over_one_p99": round(many["latency_p99_ms"] / one["latency_p99_ms"], 3)
-        if one["latency_p99_ms"] and many["latency_p99_ms"]
-        else None,
+        "many_over_one_p99": {
+            probe: round(many["latency_ms"][probe]["p99"] / one["latency_ms"][probe]["p99"], 3)
+            for probe in PROBES
+            if one["latency_ms"][probe]["p99"] and many["latency_ms"][probe]["p99"]
+        },
         "iv_ms_per_point": {k: round(1000 * v, 1) for k, v in iv.items()},
         "iv_ratio": round(iv["served"] / iv["direct"], 2),
     }
