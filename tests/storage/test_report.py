@@ -24,6 +24,7 @@ from teststand.app.report import (
     STAGE_COLUMNS,
     TEMPERATURE_PNG,
     ModuleReport,
+    TemperatureTrace,
     UnknownModule,
     compare,
     judge,
@@ -253,6 +254,23 @@ def test_the_plots_mark_breakdown_and_compliance_and_show_dates(
     assert "breakdown INITIAL_COLD: 150 V" in labels and "compliance 100 µA" in labels
     figure = plot_temperature(written.reports[A], tmp_path / TEMPERATURE_PNG)
     figure.canvas.draw()
+    ticks = [tick.get_text() for tick in figure.axes[0].get_xticklabels() if tick.get_text()]
+    assert ticks and all(re.match(r"\d{4}-\d\d-\d\d\n\d\d:\d\d:\d\d", t) for t in ticks), ticks
+
+
+def test_temperature_of_one_instant_has_date_ticks_and_no_warning(
+    written: Written, tmp_path: Path
+) -> None:
+    """A module with a single temperature reading (one instant): matplotlib's date locator
+    warned that it found no interval for a zero range; the plot shows a minute around it."""
+    import warnings
+
+    one = TemperatureTrace("uid", "iv", "INITIAL_WARM", (1.7e9,), (20.0,))
+    report = replace(written.reports[A], temperatures=(one,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figure = plot_temperature(report, tmp_path / TEMPERATURE_PNG)
+        figure.canvas.draw()
     ticks = [tick.get_text() for tick in figure.axes[0].get_xticklabels() if tick.get_text()]
     assert ticks and all(re.match(r"\d{4}-\d\d-\d\d\n\d\d:\d\d:\d\d", t) for t in ticks), ticks
 

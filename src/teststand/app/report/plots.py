@@ -92,11 +92,18 @@ def plot_temperature(report: ModuleReport, path: Path) -> Figure:
     figure = _figure()
     axes = figure.add_subplot()
     colours: dict[str, str] = {}  # one colour per test: the default cycle's C0..C9
+    spans: list[np.ndarray] = []
     for trace in report.temperatures:
         new = trace.test not in colours
         colour = colours.setdefault(trace.test, f"C{len(colours) % 10}")
         times = np.round(np.asarray(trace.times) * 1e3).astype("int64").astype("datetime64[ms]")
         axes.plot(times, trace.values, ".-", color=colour, label=trace.test if new else None)
+        spans.append(times)
+    every = np.concatenate(spans) if spans else np.array([], dtype="datetime64[ms]")
+    if every.size and every.max() - every.min() < np.timedelta64(1, "s"):
+        # one instant (a single reading): a minute around it, where dates can have ticks
+        middle = every.min()
+        axes.set_xlim(middle - np.timedelta64(30, "s"), middle + np.timedelta64(30, "s"))
     axes.set(xlabel="date and time (UTC)", ylabel="module temperature (°C)")
     axes.set_title(f"{report.module_id}: temperature over every run")
     axes.legend(title="test")
