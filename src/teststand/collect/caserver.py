@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from caproto import ChannelType
+from caproto.asyncio.server import Context
 
 #: pvproperty arguments of a text PV (a char array that `caget -S` and aioca read as a string).
 TEXT: dict[str, Any] = {"dtype": ChannelType.CHAR, "max_length": 512, "string_encoding": "latin-1"}
@@ -19,3 +21,18 @@ def ready_hook(on_ready: Callable[[], None] | None) -> Callable[[Any], Awaitable
             on_ready()
 
     return hook
+
+
+class ServerContext(Context):  # type: ignore[misc]
+    """caproto's asyncio server with TCP_NODELAY on every client's circuit.
+
+    caproto binds its listening sockets without naming IPPROTO_TCP, so asyncio leaves Nagle on
+    for the connections it accepts: a reply written in two segments (a read's response after an
+    update) waited for the client's delayed ACK, about 40 ms a round trip (48 ms per read of a
+    slot over CA, against 5 ms with it)."""
+
+    async def tcp_handler(self, client: Any, addr: Any) -> None:
+        sock = client.writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await super().tcp_handler(client, addr)

@@ -26,10 +26,9 @@ from typing import Any
 
 from aioca import DBR_DOUBLE, FORMAT_TIME, camonitor
 from caproto import AlarmSeverity, AlarmStatus
-from caproto.asyncio.server import Context
 from caproto.server import PVGroup, pvproperty
 
-from teststand.collect.caserver import TEXT, ready_hook
+from teststand.collect.caserver import TEXT, ServerContext, ready_hook
 from teststand.collect.errors import ProcessingError
 
 log = logging.getLogger("teststand.collect")
@@ -300,9 +299,8 @@ class ProcessingServer:
         ]
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(
-                    Context(self.pvdb, list(interfaces)).run(startup_hook=ready_hook(on_ready))
-                )
+                server = ServerContext(self.pvdb, list(interfaces))
+                tasks.create_task(server.run(startup_hook=ready_hook(on_ready)))
                 tasks.create_task(self._loop())
         finally:
             for subscription in subscriptions:

@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from caproto import ChannelType
-from caproto.asyncio.server import Context
 from caproto.server import PVGroup, pvproperty
 
-from teststand.collect.caserver import TEXT, ready_hook
+from teststand.collect.caserver import TEXT, ServerContext, ready_hook
 from teststand.collect.config import CollectorConfig, check_array_limit
 from teststand.collect.errors import CollectorError
 from teststand.collect.recorder import Recorder
@@ -229,7 +228,7 @@ class CollectorServer:
         if self.autostart:
             self.recorder.start()
         await self._publish_state()
-        context = Context(self.pvdb, list(interfaces))
+        context = ServerContext(self.pvdb, list(interfaces))
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(context.run(startup_hook=ready_hook(on_ready)))
             tasks.create_task(self.recorder.run())

@@ -25,11 +25,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from caproto import ChannelType
-from caproto.asyncio.server import Context
 from caproto.server import PVGroup, pvproperty
 
 from teststand.app.collector import factory
-from teststand.collect.caserver import TEXT, ready_hook
+from teststand.collect.caserver import TEXT, ServerContext, ready_hook
 from teststand.collect.config import make_config
 from teststand.collect.errors import CollectorError
 
@@ -202,6 +201,6 @@ class FactoryServer:
     ) -> None:
         """Serve until cancelled; `on_ready()` once the server answers searches."""
         async with asyncio.TaskGroup() as tasks:
-            context = Context(self.pvdb, list(interfaces))
+            context = ServerContext(self.pvdb, list(interfaces))
             tasks.create_task(context.run(startup_hook=ready_hook(on_ready)))
             tasks.create_task(self._list_loop())

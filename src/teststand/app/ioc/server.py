@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from caproto import ChannelData, ChannelDouble, ChannelString
-from caproto.asyncio.server import Context
 from ophyd_async.core import Device, Signal
 
 from teststand.app.ioc.alarms import alarm_of
@@ -25,6 +24,7 @@ from teststand.app.ioc.checks import drive_limits
 from teststand.app.ioc.control import Control
 from teststand.app.ioc.poll import Group, Poller, ServedSignal
 from teststand.app.ioc.puts import Messages, Puts
+from teststand.collect.caserver import ServerContext
 from teststand.stand import TestStand
 from teststand.stand.pvnames import MESSAGE, SignalPV, walk
 
@@ -36,7 +36,7 @@ TaskFactory = Callable[[], Coroutine[Any, Any, None]]
 OWNER_WATCH_PERIOD = 0.2
 
 
-class IocContext(Context):  # type: ignore[misc]
+class IocContext(ServerContext):
     """caproto's asyncio server, sending an update to a snapshot of a PV's subscriptions.
 
     caproto 1.3 iterates the live deque of subscriptions across the awaits of the sends; a client
@@ -94,7 +94,7 @@ class StandIOC:
         self._tasks: list[TaskFactory] = []
         self.poller: Poller | None = None
         self.puts: Puts | None = None
-        self.context: Context | None = None
+        self.context: IocContext | None = None
 
     # ---- the hook ----
 
