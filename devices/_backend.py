@@ -58,6 +58,7 @@ class ClientBackend(SignalBackend[SignalDatatypeT]):
             self._metadata["precision"] = precision
         self._poll_period = poll_period
         self._poll: asyncio.Task[None] | None = None
+        self._callback: Callback[Reading[SignalDatatypeT]] | None = None
         self._setpoint: SignalDatatypeT | None = None
         super().__init__(datatype)
 
@@ -81,10 +82,21 @@ class ClientBackend(SignalBackend[SignalDatatypeT]):
         self._setpoint = value
 
     async def get_value(self) -> SignalDatatypeT:
-        return await self._read()
+        reading = await self.get_reading()
+        return reading["value"]
 
     async def get_reading(self) -> Reading[SignalDatatypeT]:
-        return {"value": await self._read(), "timestamp": time.time(), "alarm_severity": 0}
+        """A fresh read. While the signal is monitored its subscribers (and ophyd-async's cache)
+        get it too: a cached read is never older than the last fresh one (a move judged settled
+        on a fresh read, then read from the cache, showed a value from before it had settled)."""
+        reading: Reading[SignalDatatypeT] = {
+            "value": await self._read(),
+            "timestamp": time.time(),
+            "alarm_severity": 0,
+        }
+        if self._callback is not None:
+            self._callback(reading)
+        return reading
 
     async def get_setpoint(self) -> SignalDatatypeT:
         return self._setpoint if self._setpoint is not None else await self._read()
@@ -97,16 +109,17 @@ class ClientBackend(SignalBackend[SignalDatatypeT]):
         if self._poll is not None:
             self._poll.cancel()
             self._poll = None
+        self._callback = callback
         if callback is not None:
-            self._poll = asyncio.create_task(self._monitor(callback))
+            self._poll = asyncio.create_task(self._monitor())
 
-    async def _monitor(self, callback: Callback[Reading[SignalDatatypeT]]) -> None:
-        """Poll and call back; a failure is logged once until it changes or the reads recover
-        (a closed instrument must not flood the session log every poll period)."""
+    async def _monitor(self) -> None:
+        """Poll (each read calls back); a failure is logged once until it changes or the reads
+        recover (a closed instrument must not flood the session log every poll period)."""
         failing: str | None = None
         while True:
             try:
-                callback(await self.get_reading())
+                await self.get_reading()
             except Exception as exc:  # keep monitoring, but never silently
                 if str(exc) != failing:
                     log.error("%s: monitor read failed: %s (logged once)", self._source, exc)

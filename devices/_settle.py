@@ -109,7 +109,7 @@ class SettleLogic(MovableLogic[float]):
         inside_since: float | None = None
         while True:
             value, _ = await asyncio.gather(
-                self.readback.get_value(), self.check_progress(new_position)
+                self.readback.get_value(cached=False), self.check_progress(new_position)
             )
             now = time.monotonic()
             if abs(value - new_position) <= tolerance:
@@ -130,4 +130,4 @@ class SettleLogic(MovableLogic[float]):
 
     async def stop(self) -> None:
         """Hold the present value."""
-        await self.setpoint.set(await self.readback.get_value())
+        await self.setpoint.set(await self.readback.get_value(cached=False))

@@ -97,7 +97,7 @@ class CaenMoveLogic(MovableLogic[float]):
             if status.faults or not status.on:
                 problem = ", ".join(sorted(status.faults)) or "switched off"
                 raise CaenRampError(f"{channel.name}: ramp to {new_position} V failed: {problem}")
-            voltage = await self.readback.get_value()
+            voltage = await self.readback.get_value(cached=False)  # not a monitor's last poll
             if abs(voltage - new_position) < self.tolerance and not status.ramping:
                 return
             if time.monotonic() > deadline:
@@ -110,7 +110,7 @@ class CaenMoveLogic(MovableLogic[float]):
 
     async def stop(self) -> None:
         """Hold the present voltage."""
-        await self.setpoint.set(await self.readback.get_value())
+        await self.setpoint.set(await self.readback.get_value(cached=False))
 
 
 class CaenChannelMock(DeviceMock["CaenChannel"]):
@@ -220,7 +220,7 @@ class CaenChannel(StandardReadable, StandardMovable[float]):
         return CaenMoveLogic(setpoint=self.setpoint, readback=self.voltage, channel=self)
 
     async def read_status(self) -> ChannelStatus:
-        return decode_status(await self.status_word.get_value(), self.client.dialect)
+        return decode_status(await self.status_word.get_value(cached=False), self.client.dialect)
 
     async def check_voltage(self, voltage: float) -> None:
         """Raise `CaenError` if `voltage` V is outside 0..MAXV."""
