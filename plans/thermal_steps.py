@@ -139,13 +139,15 @@ def prepare(ctx: Thermal) -> MsgGenerator[None]:
 
 
 def flush(ctx: Thermal, target: float) -> MsgGenerator[None]:
-    """Before cooling to `target`: flush until RH <= flush_rh or the dew point is low enough,
-    then refuse the target if it is less than the margin above the dew point. No set point
-    moves here; warming (target at or above the coldest plate) passes at once."""
+    """Before a step to `target`: flush until RH <= flush_rh or the dew point is low enough for
+    the coldest set point the step writes (the chiller's, `chiller_offset` below the target,
+    when there is a chiller), then refuse the step if that set point is less than the margin
+    above the dew point. No set point moves here; a dry enough box passes at once."""
     box = ctx.coldbox
     now = yield from read_now(box)
     coldest = ctx.value(now, box.dew_point) + ctx.value(now, box.dew_point_margin)
-    if target >= coldest:
+    lowest = min(target, ctx.chiller_target(target)) if ctx.chiller is not None else target
+    if lowest >= coldest:
         return
     ctx.readout.set_phase("flush")
     ctx.readout.set_target(target)
@@ -158,22 +160,28 @@ def flush(ctx: Thermal, target: float) -> MsgGenerator[None]:
         rh = ctx.value(reading, box.relative_humidity)
         dew = ctx.value(reading, box.dew_point)
         timed_out = time.monotonic() >= deadline
-        if rh <= ctx.flush_rh or dew + ctx.margin <= target or timed_out:
+        if rh <= ctx.flush_rh or dew + ctx.margin <= lowest or timed_out:
             break
         yield Msg("sleep", None, ctx.interval)
-    if dew + ctx.margin > target:
+    if dew + ctx.margin > lowest:
         flow = ctx.value(reading, box.dry_air_flow)
         how = (
             f"after {ctx.flush_timeout:g} s of flushing (flush_timeout)"
             if timed_out
             else f"flushed to {rh:.2f} %RH (flush_rh {ctx.flush_rh:g} %)"
         )
+        chiller = (
+            f" (the chiller's set point {lowest:g} °C, chiller_offset {ctx.chiller_offset:g} K)"
+            if lowest < target
+            else ""
+        )
         raise DewPointError(
             f"{target} °C refused: {how} the coldbox's dew point is {dew:.1f} °C (dry-air flow "
-            f"{flow:.1f} l/min), and cooling below {dew + ctx.margin:.1f} °C would break the "
-            f"{ctx.margin:g} K dew-point margin (limits.dew_point_margin). Choose a target of "
-            f"at least {math.ceil(dew + ctx.margin)} °C, or dry the box further (check the "
-            "dry-air supply, give a longer flush_timeout or a lower flush_rh)"
+            f"{flow:.1f} l/min), and cooling below {dew + ctx.margin:.1f} °C{chiller} would "
+            f"break the {ctx.margin:g} K dew-point margin (limits.dew_point_margin). Choose a "
+            f"target of at least {math.ceil(dew + ctx.margin + target - lowest)} °C, or dry "
+            "the box further (check the dry-air supply, give a longer flush_timeout or a lower "
+            "flush_rh)"
         )
 
 

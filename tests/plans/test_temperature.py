@@ -139,6 +139,22 @@ def test_target_below_dew_point_refused_with_no_set_point_moved(
     assert all(e["thermal-phase"] == "flush" for e in docs.primary())
 
 
+def test_a_warm_step_flushes_first_when_its_chiller_set_point_would_break_the_margin(
+    RE: RunEngine, fast: Callable[..., TestStand], docs: Documents
+) -> None:
+    """22 °C with the chiller 10 K below: the box at a 9 °C dew point keeps the plates safe, but
+    a 12 °C bath would break the 5 K margin, which the chiller's own check refuses: the step
+    flushes the box until the bath may go there, then moves (the demo failed here once the
+    stand got faster than the box dried)."""
+    stand = fast()
+    humid = box(stand)
+    control(stand, lambda: humid.set_ambient_dew_point(9.0))
+    RE(set_temperature(stand, 22.0, **FAST))
+    assert chiller_state(stand)["setpoint"] == 12.0 and chiller_state(stand)["running"]
+    phases = [e["thermal-phase"] for e in docs.primary()]
+    assert phases[0] == "flush" and "move" in phases
+
+
 def test_flushed_box_too_humid_for_the_target_is_refused(
     RE: RunEngine, fast: Callable[..., TestStand]
 ) -> None:
