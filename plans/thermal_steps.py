@@ -179,9 +179,9 @@ def flush(ctx: Thermal, target: float) -> MsgGenerator[None]:
             f"{target} °C refused: {how} the coldbox's dew point is {dew:.1f} °C (dry-air flow "
             f"{flow:.1f} l/min), and cooling below {dew + ctx.margin:.1f} °C{chiller} would "
             f"break the {ctx.margin:g} K dew-point margin (limits.dew_point_margin). Choose a "
-            f"target of at least {math.ceil(dew + ctx.margin + target - lowest)} °C, or dry "
-            "the box further (check the dry-air supply, give a longer flush_timeout or a lower "
-            "flush_rh)"
+            f"target of at least {math.ceil(dew + ctx.margin + target - lowest)} °C"
+            f"{', or a smaller chiller_offset' if chiller else ''}, or dry the box further "
+            "(check the dry-air supply, give a longer flush_timeout or a lower flush_rh)"
         )
 
 
