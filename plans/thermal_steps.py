@@ -9,6 +9,7 @@ at its temperature. A dwell that had to move again starts afresh.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ from teststand.errors import TeststandError
 from teststand.plans.common import Readings, read_now
 from teststand.roles import Chiller, Coldbox, Operation
 from teststand.stand import TestStand
+
+log = logging.getLogger(__name__)
 
 #: A set point read back within this of the value written is taken as unchanged (°C).
 SETPOINT_RESOLUTION = 0.01
@@ -86,6 +89,9 @@ class Thermal:
     margin: float = field(init=False)
     mover: SettlingMove = field(init=False)
     chiller_range: tuple[float, float] = (-math.inf, math.inf)
+    #: The chiller's lowest set point under the dew-point rule, from the last flush (its bath
+    #: must stay `margin` above the dew point, as the IOC checks; the TECs cool the rest).
+    chiller_floor: float = -math.inf
 
     def __post_init__(self) -> None:
         self.margin = self.stand.config.limits.dew_point_margin
@@ -93,7 +99,7 @@ class Thermal:
 
     def chiller_target(self, target: float) -> float:
         low, high = self.chiller_range
-        return round(min(max(target + self.chiller_offset, low), high), 2)
+        return round(min(max(target + self.chiller_offset, low, self.chiller_floor), high), 2)
 
     def record(self) -> MsgGenerator[Readings]:
         """One event of the primary stream; returns its readings (read again, outside the
@@ -140,14 +146,16 @@ def prepare(ctx: Thermal) -> MsgGenerator[None]:
 
 def flush(ctx: Thermal, target: float) -> MsgGenerator[None]:
     """Before a step to `target`: flush until RH <= flush_rh or the dew point is low enough for
-    the coldest set point the step writes (the chiller's, `chiller_offset` below the target,
-    when there is a chiller), then refuse the step if that set point is less than the margin
-    above the dew point. No set point moves here; a dry enough box passes at once."""
+    the plates and the chiller's bath (`chiller_offset` below them), then refuse the target if
+    it is less than the margin above the dew point; a bath the flushed box cannot allow is set
+    no colder than the rule (`chiller_floor`). No set point moves here; a dry enough box
+    passes at once."""
     box = ctx.coldbox
     now = yield from read_now(box)
     coldest = ctx.value(now, box.dew_point) + ctx.value(now, box.dew_point_margin)
-    lowest = min(target, ctx.chiller_target(target)) if ctx.chiller is not None else target
-    if lowest >= coldest:
+    bath = target + ctx.chiller_offset if ctx.chiller is not None else target
+    if min(target, bath) >= coldest:
+        ctx.chiller_floor = -math.inf
         return
     ctx.readout.set_phase("flush")
     ctx.readout.set_target(target)
@@ -160,28 +168,33 @@ def flush(ctx: Thermal, target: float) -> MsgGenerator[None]:
         rh = ctx.value(reading, box.relative_humidity)
         dew = ctx.value(reading, box.dew_point)
         timed_out = time.monotonic() >= deadline
-        if rh <= ctx.flush_rh or dew + ctx.margin <= lowest or timed_out:
+        if rh <= ctx.flush_rh or dew + ctx.margin <= min(target, bath) or timed_out:
             break
         yield Msg("sleep", None, ctx.interval)
-    if dew + ctx.margin > lowest:
+    # The bath no colder than the rule allows now (rounded up to the set point's resolution).
+    ctx.chiller_floor = math.ceil((dew + ctx.margin) * 100) / 100
+    if ctx.chiller is not None and bath < ctx.chiller_floor:
+        log.info(
+            "chiller set point %.2f °C instead of %.2f °C: the bath stays %g K above the "
+            "flushed box's dew point %.1f °C",
+            ctx.chiller_target(target),
+            bath,
+            ctx.margin,
+            dew,
+        )
+    if dew + ctx.margin > target:
         flow = ctx.value(reading, box.dry_air_flow)
         how = (
             f"after {ctx.flush_timeout:g} s of flushing (flush_timeout)"
             if timed_out
             else f"flushed to {rh:.2f} %RH (flush_rh {ctx.flush_rh:g} %)"
         )
-        chiller = (
-            f" (the chiller's set point {lowest:g} °C, chiller_offset {ctx.chiller_offset:g} K)"
-            if lowest < target
-            else ""
-        )
         raise DewPointError(
             f"{target} °C refused: {how} the coldbox's dew point is {dew:.1f} °C (dry-air flow "
-            f"{flow:.1f} l/min), and cooling below {dew + ctx.margin:.1f} °C{chiller} would "
-            f"break the {ctx.margin:g} K dew-point margin (limits.dew_point_margin). Choose a "
-            f"target of at least {math.ceil(dew + ctx.margin + target - lowest)} °C"
-            f"{', or a smaller chiller_offset' if chiller else ''}, or dry the box further "
-            "(check the dry-air supply, give a longer flush_timeout or a lower flush_rh)"
+            f"{flow:.1f} l/min), and cooling below {dew + ctx.margin:.1f} °C would break the "
+            f"{ctx.margin:g} K dew-point margin (limits.dew_point_margin). Choose a target of "
+            f"at least {math.ceil(dew + ctx.margin)} °C, or dry the box further (check the "
+            "dry-air supply, give a longer flush_timeout or a lower flush_rh)"
         )
 
 

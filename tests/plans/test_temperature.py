@@ -97,7 +97,10 @@ def test_cooling_flushes_first_then_reaches_the_target(
     assert phases[-1] == "reached"
     assert events[-1]["coldbox"] == pytest.approx(-30.0, abs=1.0)
     assert events[-1]["slot3-temperature"] == pytest.approx(-30.0, abs=1.0)
-    assert events[-1]["chiller-setpoint"] == -40.0  # target + chiller_offset
+    # target + chiller_offset, or, when the flush stopped at flush_rh with the dew point too
+    # high for that, no colder than the flushed dew point + the margin (the IOC's rule)
+    floor = math.ceil((flushed["coldbox-dew_point"] + MARGIN) * 100) / 100
+    assert events[-1]["chiller-setpoint"] == pytest.approx(max(-40.0, floor), abs=0.011)
     assert min(e["coldbox"] for e in events) > -31.5  # no undershoot past the tolerance
 
     state = box(stand).snapshot()
@@ -155,14 +158,31 @@ def test_a_warm_step_flushes_first_when_its_chiller_set_point_would_break_the_ma
     assert phases[0] == "flush" and "move" in phases
 
 
+def test_a_bath_the_flushed_box_cannot_allow_stays_above_the_dew_point_rule(
+    RE: RunEngine, fast: Callable[..., TestStand], docs: Documents
+) -> None:
+    """Dry air at a -42 °C dew point: -30 °C plates are allowed, a -40 °C bath (10 K below)
+    is not; the bath goes no colder than the flushed dew point + the margin and the step ends
+    at its target (the IOC would refuse the colder bath)."""
+    poor = stand_dict()["instruments"]
+    poor["coldbox"]["simulator"] = {"options": {"dry_air_dew_point": -42.0}}
+    stand = fast(instruments=poor)
+    RE(set_temperature(stand, -30.0, flush_rh=1.0, flush_timeout=20.0, **FAST))
+    events = docs.primary()
+    flushed = [e for e in events if e["thermal-phase"] == "flush"][-1]
+    floor = math.ceil((flushed["coldbox-dew_point"] + MARGIN) * 100) / 100
+    assert -40.0 < floor <= -30.0
+    assert chiller_state(stand)["setpoint"] == pytest.approx(floor, abs=0.011)
+    assert events[-1]["coldbox"] == pytest.approx(-30.0, abs=1.0)
+
+
 def test_flushed_box_too_humid_for_the_target_is_refused(
     RE: RunEngine, fast: Callable[..., TestStand]
 ) -> None:
     poor = stand_dict()["instruments"]
     poor["coldbox"]["simulator"] = {"options": {"dry_air_dew_point": -20.0}}
     stand = fast(instruments=poor)
-    # the chiller's set point (10 K below the target) is the one the flushed box cannot hold
-    with pytest.raises(DewPointError, match=r"flushed to .* %RH .* at least -[345] °C, or a sm"):
+    with pytest.raises(DewPointError, match=r"flushed to .* %RH .* at least -1[34] °C"):
         RE(set_temperature(stand, -25.0, flush_rh=6.0, flush_timeout=10.0, **FAST))
     assert box(stand).snapshot()["setpoints"] == [20.0] * 8
 
