@@ -66,10 +66,17 @@ def test_reset_refused_while_the_cause_persists_and_accepted_after(
     caplog.set_level(logging.INFO, "teststand.safety.state")
     machine = ready()
     machine.trip(StandState.SAFE, "watchdog", "the coldbox lid is open")
-    with pytest.raises(StateError, match="the cause persists: the coldbox lid is open"):
-        machine.reset("alice", "lid closed", ["the coldbox lid is open"])
+    causes = ["the coldbox lid is open", "dew point margin 1.0 K"]
+    with pytest.raises(StateError) as refused:
+        machine.reset("alice", "lid closed", causes)
+    assert str(refused.value) == (
+        "reset refused: the cause persists: the coldbox lid is open; dew point margin 1.0 K; "
+        "clear it and reset again"
+    )
     assert machine.state is StandState.SAFE
-    assert "reset by alice refused" in caplog.text
+    assert "reset by alice refused: the coldbox lid is open; dew point margin 1.0 K" in [
+        record.getMessage() for record in caplog.records
+    ]
     transition = machine.reset("alice", "lid closed", [])
     assert transition.new is StandState.INIT
     assert "SAFE -> INIT by alice: reset: lid closed" in caplog.text

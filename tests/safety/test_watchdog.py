@@ -39,6 +39,180 @@ def power(RE: RunEngine, stand: TestStand, volts: float, channels: range = range
     run(RE, up)
 
 
+def test_a_reading_is_confirmed_at_once_and_stop_ends_the_checks(
+    RE: RunEngine, guarded: Guarded, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A condition on one reading acts after one more read of that instrument, asked for at
+    once (not a poll period later), every time: three lid openings in a row. Every check is
+    counted and seen by each listener, a failing listener is logged; after `stop()` no check
+    runs any more."""
+    period = 0.5
+    stand, watchdog = guarded(poll_period=period)
+    assert stand.simulators is not None
+    box = stand.simulators["coldbox"].instrument
+    seen: dict[str, float] = {}
+    counted: list[int] = []
+
+    def failing(checked: Watchdog) -> None:
+        raise RuntimeError("a broken PV update")
+
+    def on_check(checked: Watchdog) -> None:
+        now = time.monotonic()
+        counted.append(checked.checks)
+        if checked.pending:
+            seen.setdefault("pending", now)
+        if checked.machine.state is StandState.SAFE:
+            seen.setdefault("safe", now)
+
+    watchdog.on_check(failing)
+    watchdog.on_check(on_check)
+    delays = []
+    for _ in range(3):
+        seen.clear()
+        box.open_lid()  # type: ignore[attr-defined]
+        wait_until(lambda: "safe" in seen, 10, "SAFE after the lid opened")
+        delays.append(seen["safe"] - seen["pending"])
+        wait_until(lambda: not watchdog.acting, 10, "the safe action done")
+        box.close_lid()  # type: ignore[attr-defined]
+        run(RE, lambda: watchdog.reset(WHO, "lid closed"))
+    # the next regular read of the coldbox comes a poll period after the first; one read more
+    # takes a few tens of ms (the median: one slow episode on a loaded machine is forgiven)
+    assert sorted(delays)[1] < 0.6 * period, delays
+    assert counted == list(range(counted[0], counted[0] + len(counted)))
+    assert "watchdog listener failed" in [r.getMessage() for r in caplog.records]
+    run(RE, watchdog.stop)
+    checks = watchdog.checks
+    time.sleep(3 * period)
+    assert watchdog.checks == checks, "the watchdog still checks after stop()"
+
+
+def test_run_needs_a_client_in_control_and_ready_needs_hv_down(
+    RE: RunEngine, guarded: Guarded
+) -> None:
+    stand, watchdog = guarded()
+    run(RE, lambda: watchdog.request("READY", WHO, "prepare"))  # READY needs no control
+    with pytest.raises(StateError) as refused:
+        run(RE, lambda: watchdog.request("RUN", WHO, "test"))
+    assert str(refused.value) == "RUN refused: no client holds control; take control first"
+    assert watchdog.machine.state is StandState.READY
+    watchdog.client.claim(WHO)
+    watchdog.client.report("running")
+    run(RE, lambda: watchdog.request("RUN", WHO, "test"))
+    power(RE, stand, 100.0, range(2))
+    wait_until(lambda: watchdog.hv_up, 10, "HV up in the watchdog's readings")
+    with pytest.raises(StateError) as refused:
+        run(RE, lambda: watchdog.request("READY", WHO, "done"))
+    assert str(refused.value) == "READY refused: HV is still up; ramp every channel to 0 V first"
+    assert watchdog.machine.state is StandState.RUN
+    power(RE, stand, 0.0, range(2))
+    wait_until(lambda: not watchdog.hv_up, 10, "HV down in the watchdog's readings")
+    transition = run(RE, lambda: watchdog.request("READY", WHO, "done"))
+    assert (transition.new, transition.who, transition.why) == (StandState.READY, WHO, "done")
+    assert watchdog.machine.history[-1] is transition
+
+
+def test_start_arms_the_chillers_own_watchdog_or_warns_without_one(
+    RE: RunEngine, guarded: Guarded, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "teststand.safety")
+    stand, _ = guarded(cooling={"action": "setpoint", "setpoint": 24}, chiller_timeout=900)
+    chiller = stand.instruments["chiller"].client  # type: ignore[attr-defined]
+    assert run(RE, chiller.safe_setpoint) == 24.0  # the factory's is 20 °C
+    assert run(RE, chiller.communication_timeout) == 900
+    assert "communication watchdog" not in caplog.text
+    # a model without the communication watchdog answers ERR_3: the IOC starts, and says so
+    guarded(sim={"chiller": {"communication_watchdog": False}})
+    assert (
+        "chiller has no communication watchdog (ERR_3): if the IOC dies, it keeps its set point "
+        "until someone stops it"
+    ) in [record.getMessage() for record in caplog.records]
+
+
+def test_stop_lets_the_safe_action_under_way_finish(RE: RunEngine, guarded: Guarded) -> None:
+    stand, watchdog = guarded()
+    to_run(RE, watchdog)
+    power(RE, stand, 300.0, range(2))
+    wait_until(lambda: watchdog.hv_up, 10, "HV up in the watchdog's readings")
+
+    async def press_estop_and_stop() -> None:
+        watchdog.client.release()
+        watchdog.client.estop(True, "panel")
+        watchdog.check()  # trips, and starts the safe action
+        assert watchdog.acting
+        last = watchdog.machine.history[-1]
+        assert (last.new, last.who) == (StandState.SAFE, "watchdog")
+        assert last.why == "E-stop pressed by panel; RUN without a controlling client"
+        with pytest.raises(StateError) as refused:
+            await watchdog.reset(WHO, "released")
+        assert str(refused.value) == (
+            "reset refused: the safe action is still under way; wait for it"
+        )
+        await watchdog.stop()
+
+    run(RE, press_estop_and_stop)
+    assert not watchdog.acting
+    assert watchdog.outcome is not None and watchdog.outcome.hv_safe is not None
+
+
+def test_a_module_over_its_compliance_trips_the_stand(RE: RunEngine, guarded: Guarded) -> None:
+    stand, watchdog = guarded(sim={"hv": {"breakdown": [50.0] * 8}}, compliance_trip_time=0.3)
+    to_run(RE, watchdog)
+    caen = stand.instruments["hv"].client  # type: ignore[attr-defined]
+    run(RE, lambda: caen.set("TRIP", 0, 1000.0))  # never trips: held in OVC at ISET
+    power(RE, stand, 100.0, range(1))  # past its breakdown: the current runs away
+    wait_until(lambda: watchdog.machine.state is StandState.SAFE, 10, "SAFE")
+    assert "slot 1 (hv:0) over its compliance (0.0001 A, limits.compliance)" in (
+        watchdog.machine.reason
+    )
+    assert "(interlocks.compliance_trip_time 0.3 s)" in watchdog.machine.reason
+
+
+def test_a_paused_plan_may_hold_hv_only_so_long(RE: RunEngine, guarded: Guarded) -> None:
+    stand, watchdog = guarded(paused_hv_hold=0.5)
+    to_run(RE, watchdog)
+    power(RE, stand, 100.0, range(1))
+    wait_until(lambda: watchdog.hv_up, 10, "HV up in the watchdog's readings")
+    RE.loop.call_soon_threadsafe(watchdog.client.report, "paused")
+    wait_until(lambda: watchdog.machine.state is StandState.SAFE, 10, "SAFE")
+    assert "a paused plan held HV for more than 0.5 s" in watchdog.machine.reason
+
+
+def test_hv_raised_again_while_safe_is_brought_down_again(
+    RE: RunEngine, guarded: Guarded, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "teststand.safety")
+    stand, watchdog = guarded()
+    watchdog.client.estop(True, "panel")
+    watchdog.poke()
+    wait_until(lambda: watchdog.outcome is not None, 10, "the safe action done")
+    first = watchdog.outcome
+    power(RE, stand, 100.0, range(1))  # in SAFE, by hand
+    wait_until(lambda: watchdog.outcome is not first, 10, "the safe action again")
+    assert watchdog.machine.state is StandState.SAFE
+    assert watchdog.outcome is not None and watchdog.outcome.hv_safe is not None
+    wait_until(lambda: not watchdog.hv_up, 10, "HV down again")
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("safe action")]
+    assert steps.count("safe action: HV set to 0 V on every channel of hv") == 2
+
+
+def test_hv_that_stays_up_after_the_safe_action_is_an_error(
+    RE: RunEngine, guarded: Guarded
+) -> None:
+    stand, watchdog = guarded()
+    to_run(RE, watchdog)
+    power(RE, stand, 5.0, range(1))
+    wait_until(lambda: watchdog.hv_up, 10, "HV up in the watchdog's readings")
+    assert stand.simulators is not None
+    stand.simulators["hv"].set_faults("local")  # LOCAL control: every set refused
+    watchdog.client.estop(True, "panel")
+    watchdog.poke()
+    wait_until(lambda: watchdog.machine.state is StandState.ERROR, 20, "ERROR")
+    last = watchdog.machine.history[-1]
+    assert (last.old, last.who) == (StandState.SAFE, "watchdog")
+    assert last.why.startswith("HV could not be brought below 2 V: ")
+    stand.simulators["hv"].set_faults("none")
+
+
 def test_lid_opened_in_run(
     RE: RunEngine, guarded: Guarded, caplog: pytest.LogCaptureFixture
 ) -> None:

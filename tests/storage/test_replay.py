@@ -8,10 +8,12 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import bluesky.plans as bp
+import numpy as np
 import pytest
 from bluesky import RunEngine
 from lossy_proxy import LossyProxy
@@ -19,8 +21,13 @@ from ophyd_async.core import StandardReadable, StandardReadableFormat, init_devi
 
 from teststand.callbacks.journal import RunJournal
 from teststand.storage.client import connect
-from teststand.storage.errors import JournalSpaceLow, TiledAuthError, TiledUnreachable
-from teststand.storage.journal import JournalFile, read_journal
+from teststand.storage.errors import (
+    JournalError,
+    JournalSpaceLow,
+    TiledAuthError,
+    TiledUnreachable,
+)
+from teststand.storage.journal import JournalFile, encode, is_live, journals, read_journal
 from teststand.storage.replay import replay_directory
 from teststand.storage.status import journal_status
 
@@ -103,9 +110,17 @@ def test_run_without_stop_is_recovered(tiled_client: Any, tmp_path: Path) -> Non
     uid, path = journal_a_run(tmp_path / "journal")
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:-1]))  # the process died before the stop document
+    documents = read_journal(path).documents
     (result,) = replay_directory(tiled_client, tmp_path / "journal")
     assert result.outcome == "stored"
-    assert tiled_client[uid].metadata["stop"]["exit_status"] == "fail"
+    stop = tiled_client[uid].metadata["stop"]
+    assert stop["exit_status"] == "fail" and stop["run_start"] == uid
+    assert stop["reason"] == (
+        "teststand: the run ended without a stop document; recovered from its journal"
+    )
+    assert stop["num_events"] == {"primary": 8}
+    assert stop["time"] == max(doc["time"] for _, doc in documents)
+    assert str(uuid.UUID(stop["uid"])) == stop["uid"] != uid
     assert rows(tiled_client, uid) == list(range(1, 9))
 
 
@@ -195,3 +210,70 @@ def test_rows_lost_by_tiled_keep_the_journal(tiled_server: Any, tmp_path: Path) 
     (again,) = replay_directory(tiled_server.client(), tmp_path / "journal")
     assert again.outcome == "stored" and not path.exists()
     assert rows(tiled_server.client(), uid) == list(range(1, 9))
+
+
+def test_journal_lines_hold_numpy_values_and_refuse_other_objects(tmp_path: Path) -> None:
+    journal = JournalFile(tmp_path, "run-1")
+    journal.append("event", {"data": {"count": np.int64(3), "trace": np.arange(3)}})
+    journal.close()
+    assert read_journal(journal.path).documents == [
+        ("event", {"data": {"count": 3, "trace": [0, 1, 2]}})
+    ]
+    with pytest.raises(TypeError, match="cannot store object in a journal"):
+        encode("event", {"data": object()})
+
+
+def test_unreadable_and_unwritable_journals_are_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / "run-1.jsonl").mkdir()  # a directory where the journal should go
+    with pytest.raises(JournalError) as error:
+        JournalFile(tmp_path, "run-1")
+    assert str(error.value) == (
+        f"cannot create the run journal {tmp_path / 'run-1.jsonl'}: Is a directory; make the "
+        "directory writable or set storage.journal_dir to one that is"
+    )
+    with pytest.raises(JournalError) as error:
+        read_journal(tmp_path / "missing.jsonl")
+    assert str(error.value) == (
+        f"cannot read journal {tmp_path / 'missing.jsonl'}: No such file or directory"
+    )
+
+
+def test_lines_that_are_no_name_document_pair_are_bad(tmp_path: Path) -> None:
+    path = tmp_path / "run-1.jsonl"
+    lines = ['["start",{"uid":"run-1"}]', "", "[1,{}]", '["stop"]', '["stop",[]]', '{"a":1}']
+    path.write_text("\n".join(lines) + "\n")
+    contents = read_journal(path)
+    assert contents.documents == [("start", {"uid": "run-1"})]
+    assert [(bad.number, bad.text, bad.problem) for bad in contents.bad_lines] == [
+        (number, lines[number - 1], "not a [name, document] pair") for number in (3, 4, 5, 6)
+    ]
+    assert contents.run_uid == "run-1" and not contents.has_stop
+
+
+def test_live_empty_and_startless_journals(tiled_client: Any, tmp_path: Path) -> None:
+    """A journal held by its writer is left alone; an empty one is removed; one whose first
+    readable document is no start is kept aside as `.jsonl.bad`, listed as such."""
+    directory = tmp_path / "journal"
+    live = JournalFile(directory, "live")
+    live.append("start", {"uid": "live", "time": 1.0})
+    (directory / "empty.jsonl").write_text("\n")
+    (directory / "headless.jsonl").write_text('["stop",{"uid":"s"}]\n')
+    assert is_live(live.path) and not is_live(directory / "empty.jsonl")
+    assert not is_live(directory / "missing.jsonl")
+    results = {r.path.name: r for r in replay_directory(tiled_client, directory)}
+    assert {name: r.outcome for name, r in results.items()} == {
+        "live.jsonl": "live",
+        "empty.jsonl": "empty",
+        "headless.jsonl": "failed",
+    }
+    assert results["headless.jsonl"].describe() == (
+        "headless.jsonl: failed (no readable start document; kept as headless.jsonl.bad)"
+    )
+    assert [p.name for p in journals(directory)] == ["live.jsonl"]
+    assert sorted(p.name for p in journals(directory, include_bad=True)) == [
+        "headless.jsonl.bad",
+        "live.jsonl",
+    ]
+    live.close()
+    assert not is_live(live.path)
+    assert list(journals(tmp_path / "nowhere")) == []
