@@ -166,6 +166,20 @@ EXPLAINED: list[tuple[str, str]] = [
         "with item() and no tolist(), which no device hands over",
     ),
     (
+        r"self\._primary\.get\(doc\[\"descriptor\"\], (None|\"XXXX\")?\)",
+        'equivalent: the default only has to be no run\'s uid ("", None and "XXXX" are none)',
+    ),
+    (
+        r"doc\.get\(\"name\"\) == \"primary\" or doc\[\"run_start\"\]",
+        "not killed: another stream of an IV run is analysed too only if it carries the slots' "
+        "IV keys, which no plan's baseline or monitor stream does",
+    ),
+    (
+        r"if slot in run\.stops and keys\.state not in data",
+        "not killed: once a slot stops, the plans keep its state at that stop reason in every "
+        "later event, so it is skipped either way",
+    ),
+    (
         r"contextlib\.suppress\(None\)",
         "equivalent on Python 3.11: stop() pokes the loop before cancelling it, so its wait_for "
         "ends on the wake-up and drops the cancellation; the loop returns on _stopping and no "

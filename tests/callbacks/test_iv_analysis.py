@@ -34,6 +34,7 @@ from teststand.callbacks.iv_analysis import (
     criteria_for,
     find_breakdown,
     normalise_to_20c,
+    summarise,
 )
 from teststand.callbacks.schema import IVSettings, SlotInfo, validate_metadata
 from teststand.config import SensorType
@@ -496,6 +497,10 @@ def test_a_failing_publisher_does_not_break_the_run(
         result = RE(stand.plan(stand.metadata(), stop=20))
     assert result.exit_status == "success"
     assert "publishing the results failed" in caplog.text and "tiled is down" in caplog.text
+    assert (
+        "IV analysis: publishing the results failed; the results stay in IVAnalysis.summaries"
+        in [record.getMessage() for record in caplog.records]
+    )
     assert analysis.summaries[result.run_start_uids[0]]["verdict"] == "fail"  # 20 V < 100 V
 
 
@@ -516,4 +521,40 @@ def test_a_compliance_stop_no_event_shows_is_read_from_the_current(
     assert (three.stop_reason, three.compliance_voltage) == ("done", None)  # 0.9 µA at 80 V
     assert three.reasons == [
         "the scan never reached the 100 V operating voltage: it stopped at 80 V (end of scan)"
+    ]
+
+
+def test_the_run_passes_only_when_every_module_passes() -> None:
+    def slot(module: str, verdict: str, live: str) -> dict[str, Any]:
+        return {
+            "module_id": module,
+            "verdict": verdict,
+            "live_verdict": live,
+            "disagreement": verdict != live,
+        }
+
+    passing = summarise({"3": slot("A", "pass", "pass"), "5": slot("B", "pass", "pass")})
+    assert (passing["verdict"], passing["analysis"]["live_verdict"]) == ("pass", "pass")
+    assert passing["analysis"]["passed"] == ["A", "B"] and passing["analysis"]["disagree"] == []
+    mixed = summarise({"3": slot("A", "pass", "fail"), "5": slot("B", "pass", "pass")})
+    assert (mixed["verdict"], mixed["analysis"]["live_verdict"]) == ("pass", "fail")
+    assert mixed["analysis"]["disagree"] == ["A"]
+    failing = summarise({"3": slot("A", "fail", "pass")})
+    assert (failing["verdict"], failing["analysis"]["live_verdict"]) == ("fail", "pass")
+    assert failing["analysis"]["failed"] == ["A"]
+    empty = summarise({})  # a run without modules
+    assert (empty["verdict"], empty["analysis"]["live_verdict"]) == ("fail", "fail")
+
+
+def test_slot_keys_that_are_not_numbers_are_not_analysed(
+    stand: Stand, caplog: pytest.LogCaptureFixture
+) -> None:
+    md = stand.metadata()
+    md["slots"] = {"top": md["slots"]["3"]}
+    md["iv_keys"] = {"top": md["iv_keys"]["3"]}
+    analysis = IVAnalysis()
+    with caplog.at_level(logging.WARNING, logger="teststand.callbacks.iv_analysis"):
+        analysis("start", {**md, "uid": "run-1", "time": 0.0})
+    assert "IV run run-1: slot keys ['top'] are not numbers; not analysed" in [
+        record.getMessage() for record in caplog.records
     ]
