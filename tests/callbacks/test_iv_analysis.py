@@ -558,3 +558,19 @@ def test_slot_keys_that_are_not_numbers_are_not_analysed(
     assert "IV run run-1: slot keys ['top'] are not numbers; not analysed" in [
         record.getMessage() for record in caplog.records
     ]
+
+
+def test_a_slot_stopped_earlier_in_a_row_leaves_the_next_slots_points(
+    RE: RunEngine, stand: Stand
+) -> None:
+    """Slot 5 listed first: once it is in compliance, slot 3's later points in the same rows are
+    still analysed (a `break` instead of a `continue` over the slots lost them)."""
+    md = stand.metadata()
+    md["iv_keys"] = dict(reversed(list(md["iv_keys"].items())))
+    analysis = IVAnalysis()
+    RE.subscribe(analysis)
+    uid = RE(stand.plan(md)).run_start_uids[0]
+    check_full_run(analysis.summaries[uid])
+    # the run ends in the row where slot 5 stops: slot 3's point of that row is its last
+    uid = RE(stand.plan(md, stop=85)).run_start_uids[0]
+    assert analysis.summaries[uid]["analysis"]["slots"]["3"]["max_voltage"] == 85
