@@ -35,12 +35,9 @@ typecheck: $(STAMP)
 # The IOC-restart test runs in a process of its own: on a worker that had run the storage tests'
 # in-process Tiled apps it hung in 2 of 4 fresh-clone runs (cause not found yet; passes alone).
 OWN_PROCESS := tests/ioc/test_restart.py
-# The short stand soak (every fault once, about 5 minutes) runs on a worker beside the suite's
-# files: listed first, so that a worker takes it at the start.
-SOAK := benchmarks/test_soak_short.py
 
 pytest: $(STAMP) databases browser
-	$(BIN)/pytest -n 2 --dist loadfile $(addprefix --ignore=,$(OWN_PROCESS)) $(SOAK) tests
+	$(BIN)/pytest -n 2 --dist loadfile $(addprefix --ignore=,$(OWN_PROCESS))
 	$(BIN)/pytest $(OWN_PROCESS)
 
 # Debian packages the tests need, installed when missing (apt-get, as root, as on CI): InfluxDB 1.x

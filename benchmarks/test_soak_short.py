@@ -1,7 +1,13 @@
 """The stand soak, short: `benchmarks/soak.py --short`, every fault once, every goal but growth.
 
-Part of `make test` (one xdist worker takes it first, beside the rest of the suite); `make soak`
-runs it alone. As a third process beside the suite at load 20-37 it passed in 602 s.
+Run with `make soak` (`pytest benchmarks/test_soak_short.py`); not part of `make test` yet: on
+the shared development machine (load average 15-40 on 2 cores) the IOC answers too late for
+minutes at a time (heartbeats and links seen silent, the stand in ERROR with no fault injected),
+so it fails there for reasons of the machine; on a stand PC or CI runner it belongs in the suite.
+Tried as a third pytest process beside `make test`'s two workers (2026-11-26, load 20-37 from
+other sessions): it passed, in 602 s, while the suite took 64 min with 29 timing failures; the
+whole run used 1,353 CPU-s (about 11 min of both cores), so on a quiet machine the two together
+should take about 10-11 min: to be measured there before it joins.
 
 The whole stand runs as separate processes (simulators at speed 100, the IOC with its watchdog,
 InfluxDB and the monitor, the queue server with the profile and the embedded Tiled) and IV scans
