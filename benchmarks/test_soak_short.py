@@ -7,7 +7,10 @@ so it fails there for reasons of the machine; on a stand PC or CI runner it belo
 Tried as a third pytest process beside `make test`'s two workers (2026-11-26, load 20-37 from
 other sessions): it passed, in 602 s, while the suite took 64 min with 29 timing failures; the
 whole run used 1,353 CPU-s (about 11 min of both cores), so on a quiet machine the two together
-should take about 10-11 min: to be measured there before it joins.
+should take about 10-11 min: to be measured there before it joins. Measured (fresh clone, quiet
+machine, 2026-11-26): on an xdist worker with the suite it passed, but xdist sends the files with
+the most tests first, so it ran last, alone: pytest 13 min 54 s, the whole `.ci/run` 15 min 46 s,
+over the suite's 15-minute budget. It needs its own process started first, beside the workers.
 
 The whole stand runs as separate processes (simulators at speed 100, the IOC with its watchdog,
 InfluxDB and the monitor, the queue server with the profile and the embedded Tiled) and IV scans

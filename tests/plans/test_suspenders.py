@@ -76,10 +76,12 @@ class Operator(threading.Thread):
         spoil: Callable[[], None],
         fix: Callable[[], None],
         when: Callable[[dict[str, Any]], bool] = third_point,
+        held: Callable[[], bool] = lambda: True,
     ) -> None:
         super().__init__()
         self.stand, self.suspenders, self.spoil, self.fix = stand, suspenders, spoil, fix
         self.when = when
+        self.held = held  # what the suspension's hold must have done before the notes are taken
         self.triggered = threading.Event()
         self.seen: dict[str, Any] = {}
 
@@ -98,7 +100,7 @@ class Operator(threading.Thread):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             tripped = [s.tripped for s in self.suspenders]
-            if any(tripped) and max(vmon(self.stand)) < 2:
+            if any(tripped) and max(vmon(self.stand)) < 2 and self.held():
                 self.seen["tripped"] = tripped
                 self.seen["suspended"] = vmon(self.stand)
                 self.seen["box"] = box(self.stand).snapshot()
@@ -205,7 +207,9 @@ def test_suspended_cooling_moves_to_its_target_again(
 
     def mid_move(doc: dict[str, Any]) -> bool:
         data = doc["data"]
-        return bool(data["thermal-phase"] == "move" and data["coldbox"] < 10.0)
+        # early in the move (from 20 °C to -20 °C): the suspension must take hold before the
+        # box arrives, and moves now end as soon as a fresh read shows them settled
+        return bool(data["thermal-phase"] == "move" and data["coldbox"] < 18.0)
 
     def spoil() -> None:
         # Simulated time slows while the suspension takes hold, so that a loaded machine's
@@ -217,7 +221,10 @@ def test_suspended_cooling_moves_to_its_target_again(
         sim.set_flow_failure(False)
         sim.clock.speed = 500.0
 
-    operator = Operator(stand, suspenders, spoil, fix, when=mid_move)
+    def holding() -> bool:  # the suspension stopped the coldbox: its set point left -20 °C
+        return bool(sim.snapshot()["setpoints"][0] != -20.0)
+
+    operator = Operator(stand, suspenders, spoil, fix, when=mid_move, held=holding)
     events: list[dict[str, Any]] = []
     RE.subscribe(operator)
     RE.subscribe(
