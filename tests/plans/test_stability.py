@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import statistics
 import threading
 from typing import Any
 
@@ -60,7 +61,10 @@ def test_points_at_operating_voltage_and_a_compliance_stop(
     assert len(events) == 11
     times = [e["time"] for e in events]
     assert times[-1] - times[0] >= 0.95  # ten intervals of 0.1 s
-    assert all(later - earlier >= 0.05 for earlier, later in itertools.pairwise(times))
+    # the cadence is kept by the reads' starts; an event's time is its save, after the read, so
+    # one slow read (a loaded machine) brings the next event closer: judge the median spacing
+    spacing = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert all(gap > 0 for gap in spacing) and statistics.median(spacing) >= 0.08, spacing
     bias = {n: stand.slots[n].bias.name for n in (1, 4, 6)}
     for event in events:
         data = event["data"]
