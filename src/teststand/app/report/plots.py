@@ -102,8 +102,8 @@ def plot_temperature(report: ModuleReport, path: Path) -> Figure:
     every = np.concatenate(spans) if spans else np.array([], dtype="datetime64[ms]")
     if every.size and every.max() - every.min() < np.timedelta64(1, "s"):
         # one instant (a single reading): a minute around it, where dates can have ticks
-        middle = every.min()
-        axes.set_xlim(middle - np.timedelta64(30, "s"), middle + np.timedelta64(30, "s"))
+        instant = every.min()
+        axes.set_xlim(instant - np.timedelta64(30, "s"), instant + np.timedelta64(30, "s"))
     axes.set(xlabel="date and time (UTC)", ylabel="module temperature (°C)")
     axes.set_title(f"{report.module_id}: temperature over every run")
     axes.legend(title="test")
