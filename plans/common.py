@@ -9,7 +9,9 @@ abort, pause-then-abort, Ctrl-C, a suspender's `stop`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
+import logging
 import os
 import platform
 import time
@@ -30,6 +32,7 @@ from teststand.errors import TeststandError
 from teststand.roles import SMU, HVChannel, HVStatus
 from teststand.stand import ModuleSlot, TestStand
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: |VMON| below this counts as "at 0 V".
@@ -252,10 +255,26 @@ async def bring_to_zero(channels: Sequence[HVChannel], timeout: float | None = N
             problems.update(late)
             break
         if waiting:
+            await _zero_again(waiting)
             await asyncio.sleep(0.2)
     if problems:
         listed = "; ".join(f"{name}: {why}" for name, why in problems.items())
         raise HVSafetyError(f"HV not confirmed at 0 V ({listed}); check the supply now")
+
+
+async def _zero_again(channels: Sequence[HVChannel]) -> None:
+    """Write 0 V again to the channels whose set point is no longer 0: a move that was being
+    checked as `zero()` ran (a suspended plan's step) writes its voltage after it."""
+    setpoints = await asyncio.gather(
+        *(c.setpoint.get_value(cached=False) for c in channels), return_exceptions=True
+    )
+    for channel, setpoint in zip(channels, setpoints, strict=True):
+        if isinstance(setpoint, float) and setpoint != 0:
+            log.warning(
+                "%s: set point %g V written after its 0 V: 0 V again", channel.name, setpoint
+            )
+            with contextlib.suppress(Exception):  # its reading then says whether it came down
+                await channel.zero()
 
 
 async def _ramp_down_time(channel: HVChannel) -> float:

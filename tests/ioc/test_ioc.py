@@ -3,6 +3,7 @@ stand (ophyd-async's CA backend over libca): PVs, metadata, puts, refusals, alar
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,28 @@ def test_put_completes_when_the_ramp_has_settled(
 
     assert run(RE, ramp) == pytest.approx(60, abs=2)
     assert run(RE, served.slots[1].bias.get_value) == pytest.approx(60, abs=2)
+
+
+def test_a_zero_supersedes_a_move_still_being_checked(
+    RE: RunEngine, served: TestStand, sims: Sims
+) -> None:
+    """A suspended plan's step (a move put) and the suspension's zero sent together: the move is
+    refused saying so, whether the IOC was still checking it or already ramping, and the channel
+    stays at 0 V (it rose to the step's voltage when the zero came during the move's checks)."""
+    channel = served.hv.channels[0]  # type: ignore[attr-defined]
+
+    async def step_and_zero() -> list[Any]:
+        await channel.on()
+        step = put_checked(PREFIX + "SLOT1:BIAS_SETPOINT", 50.0)
+        results = await asyncio.gather(step, channel.zero(), return_exceptions=True)
+        await asyncio.sleep(1.0)  # a step written after the zero would be ramping by now
+        return results
+
+    step, zero = run(RE, step_and_zero)
+    assert zero is None
+    assert isinstance(step, ServedError) and "the channel was zeroed" in str(step)
+    assert sims.status("hv")["channels"][0]["vset"] == 0
+    assert sims.vmon()[0] < 2
 
 
 def test_a_trip_during_the_ramp_fails_the_put_and_alarms(

@@ -117,3 +117,30 @@ def test_zero_cancels_the_ramp_in_progress(RE: RunEngine, stand: TestStand) -> N
     ramp = run(RE, ramp_then_zero)
     assert ramp.cancelled()  # it would write its 100 V again (a suspended plan's step)
     assert abs(channels(stand)[2]["vmon"]) < 2
+
+
+def test_a_set_point_written_after_the_zero_is_zeroed_again(
+    RE: RunEngine, stand: TestStand
+) -> None:
+    """A step's move still being checked as the zero ran writes its voltage after it: the wait
+    for 0 V sees the set point and writes 0 V again (it waited at 60 V and failed)."""
+    channel = stand.slots[4].hv_channel
+
+    async def zero_then_late_step() -> None:
+        await channel.on()
+        await channel.setpoint.set(60.0)
+        while await channel.voltage.get_value() < 58:  # noqa: ASYNC110 (polls the simulator)
+            await asyncio.sleep(0.005)
+        await channel.rate_down.set(1.0)  # 60 s simulated down from 60 V, 0.3 s at 200x
+
+        async def late_step() -> None:
+            await asyncio.sleep(0.05)
+            await channel.setpoint.set(30.0)
+
+        late = asyncio.ensure_future(late_step())
+        await bring_to_zero([channel])
+        await late
+
+    run(RE, zero_then_late_step)
+    assert channels(stand)[3]["vset"] == 0
+    assert abs(channels(stand)[3]["vmon"]) < 2

@@ -62,6 +62,11 @@ class Puts:
         self.move_checks: list[MoveCheck] = []
         self._moves: dict[int, asyncio.Task[Any]] = {}
         self._cancelled: dict[int, str] = {}  # why a move was cancelled (else: superseded)
+        #: zeros per channel key, and trips of the stand (`cancel_moves`): a move whose put
+        #: arrived before one of them is refused
+        self._zeros: dict[int, int] = {}
+        self._trips = 0
+        self._last_trip = ""
 
     def _affected(self, device: Device) -> set[int]:
         """The devices whose PVs a put to `device` changes: a slot and its HV channel go
@@ -111,16 +116,23 @@ class Puts:
         device = spec.device
         try:
             if spec.move:
+                epoch = self._epoch(device)
                 await check_move(self.stand, device, float(value))
                 for check in self.move_checks:
                     await check(device, float(value))
-                await self._move(device, float(value))
+                await self._move(device, float(value), epoch)
             elif isinstance(spec.signal, SignalW):
                 await spec.signal.set(value)
         finally:  # a failed move (a trip) changed the device too: its PVs say how
             await self.refresh(self._affected(device), spec.signal)
 
-    async def _move(self, device: Device, target: float) -> None:
+    def _epoch(self, device: Device) -> tuple[int, int]:
+        return self._zeros.get(_move_key(device), 0), self._trips
+
+    async def _move(self, device: Device, target: float, epoch: tuple[int, int]) -> None:
+        """Move, unless the channel was zeroed or the stand tripped since the put arrived
+        (`epoch`: `_epoch` then): a suspended plan's zero, or the safe action, must not be
+        undone by a move that was still being checked."""
         assert isinstance(device, StandardMovable)
         key = _move_key(device)
         previous = self._moves.get(key)
@@ -132,6 +144,16 @@ class Puts:
         if isinstance(ramp, asyncio.Task) and not ramp.done():
             ramp.cancel()  # a slot's move in progress holds the channel's ramp
             await asyncio.gather(ramp, return_exceptions=True)
+        zeros, trips = epoch
+        if target == 0:
+            pass  # a move to 0 V undoes no zero
+        elif self._trips != trips:
+            raise PutRefused(f"{device.name}: the move to {target} was {self._last_trip}")
+        if self._zeros.get(key, 0) != zeros:
+            raise PutRefused(
+                f"{device.name}: the move to {target} was cancelled: the channel was zeroed "
+                "after the put arrived"
+            )
         task = asyncio.ensure_future(self._set(device, target))
         self._moves[key] = task
         self._cancelled.pop(key, None)
@@ -145,7 +167,10 @@ class Puts:
 
     def cancel_moves(self, why: str) -> None:
         """Cancel every move in progress: each put fails at once saying `why` (a trip: the safe
-        action owns the outputs now, no put waits for a target it will never reach)."""
+        action owns the outputs now, no put waits for a target it will never reach); moves
+        still being checked are refused."""
+        self._trips += 1
+        self._last_trip = why
         for key, task in self._moves.items():
             if not task.done():
                 self._cancelled[key] = why
@@ -162,8 +187,19 @@ class Puts:
 
         return put
 
+    def _zeroing(self, device: Device) -> None:
+        """A channel's zero supersedes its moves: the one in progress and those still checked."""
+        key = _move_key(device)
+        self._zeros[key] = self._zeros.get(key, 0) + 1
+        task = self._moves.get(key)
+        if task is not None and not task.done():
+            self._cancelled[key] = "cancelled: the channel was zeroed"
+            task.cancel()
+
     async def _run_verb(self, spec: VerbPV, raw: Any) -> None:
         self.control.check()
+        if spec.verb == "zero":
+            self._zeroing(spec.device)
         method = getattr(spec.device, spec.verb)
         if spec.arguments:
             text = decode(raw)
