@@ -18,11 +18,12 @@ STAMP_NS = 2000
 
 def runs_in_tiled(client: Any, uids: Iterable[str]) -> dict[str, Any]:
     """Each run: in Tiled, with its stop document, each stream's events once as the stop
-    document counts them (`rows_against_stop`: events re-taken after a suspension's rewind
-    carry a seq_num again, at a later time; they are counted in `events_retaken`)."""
+    document counts them (`rows_against_stop`: an event taken again after a suspension's rewind
+    carries its seq_num again, at a later time; one rewound and not taken again, as the trip
+    failed the suspended plan, follows the stop's count; both are counted in `events_rewound`)."""
     missing, incomplete, duplicated = [], [], []
     statuses: dict[str, int] = {}
-    retaken = 0
+    rewound = 0
     for uid in sorted(set(uids)):
         if uid not in client:
             missing.append(uid)
@@ -48,14 +49,14 @@ def runs_in_tiled(client: Any, uids: Iterable[str]) -> dict[str, Any]:
             elif problem:
                 incomplete.append(f"{uid}:{stream} {problem}")
             else:
-                retaken += len(rows) - count
+                rewound += len(rows) - count
     return {
         "runs": len(set(uids)),
         "runs_exit_status": statuses,
         "runs_missing": missing,
         "runs_incomplete": incomplete,
         "runs_duplicated": duplicated,
-        "events_retaken": retaken,
+        "events_rewound": rewound,
     }
 
 

@@ -268,6 +268,9 @@ def test_a_run_rewound_by_a_pause_is_stored_and_verified(
     assert rows_against_stop(rows, counted) == ""
     assert "twice" in rows_against_stop([*rows, rows[0]], counted)
     assert "missing" in rows_against_stop([row for row in rows if row[0] != 1], counted)
+    # rewound and not taken again (the run failed while suspended): right after the count
+    assert rows_against_stop([*rows, (counted + 1, 0.5)], counted) == ""
+    assert "gap" in rows_against_stop([*rows, (counted + 2, 0.5)], counted)
 
 
 def test_rows_lost_by_tiled_keep_the_journal(
