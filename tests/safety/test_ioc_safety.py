@@ -13,10 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bluesky import RunEngine
+from bluesky.run_engine import call_in_bluesky_event_loop
 from ioc_served import CLIENT, HEARTBEAT_TIMEOUT, PREFIX, SPEED, Served, served
 from safety_helpers import History, wait_until
 
 from teststand.app.qserver import QserverOptions, free_port, manager_client, start, stop
+from teststand.safety.ca_control import CAControl
+from teststand.safety.state import StandState
 
 PROFILE = Path(__file__).resolve().parents[2] / "profile_collection"
 
@@ -128,6 +132,22 @@ def test_re_halt_during_a_ramp(served: Served) -> None:
     finally:
         client.kill()
         client.wait(10)
+        served.reset()
+
+
+def test_a_session_knows_the_stands_state_as_it_connects(RE: RunEngine, served: Served) -> None:
+    """A plan started at once after `CAControl.connect` acts on the IOC's state: it asked for
+    READY from the OFF it assumed until the monitor's first update, and the IOC refused
+    "READY -> READY" (a client started right after another one had left the stand READY)."""
+    served.put("CONTROL:TAKEOVER", "pid=test")
+    try:
+        served.put("STATE:CMD", "READY test")
+        control = call_in_bluesky_event_loop(CAControl.connect(PREFIX, "test"))
+        try:
+            assert control.state()[0] is StandState.READY
+        finally:
+            control.close()
+    finally:
         served.reset()
 
 

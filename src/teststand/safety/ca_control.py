@@ -37,6 +37,8 @@ class CAControl:
     @classmethod
     async def connect(cls, prefix: str, who: str) -> CAControl:
         control = cls(prefix, who, asyncio.get_running_loop())
+        # read now: a plan started at once must not act on the monitor's first update to come
+        control._state = StandState(str(await caget(prefix + "STATE", datatype=str)))
         control._reason = await read_text(prefix + "STATE:REASON")
         control._subscriptions = [
             camonitor(prefix + "STATE", control._on_state, datatype=str, format=FORMAT_TIME),
