@@ -49,6 +49,27 @@ def stand_dict(speed: float = 200.0, **changes: Any) -> dict[str, Any]:
     return data
 
 
+@contextmanager
+def ca_server_script(script: str) -> Iterator[None]:
+    """`python -c script` serving on a leased port of the session's CA until the block ends;
+    started when it prints `serving`."""
+    port = CA.lease()
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **CA.server_environment(port)},
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("serving")
+        yield
+    finally:
+        process.kill()
+        process.wait(10)
+        CA.release(port)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,16 +10,13 @@ circuits hold.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 from aioca import caget, camonitor
 from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
-from helpers import CA
+from helpers import ca_server_script
 
 from teststand.collect.caserver import SUBSCRIPTION_BACKLOG
 
@@ -48,21 +45,8 @@ asyncio.run(main())
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[None]:
-    port = CA.lease()
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVER],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **CA.server_environment(port)},
-    )
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline().startswith("serving")
+    with ca_server_script(SERVER):
         yield
-    finally:
-        process.kill()
-        process.wait(10)
-        CA.release(port)
 
 
 def test_a_watching_client_costs_a_bounded_backlog(RE: RunEngine, server: None) -> None:

@@ -7,16 +7,13 @@ process, a 32-sample ring published every 5 ms) records the source at ~500 Hz.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
-from helpers import CA
+from helpers import ca_server_script
 
 from teststand.collect.device import read_history
 
@@ -43,21 +40,8 @@ asyncio.run(main())
 
 @pytest.fixture(scope="module")
 def racing_collector() -> Iterator[None]:
-    port = CA.lease()
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVER],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **CA.server_environment(port)},
-    )
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline().startswith("serving")
+    with ca_server_script(SERVER):
         yield
-    finally:
-        process.kill()
-        process.wait(10)
-        CA.release(port)
 
 
 def test_times_and_values_come_from_the_same_publish(RE: RunEngine, racing_collector: None) -> None:
