@@ -130,3 +130,16 @@ def test_stand_check_reports_a_bad_stand_file(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "slots.1.hv" in result.stderr
     assert "has no channel 9" in result.stderr
+
+
+def test_build_before_a_runengine_says_to_create_one() -> None:
+    """In a fresh script (its own process: a test session's RunEngines keep bluesky's loop
+    running) build() without a RunEngine says what to do, not bluesky's "event loop not
+    running"."""
+    script = f"from teststand.stand import build; build({str(STAND_FILE)!r}, mock=True)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "NoRunEngine: build() connects the devices on the RunEngine's event loop" in (
+        result.stderr
+    )
+    assert "create the RunEngine first (RE = RunEngine())" in result.stderr

@@ -1,8 +1,10 @@
 """A plain RunEngine script for the process tests: the served stand, tied to the IOC's state
 machine, LV on, then an IV scan of every slot at 500 V that dwells there (settle 600 s).
 
-`python re_client.py STAND.yaml PREFIX [halt]`: prints `scanning` once the scan has started;
-with `halt`, calls `RE.halt()` as soon as any slot passes 100 V (during the ramp).
+`python re_client.py STAND.yaml PREFIX [halt|refused]`: prints `scanning` once the scan has
+started; with `halt`, calls `RE.halt()` as soon as any slot passes 100 V (during the ramp); with
+`refused`, asks for a bias above the slots' limit and lets the refusal end the script, attached
+and never detached (a user's script that fails).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ def main(path: str, prefix: str, mode: str = "") -> None:
             await channel.rate_down.set(50.0)
 
     call_in_bluesky_event_loop(prepare())
+    if mode == "refused":
+        print("scanning", flush=True)
+        RE(iv_scan(stand, slots="1", stop=10000, step=5))
     if mode == "halt":
 
         def halt_during_ramp() -> None:

@@ -151,6 +151,22 @@ def test_a_session_knows_the_stands_state_as_it_connects(RE: RunEngine, served: 
         served.reset()
 
 
+def test_a_script_that_fails_attached_exits_with_its_error(served: Served) -> None:
+    """A RunEngine script tied to the IOC whose plan is refused, never detached: it ends with its
+    error and exit code 1 (libca aborted it at exit, under the heartbeat's put: SIGABRT)."""
+    log_file = served.file.with_name("client.log")
+    start = log_file.stat().st_size if log_file.exists() else 0
+    process = start_client(served, "refused")
+    try:
+        assert process.wait(60) == 1
+    finally:
+        process.kill()
+    log = log_file.read_text()[start:]
+    assert "PlanArgumentError: slot 1: 10000.0 V is above" in log
+    assert "terminate called" not in log
+    served.reset()
+
+
 def test_hv_put_outside_run_is_refused(served: Served) -> None:
     served.put("CONTROL:TAKEOVER", "pid=test")
     try:

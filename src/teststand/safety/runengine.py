@@ -18,6 +18,9 @@ IOC's PVs over Channel Access.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -138,6 +141,9 @@ class Attachment:
     active: bool = field(default=True)
 
     def detach(self) -> None:
+        """Remove the hooks and stop the heartbeat (also at the interpreter's exit: a script
+        that never detached was aborted by libca, torn down under a heartbeat's put)."""
+        atexit.unregister(self.detach)
         self.active = False
         if self.preprocessor in self.RE.preprocessors:
             self.RE.preprocessors.remove(self.preprocessor)
@@ -145,6 +151,8 @@ class Attachment:
         engine.state_hook = self.previous_hook
         if self.heartbeat is not None:
             self.heartbeat.cancel()
+            with contextlib.suppress(Exception):  # its loop may be gone at exit
+                concurrent.futures.wait([self.heartbeat], timeout=2.0)
 
 
 def attach(RE: RunEngine, control: StandControl, heartbeat_period: float = 0.5) -> Attachment:
@@ -176,6 +184,7 @@ def attach(RE: RunEngine, control: StandControl, heartbeat_period: float = 0.5) 
     control.subscribe(on_state)
     attachment.heartbeat = asyncio.run_coroutine_threadsafe(beat(), RE.loop)
     control.report(RE.state)
+    atexit.register(attachment.detach)
     return attachment
 
 

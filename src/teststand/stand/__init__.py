@@ -14,6 +14,7 @@ from ophyd_async.core import AsyncStatus, DeviceVector, StandardDetector, Standa
 from teststand import kinds
 from teststand.config import StandConfig, load_stand
 from teststand.devices.caen import CaenChannel, PowerDown
+from teststand.errors import TeststandError
 from teststand.roles import COLDBOX, HV_SUPPLY, LV_SUPPLY, ROLES, SLOT_TEMPERATURE, Role
 from teststand.sim.stand import SimStand
 from teststand.stand.control import ControlKeeper, release_control
@@ -196,10 +197,31 @@ async def _open_served(config: StandConfig) -> TestStand:
     return stand
 
 
+class NoRunEngine(TeststandError, RuntimeError):
+    """`build()` was called before any RunEngine existed."""
+
+
 def build(source: str | Path | dict[str, Any] | StandConfig, *, mock: bool = False) -> TestStand:
     """`open_stand` on the bluesky event loop: make the RunEngine first, then call this."""
-    stand: TestStand = call_in_bluesky_event_loop(open_stand(source, mock=mock))
+    try:
+        stand: TestStand = call_in_bluesky_event_loop(open_stand(source, mock=mock))
+    except RuntimeError as exc:
+        if str(exc) != "Bluesky event loop not running":
+            raise
+        raise NoRunEngine(
+            "build() connects the devices on the RunEngine's event loop, and there is none yet: "
+            "create the RunEngine first (RE = RunEngine()), or `await open_stand(...)` in your "
+            "own event loop"
+        ) from None
     return stand
 
 
-__all__ = ["COLDBOX", "BiasLimitError", "ModuleSlot", "TestStand", "build", "open_stand"]
+__all__ = [
+    "COLDBOX",
+    "BiasLimitError",
+    "ModuleSlot",
+    "NoRunEngine",
+    "TestStand",
+    "build",
+    "open_stand",
+]
