@@ -131,14 +131,19 @@ async def test_reply_of_a_cancelled_query_is_flushed_not_misread() -> None:
     # A pause or a stop cancels a query mid-exchange; its reply still arrives later.
     async with connect(f"{CAEN}?timeout=0.5", name="hv") as t:
         await t.query("$CMD:SET,CH:0,PAR:VSET,VAL:42", caen.parse_ok)
-        t.simulator.set_faults("delay=0.2")
-        query = asyncio.create_task(t.query("$CMD:MON,CH:0,PAR:VSET", caen.parse_numbers))
-        await asyncio.sleep(0.05)
-        query.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await query
-        t.simulator.set_faults("delay=0")
-        assert await t.query("$CMD:MON,CH:0,PAR:ISET", caen.parse_numbers) == [100.0]
+        await cancel_a_query_then_query(t)
+
+
+async def cancel_a_query_then_query(t: Transport) -> None:
+    """A query cancelled while its reply is delayed; the next query reads its own reply."""
+    t.simulator.set_faults("delay=0.2")
+    query = asyncio.create_task(t.query("$CMD:MON,CH:0,PAR:VSET", caen.parse_numbers))
+    await asyncio.sleep(0.05)
+    query.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await query
+    t.simulator.set_faults("delay=0")
+    assert await t.query("$CMD:MON,CH:0,PAR:ISET", caen.parse_numbers) == [100.0]
 
 
 async def test_links_in_their_thread_exchange_while_the_callers_loop_is_busy() -> None:
@@ -158,14 +163,7 @@ async def test_links_in_their_thread_exchange_while_the_callers_loop_is_busy() -
         replies = await asyncio.gather(*queries)
         assert time.perf_counter() - started < 0.1  # all four done during the block
         assert replies[0][0] == 42.0 and replies[1][0] == 100.0
-        transport.simulator.set_faults("delay=0.2")
-        late = asyncio.ensure_future(transport.query("$CMD:MON,CH:0,PAR:VSET", caen.parse_numbers))
-        await asyncio.sleep(0.05)
-        late.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await late
-        transport.simulator.set_faults("delay=0")
-        assert await transport.query("$CMD:MON,CH:0,PAR:ISET", caen.parse_numbers) == [100.0]
+        await cancel_a_query_then_query(transport)
     finally:
         await transport.close()
     with pytest.raises(LinkLost, match="closed"):
