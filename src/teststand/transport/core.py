@@ -21,7 +21,6 @@ from teststand.errors import (
     TransportTimeout,
 )
 from teststand.transport.links import Link, LinkClosed, SerialLink, TcpLink
-from teststand.transport.linkthread import LINK_LOOP, run_on
 from teststand.transport.url import InstrumentURL, parse_url
 
 log = logging.getLogger("teststand.transport")
@@ -58,7 +57,6 @@ class Transport:
     `query()` sends one command and reads one reply line; `write()` sends without a reply. Callers
     queue on an asyncio lock, so bytes of two commands never interleave. Only commands marked
     `idempotent=True` are retried automatically (after a timeout, a garbled reply or a lost link).
-    One made inside `links_in_thread()` exchanges on the link thread's loop (`linkthread`).
     """
 
     def __init__(self, spec: InstrumentURL, link: Link) -> None:
@@ -75,15 +73,11 @@ class Transport:
         # reply. After a timeout a late reply can come any time, so the wait is a whole timeout.
         self._stale = 0.0
         self._closed = False
-        self._home = LINK_LOOP.get()  # where the exchanges run (None: the caller's loop)
 
     async def open(self) -> None:
         await self._link.open()
 
     async def close(self) -> None:
-        await run_on(self._home, self._close())
-
-    async def _close(self) -> None:
         self._closed = True
         async with self._lock:
             await self._link.close()
@@ -126,17 +120,6 @@ class Transport:
         await self._exchange(command, None, idempotent, None, expect_reply=False)
 
     async def _exchange(
-        self,
-        command: str,
-        parse: Parser[Any] | None,
-        idempotent: bool,
-        timeout: float | None,
-        expect_reply: bool,
-    ) -> Any:
-        exchange = self._exchange_here(command, parse, idempotent, timeout, expect_reply)
-        return await run_on(self._home, exchange)
-
-    async def _exchange_here(
         self,
         command: str,
         parse: Parser[Any] | None,

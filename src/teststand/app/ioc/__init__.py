@@ -22,7 +22,6 @@ from teststand.config import PV_PREFIX_PATTERN, StandConfig, load_stand
 from teststand.errors import TeststandError
 from teststand.roles import HV_SUPPLY
 from teststand.stand import TestStand, open_stand
-from teststand.transport.linkthread import links_in_thread
 
 log = logging.getLogger("teststand.ioc")
 Hook = Callable[[StandIOC], None]
@@ -78,8 +77,7 @@ async def open_ioc(
         )
     if check_prefix:
         await check_prefix_free(chosen)
-    with links_in_thread():  # the links' exchanges wait for none of the CA clients' work
-        stand = await open_stand(config.model_copy(update={"server": None}))
+    stand = await open_stand(config.model_copy(update={"server": None}))
     try:
         ioc = StandIOC(stand, chosen, poll_period=poll_period)
         await ioc.setup()
