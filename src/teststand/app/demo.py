@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from aioca import purge_channel_caches
 from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
 
@@ -144,6 +145,8 @@ def _run(
             safety.detach()
             safety.control.close()  # type: ignore[attr-defined]  # a CAControl
         call_in_bluesky_event_loop(stand.close())
+        if stand_config.server is not None:  # before the IOC stops: libca warned of each circuit
+            call_in_bluesky_event_loop(_close_ca_channels())
     try:
         if not writer.wait(120):
             print("Tiled is slow: some runs are still in the journal; `teststand storage replay`")
@@ -151,6 +154,11 @@ def _run(
     finally:
         writer.close()
     return 0
+
+
+async def _close_ca_channels() -> None:
+    """Close this process's CA channels (aioca keeps them after the stand closes)."""
+    purge_channel_caches()
 
 
 def attach_safety(RE: RunEngine, config: StandConfig) -> Attachment | None:
