@@ -145,9 +145,7 @@ class Puts:
             ramp.cancel()  # a slot's move in progress holds the channel's ramp
             await asyncio.gather(ramp, return_exceptions=True)
         zeros, trips = epoch
-        if target == 0:
-            pass  # a move to 0 V undoes no zero
-        elif self._trips != trips:
+        if target != 0 and self._trips != trips:  # a move to 0 V undoes no safe action
             raise PutRefused(f"{device.name}: the move to {target} was {self._last_trip}")
         if self._zeros.get(key, 0) != zeros:
             raise PutRefused(
