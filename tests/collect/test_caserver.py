@@ -1,15 +1,19 @@
 """Our caproto servers (the IOC, collectors, processing devices) keep a bounded backlog per
-subscription: a client that stays connected does not grow the server with every update it got.
+subscription: a client that stays connected does not grow the server with every update it got,
+and a client that leaves while its PVs update leaves nothing behind.
 
 caproto keeps each subscription's last updates, sent or not (1000 by default): the IOC grew by
 about 100 MB for one monitor of every PV, and by several MB an hour in the soak. The server here
-(its own process) serves a PV updated every 2 ms and, as `BL:KEPT`, how many updates its
-circuits hold.
+(its own process) serves a PV updated every 2 ms and, as `BL:KEPT` and `BL:CIRCUITS`, how many
+updates its circuits hold and how many circuits it has.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -24,7 +28,7 @@ SERVER = r"""
 import asyncio
 from caproto import ChannelDouble, ChannelInteger
 from teststand.collect.caserver import ServerContext
-source, kept = ChannelDouble(value=0.0), ChannelInteger(value=0)
+source, kept, circuits = ChannelDouble(value=0.0), ChannelInteger(value=0), ChannelInteger(value=0)
 async def feed(context):
     count = 0
     while True:
@@ -33,12 +37,28 @@ async def feed(context):
         if count % 25 == 0:
             held = sum(len(d) for c in context.circuits for d in c.unexpired_updates.values())
             await kept.write(held)
+            await circuits.write(len(context.circuits))
         await asyncio.sleep(0.002)
 async def main():
-    context = ServerContext({"BL:SOURCE": source, "BL:KEPT": kept}, ["127.0.0.1"])
+    pvs = {"BL:SOURCE": source, "BL:KEPT": kept, "BL:CIRCUITS": circuits}
+    context = ServerContext(pvs, ["127.0.0.1"])
     asyncio.get_running_loop().create_task(feed(context))
     print("serving", flush=True)
     await context.run()
+asyncio.run(main())
+"""
+
+
+#: A client that watches BL:SOURCE and dies (no goodbye to the server) after 50 updates.
+LEAVING = r"""
+import asyncio, os
+from aioca import camonitor
+async def main():
+    seen = []
+    camonitor("BL:SOURCE", seen.append, all_updates=True)
+    while len(seen) < 50:
+        await asyncio.sleep(0.01)
+    os._exit(0)
 asyncio.run(main())
 """
 
@@ -64,3 +84,19 @@ def test_a_watching_client_costs_a_bounded_backlog(RE: RunEngine, server: None) 
     seen, kept = call_in_bluesky_event_loop(watch(), timeout=60)
     assert seen >= 10 * SUBSCRIPTION_BACKLOG
     assert 0 < kept <= SUBSCRIPTION_BACKLOG + 2  # this client's one subscription (+ BL:KEPT's read)
+
+
+def test_clients_leaving_while_updates_flow_leave_no_circuit(RE: RunEngine, server: None) -> None:
+    def circuits() -> int:
+        time.sleep(0.3)  # BL:CIRCUITS is counted every 50 ms
+        return int(call_in_bluesky_event_loop(caget("BL:CIRCUITS", timeout=5), timeout=10))
+
+    before = circuits()  # this process's own circuit among them
+    leaving = [subprocess.Popen([sys.executable, "-c", LEAVING]) for _ in range(20)]
+    assert [process.wait(60) for process in leaving] == [0] * 20
+    deadline = time.monotonic() + 10
+    while (left := circuits()) != before and time.monotonic() < deadline:
+        pass
+    # caproto 1.3's update sender swallowed the cancel of a leaving client's circuit (Python
+    # 3.11's wait_for) and the server kept the circuit with its updates for good
+    assert left == before, f"{left - before} of 20 departed clients' circuits still in the server"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from caproto import ChannelType
-from caproto.asyncio.server import Context
+from caproto.asyncio.server import Context, VirtualCircuit
 
 #: Updates of one PV a subscription keeps (caproto's default: 1000). caproto keeps each
 #: subscription's last updates, sent or not, to know which queued ones are stale; a client
@@ -30,6 +31,24 @@ def ready_hook(on_ready: Callable[[], None] | None) -> Callable[[Any], Awaitable
     return hook
 
 
+class Circuit(VirtualCircuit):  # type: ignore[misc]
+    """caproto's asyncio circuit, whose update sender stops when its client leaves.
+
+    caproto waits for the next queued update with `asyncio.wait_for`, which in Python 3.11 swallows
+    a cancellation that arrives as the update does (the update is returned instead). A client
+    leaving while its PVs were updating then left the sender waiting for updates that no longer
+    come, the circuit's disconnect waiting on the sender, and the circuit (with its last updates of
+    every PV it watched) in the server for good: 2 of 6 monitors of the stand's PVs, 0.8 MB each.
+    """
+
+    async def get_from_sub_queue(self, timeout: float | None = None) -> Any:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.subscription_queue.get()
+        except TimeoutError:
+            return None
+
+
 class ServerContext(Context):  # type: ignore[misc]
     """caproto's asyncio server with TCP_NODELAY on every client's circuit and a backlog of
     `SUBSCRIPTION_BACKLOG` updates per subscription.
@@ -38,6 +57,8 @@ class ServerContext(Context):  # type: ignore[misc]
     for the connections it accepts: a reply written in two segments (a read's response after an
     update) waited for the client's delayed ACK, about 40 ms a round trip (48 ms per read of a
     slot over CA, against 5 ms with it)."""
+
+    CircuitClass = Circuit
 
     def __init__(self, pvdb: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         for channel in pvdb.values():
