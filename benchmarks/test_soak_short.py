@@ -1,16 +1,9 @@
 """The stand soak, short: `benchmarks/soak.py --short`, every fault once, every goal but growth.
 
-Run with `make soak` (`pytest benchmarks/test_soak_short.py`); not part of `make test` yet: on
-the shared development machine (load average 15-40 on 2 cores) the IOC answers too late for
-minutes at a time (heartbeats and links seen silent, the stand in ERROR with no fault injected),
-so it fails there for reasons of the machine; on a stand PC or CI runner it belongs in the suite.
-Tried as a third pytest process beside `make test`'s two workers (2026-11-26, load 20-37 from
-other sessions): it passed, in 602 s, while the suite took 64 min with 29 timing failures; the
-whole run used 1,353 CPU-s (about 11 min of both cores), so on a quiet machine the two together
-should take about 10-11 min: to be measured there before it joins. Measured (fresh clone, quiet
-machine, 2026-11-26): on an xdist worker with the suite it passed, but xdist sends the files with
-the most tests first, so it ran last, alone: pytest 13 min 54 s, the whole `.ci/run` 15 min 46 s,
-over the suite's 15-minute budget. It needs its own process started first, beside the workers.
+Part of `make test`: started first, in a process of its own beside the suite's two xdist workers
+(run after them it added its 5 minutes: the whole `.ci/run` took 15 min 46 s on a fresh clone);
+`make soak` runs it alone. On a machine loaded by other work (load 15-40 on 2 cores) the IOC can
+answer too late for minutes at a time and the stand trips with no fault injected (safe side).
 
 The whole stand runs as separate processes (simulators at speed 100, the IOC with its watchdog,
 InfluxDB and the monitor, the queue server with the profile and the embedded Tiled) and IV scans
