@@ -17,9 +17,11 @@ Run: `.venv/bin/python benchmarks/ioc.py [--seconds 10] [--clients 20]`. Loopbac
    (`link_latency_ms`: a change can wait two cycles of a long reply on the link alone);
    `ca_added_ms` = CA latency - link latency.
 2. The same with `--clients` client processes at once (goal: rate and p99 within 5 %). The
-   clients run on the last CPU, the IOC on the others (`cpus`), as if the clients were on
-   another host; the CPU of this process (IOC and simulators) and of the clients per wall
-   second is reported (on one CPU the twenty clients' own load is part of their latency).
+   clients run on the last CPU, the IOC alone on the others (`cpus`), as if the clients were on
+   another host; the simulators run on the clients' CPU ahead of them (SCHED_FIFO), as hardware
+   would answer: sharing no CPU with the IOC. The CPU of this process (the IOC) and of the
+   clients per wall second is reported (on one CPU the twenty clients' own load
+   is part of their latency).
 3. `iv_scan` per-point cost on the instant simulators (no pacing, speed 1000), direct against
    over CA to an IOC process: `iv_ratio` = CA / direct.
 The last stdout line is one JSON object.
@@ -230,12 +232,25 @@ def _split_cpus() -> tuple[set[int], set[int]]:
     return set(cpus[:-1]), {cpus[-1]}
 
 
+def _as_hardware(pid: int, cpus: set[int]) -> None:
+    """Move the simulators off the IOC's CPU, ahead of the clients there (real-time priority
+    when allowed): instruments answer at their own pace, sharing no CPU with the IOC nor with
+    its clients. Threads the simulators start later inherit both."""
+    for thread in Path(f"/proc/{pid}/task").iterdir():
+        tid = int(thread.name)
+        os.sched_setaffinity(tid, cpus)
+        try:
+            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(10))
+        except PermissionError:
+            print("simulators at normal priority (not root): clients may slow them", file=sys.stderr)
+
+
 def _on_client_cpus() -> None:
     os.sched_setaffinity(0, _split_cpus()[1])
 
 
 def _cpu_seconds() -> float:
-    """CPU seconds of this process so far (the IOC thread, the simulators and the benchmark)."""
+    """CPU seconds of this process so far (the IOC thread and the benchmark; not the simulators)."""
     return time.process_time()
 
 
@@ -306,6 +321,7 @@ def main() -> None:
     sims_file = folder / "sims.yaml"
     sims_file.write_text(yaml.safe_dump(stand_data(1.0, 9600)))
     sims = SimulatorProcess(sims_file, log=folder / "sims.log")
+    _as_hardware(sims.process.pid, client_cpus)
     served = stand_data(1.0, 9600)
     served["sim"] = False
     for name, url in sims.urls.items():
