@@ -242,7 +242,7 @@ def _as_hardware(pid: int, cpus: set[int]) -> None:
         try:
             os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(10))
         except PermissionError:
-            print("simulators at normal priority (not root): clients may slow them", file=sys.stderr)
+            print("simulators at normal priority (not root): clients slow them", file=sys.stderr)
 
 
 def _on_client_cpus() -> None:
