@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from bluesky.run_engine import RunEngineStateMachine
 
 from teststand.safety import ClientMonitor
 from teststand.safety.client import ClientError
@@ -86,6 +87,14 @@ def test_unknown_runengine_state() -> None:
     client, _ = monitor()
     with pytest.raises(ClientError, match="unknown RunEngine state 'dozing'"):
         client.report("dozing")
+
+
+def test_every_state_of_the_runengine_is_known() -> None:
+    """A deferred pause passes through `pausing` (refused once: the soak's log had it)."""
+    client, _ = monitor()
+    for state in RunEngineStateMachine.States:
+        client.report(state.value)
+        assert client.re_state == state.value
 
 
 def test_run_without_a_controlling_client() -> None:

@@ -1,11 +1,11 @@
 """What the watchdog knows of the controlling client: who it is, its heartbeat, its Channel
 Access connection, the state of its RunEngine, and the E-stop.
 
-The RunEngine side reports its state (bluesky's `RE.state`: idle, running, paused, halting,
-stopping, aborting, panicked) on every change, from the RunEngine's own `state_hook`. So
-`RE.halt()`, which skips every cleanup, is seen without any help of the halted plan: the
-RunEngine reports `halting` as it begins. The report is remembered until the stand next enters
-RUN, so a quick `halting` → `idle` is not missed between two checks.
+The RunEngine side reports its state (bluesky's `RE.state`: idle, running, pausing, paused,
+halting, stopping, aborting, suspending, panicked) on every change, from the RunEngine's own
+`state_hook`. So `RE.halt()`, which skips every cleanup, is seen without any help of the halted
+plan: the RunEngine reports `halting` as it begins. The report is remembered until the stand
+next enters RUN, so a quick `halting` → `idle` is not missed between two checks.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ from teststand.errors import TeststandError
 log = logging.getLogger(__name__)
 
 RE_STATES = frozenset(
-    {"idle", "running", "paused", "halting", "stopping", "aborting", "suspending", "panicked"}
+    {
+        *("idle", "running", "pausing", "paused", "halting", "stopping", "aborting"),
+        *("suspending", "panicked"),
+    }
 )
 #: RunEngine states that end a plan without its cleanup.
 _NO_CLEANUP = frozenset({"halting", "panicked"})
