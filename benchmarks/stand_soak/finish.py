@@ -15,6 +15,8 @@ WATCHED = {
     "SLOT5:BIAS": "slot|bias_V|slot='5'",
     "SLOT2:LEAKAGE_CURRENT": "slot|leakage_current_A|slot='2'",
 }
+#: V above which HV counts as up (the stand's "HV off" is below it).
+HV_LIMIT = 2.0
 #: s the stand may stay above 2 V after going SAFE: the ramp down at RDW (50 V/s of simulated
 #: time), the IOC's poll and the HV sampler's period, on a loaded machine.
 RAMP_ALLOWANCE = 3.0
@@ -98,7 +100,9 @@ class Finish:
                 soak.stack.influxd, stack.DB, soak.points.seen, WATCHED, start + 5, end
             ),
             **checks.points_stored(soak.stack.influxd, stack.DB, made),
-            **checks.hv_while_safe(self.hv.samples, soak.states.transitions, 2.0, RAMP_ALLOWANCE),
+            **checks.hv_while_safe(
+                self.hv.samples, soak.states.transitions, HV_LIMIT, RAMP_ALLOWANCE
+            ),
             "faults": [r.figures() for r in soak.records],
             "states": [[round(t - start, 1), state] for t, state, _ in soak.states.transitions],
             "unprovoked_trips": soak.unprovoked,

@@ -93,7 +93,7 @@ class Soak:
         self.operator.open_environment(timeout=300)
         opened_s = time.monotonic() - opened
         self.poller = poller = observe.StatePoller(self.states)
-        hv = observe.HvSampler(self.stack.sims, 0.5)
+        self.hv = hv = observe.HvSampler(self.stack.sims, 0.5)
         processes = observe.ProcessSampler(self.stack.pids, o.sample_period)
         self.driver = QueueDriver(self.operator, lambda: not self.tripped)
         self.recovery = Recovery(
@@ -150,15 +150,29 @@ class Soak:
         try:
             self.recovery.reset()  # the worker's death tripped it
             for fault in chained:
+                raised = time.time()
                 try:
                     self.recovery.raise_hv(CHAINED_HV)
                 except Exception as exc:  # the fault still comes, with HV where it is
                     self.unprovoked.append(f"raising HV before {fault.name}: {exc}")
+                if not self._hv_seen_up(raised):
+                    self.unprovoked.append(f"HV not seen up before {fault.name} within 10 s")
                 self._inject(fault)
                 self.recovery.reset()
         finally:
             self.recovery.give_back()
         self._wait(self.options.gap)
+
+    def _hv_seen_up(self, since: float, timeout: float = 10.0) -> bool:
+        """Wait until the HV sampler has seen HV above `finish.HV_LIMIT` after `since`: the
+        checks count a trip's ramp down only from a sample of HV up just before it (a quick
+        trip on a loaded machine came before the sampler's next look, and none was counted)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(t >= since and volts > finish.HV_LIMIT for t, volts in self.hv.samples[-4:]):
+                return True
+            time.sleep(0.05)
+        return False
 
     def _wait(self, seconds: float) -> None:
         """Normal running; a trip nobody caused (no fault injected) is recovered and noted."""
