@@ -148,9 +148,9 @@ def hv_while_safe(
     unsafe, worst, in_safe = 0, 0.0, 0
     down: list[float | None] = []  # per span that began with HV up: s until it read below `limit`
     for begin, end in spans:
-        inside = [(t, v) for t, v in samples if begin - 1.0 <= t < end]
-        if inside and inside[0][1] > limit:
-            below = next((t for t, v in inside if t >= begin and v <= limit), None)
+        looks = [v for t, v in samples if begin - 1.0 <= t < begin]
+        if looks and looks[-1] > limit:  # the last look before the trip (within 1 s) saw HV up
+            below = next((t for t, v in samples if begin <= t < end and v <= limit), None)
             down.append(round(below - begin, 2) if below is not None else None)
     for t, volts in samples:
         for begin, end in spans:
