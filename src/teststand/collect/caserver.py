@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from caproto import ChannelType
 from caproto.asyncio.server import Context, VirtualCircuit
-from caproto.server.common import VirtualCircuit as CommonCircuit
+
+log = logging.getLogger(__name__)
 
 #: Updates of one PV a subscription keeps (caproto's default: 1000). caproto keeps each
 #: subscription's last updates, sent or not, to know which queued ones are stale; a client
@@ -35,17 +37,12 @@ def ready_hook(on_ready: Callable[[], None] | None) -> Callable[[Any], Awaitable
 class Circuit(VirtualCircuit):  # type: ignore[misc]
     """caproto's asyncio circuit, whose update sender stops when its client leaves.
 
-    caproto 1.3 left a departed client's circuit in the server for good (with its last updates
-    of every PV it watched: 0.8 MB for a monitor of the stand) when the client left while its PVs
-    updated: 2 of 6 such monitors, and 1-4 of 20 clients in the test. Two ways:
-    - it waits for the next update with `asyncio.wait_for`, which in Python 3.11 swallows a cancel
-      arriving with an update: the sender went on waiting, and the disconnect waited for it;
-    - its disconnect cancels the sender and awaits it, also from the sender itself (whose send
-      failed first); under load the handler then failed ("await wasn't used with future") before
-      removing the circuit.
+    caproto 1.3 waits for the next update with `asyncio.wait_for`, which in Python 3.11 swallows
+    a cancel arriving with an update: when a client left while its PVs updated, the sender went
+    on waiting for updates that no longer came, the disconnect waited for it, and the circuit
+    stayed in the server for good with its last updates of every PV it watched (0.8 MB for a
+    monitor of the stand): 2 of 6 such monitors, 1-4 of 20 clients in the test.
     """
-
-    _sub_task: asyncio.Task[None] | None
 
     async def get_from_sub_queue(self, timeout: float | None = None) -> Any:
         try:
@@ -53,14 +50,6 @@ class Circuit(VirtualCircuit):  # type: ignore[misc]
                 return await self.subscription_queue.get()
         except TimeoutError:
             return None
-
-    async def _on_disconnect(self) -> None:
-        await CommonCircuit._on_disconnect(self)  # its subscriptions removed, once
-        self.client.close()
-        sender, self._sub_task = self._sub_task, None
-        if sender is not None and sender is not asyncio.current_task():
-            sender.cancel()
-            await asyncio.wait([sender])  # its end, without its outcome
 
 
 class ServerContext(Context):  # type: ignore[misc]
@@ -87,7 +76,12 @@ class ServerContext(Context):  # type: ignore[misc]
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             await super().tcp_handler(client, addr)
-        finally:  # however the handler ended, its circuit leaves the server
+        except Exception as error:  # caproto has logged it
+            log.warning("the circuit of %s:%d ended with %r", *addr[:2], error)
+        finally:
+            # However the handler ended, its circuit leaves the server: under load caproto's
+            # disconnect, which cancels and awaits the update sender also from the sender
+            # itself, failed ("await wasn't used with future") before removing the circuit.
             for circuit in [c for c in self.circuits if c.client is client]:
                 self.circuits.discard(circuit)
                 await circuit.tasks.cancel_all()
