@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from aioca import connect
 from bluesky import RunEngine
 from caproto import AlarmSeverity, AlarmStatus, ChannelType
 from caproto.sync.client import read, write
@@ -124,6 +125,10 @@ def test_a_zero_supersedes_a_move_still_being_checked(
 
     async def step_and_zero() -> list[Any]:
         await channel.on()
+        # connected first, so that the step's put leaves before the zero's (a step put after
+        # the zero is a new move and runs: seen under load when the step's channel connected
+        # only then)
+        await connect(PREFIX + "SLOT1:BIAS_SETPOINT")
         step = put_checked(PREFIX + "SLOT1:BIAS_SETPOINT", 50.0)
         results = await asyncio.gather(step, channel.zero(), return_exceptions=True)
         await asyncio.sleep(1.0)  # a step written after the zero would be ramping by now
