@@ -1,10 +1,10 @@
 """The stand soak, short: `benchmarks/soak.py --short`, every fault once, every goal but growth.
 
-Run with `make soak`; not part of `make test`. Tried there this stop, started first beside the
-suite's two xdist workers (2026-11-26): it passed (about 4 min 20 s) but the suite then failed
-CA searches of its own servers (`Timed out while awaiting a response from the search`) in 2 of 6
-fresh-clone runs, likely the soak's servers binding UDP ports the suite's servers use (the
-session's CA ports are free when allocated, not reserved). It needs ports of its own first.
+Part of `make test`: started first, in a process of its own beside the suite's two xdist
+workers (after them it would add its minutes to the suite's); `make soak` runs it alone. Its CA
+ports, like the suite's, are reserved (`teststand.app.ioc.process.reserve_ca_port`): when they
+were merely free when allocated, the soak's and the suite's servers could share one and the
+suite's searches went unanswered.
 
 The whole stand runs as separate processes (simulators at speed 100, the IOC with its watchdog,
 InfluxDB and the monitor, the queue server with the profile and the embedded Tiled) and IV scans

@@ -34,7 +34,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from teststand.app.ioc.process import IocProcess, local_ca_environment
+from teststand.app.ioc.process import IocProcess, local_ca_environment, reserve_ca_port
 from teststand.app.qserver import free_port
 from teststand.app.web import Users
 from teststand.config import load_stand
@@ -129,8 +129,8 @@ def main() -> None:
     parser.add_argument("--loads", type=int, default=5)
     args = parser.parse_args()
     env = {**os.environ, **local_ca_environment()}
-    env["EPICS_CA_SERVER_PORT"] = str(free_port())
-    env["EPICS_CA_REPEATER_PORT"] = env["EPICS_CAS_BEACON_PORT"] = str(free_port())
+    env["EPICS_CA_SERVER_PORT"] = str(reserve_ca_port())
+    env["EPICS_CA_REPEATER_PORT"] = env["EPICS_CAS_BEACON_PORT"] = str(reserve_ca_port())
     os.environ.update(env)
     data = yaml.safe_load(STAND.read_text())
     data["speed"] = 200.0

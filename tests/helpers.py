@@ -52,35 +52,25 @@ def stand_dict(speed: float = 200.0, **changes: Any) -> dict[str, Any]:
 @contextmanager
 def ca_server_script(script: str) -> Iterator[None]:
     """`python -c script` serving on a leased port of the session's CA until the block ends;
-    started when it prints `serving`. A port taken meanwhile by another socket (the session's
-    ports are free when allocated, not reserved: a client's ephemeral UDP socket can land on one)
-    is passed over for the next."""
-    tried: list[int] = []
+    started when it prints `serving`."""
+    port = CA.lease()
     try:
-        for _ in range(3):
-            port = CA.lease()
-            tried.append(port)
-            process = subprocess.Popen(
-                [sys.executable, "-c", script],
-                stdout=subprocess.PIPE,
-                text=True,
-                env={**os.environ, **CA.server_environment(port)},
-            )
-            assert process.stdout is not None
-            if process.stdout.readline().startswith("serving"):
-                break
-            process.kill()
-            process.wait(10)
-        else:
-            raise AssertionError(f"the CA server script could not serve on ports {tried}")
+        process = subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **CA.server_environment(port)},
+        )
         try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            assert line.startswith("serving"), f"the CA server script on port {port}: {line!r}"
             yield
         finally:
             process.kill()
             process.wait(10)
     finally:
-        for port in tried:
-            CA.release(port)
+        CA.release(port)
 
 
 def free_port() -> int:

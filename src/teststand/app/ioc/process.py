@@ -3,20 +3,23 @@
 
 `local_ca_environment()` is the loopback-only Channel Access set-up of the demo, so that
 nothing leaves the machine and no other IOC on the network is seen. `LoopbackCA` is the same on
-ports of its own (tests, benchmarks): a repeater port and a few server ports, each IOC on one of
-them and every one in `EPICS_CA_ADDR_LIST`. libca reads these settings once per process, when
-its first context is made, and a unicast search reaches only one of two servers bound to one
-port: so all the ports a process will ever search are in its list from the start, and no two
-IOCs of ours share one.
+ports reserved for it (tests, benchmarks; `reserve_ca_port`): a repeater port and a few server
+ports, each IOC on one of them and every one in `EPICS_CA_ADDR_LIST`. libca reads these
+settings once per process, when its first context is made, and a unicast search reaches only
+one of two servers bound to one port: so all the ports a process will ever search are in its
+list from the start, and no two IOCs of ours share one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -44,18 +47,61 @@ def local_ca_environment() -> dict[str, str]:
     return {key: os.environ.get(key, value) for key, value in wanted.items()}
 
 
-def free_port() -> int:
-    """A port free for both TCP and UDP on loopback (CA uses both)."""
-    while True:
-        with socket.socket() as tcp:
-            tcp.bind((LOOPBACK, 0))
-            port = int(tcp.getsockname()[1])
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+#: Lock files of the CA ports reserved by this machine's processes (`reserve_ca_port`).
+PORT_LOCKS = Path(tempfile.gettempdir()) / "teststand-ca-ports"
+#: Reserved ports are picked among this many below the kernel's ephemeral range.
+RESERVED_SPAN = 10_000
+_reserved: dict[int, int] = {}  # port -> descriptor of its locked file, held for the process's life
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    """Whether nothing holds `port` on loopback, for TCP nor for UDP (CA uses both)."""
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
             try:
-                udp.bind((LOOPBACK, port))
+                sock.bind((LOOPBACK, port))
             except OSError:
-                continue
-        return port
+                return False
+    return True
+
+
+def reserve_ca_port() -> int:
+    """A loopback port for a CA server or repeater that no other process will take while this one
+    lives: below the kernel's ephemeral range (so no client socket is ever bound to it, as happens
+    to a free port of that range), free for TCP and UDP, and locked (a file lock in `PORT_LOCKS`,
+    released when this process ends) so that no other process of ours reserves it. A unicast
+    search reaches only one of two sockets bound to a port, so a shared port loses searches."""
+    PORT_LOCKS.mkdir(mode=0o1777, exist_ok=True)
+    high = _ephemeral_low()
+    low = max(1024, high - RESERVED_SPAN)
+    start = random.randrange(low, high)
+    for offset in range(high - low):
+        port = low + (start - low + offset) % (high - low)
+        if port in _reserved:
+            continue
+        try:
+            descriptor = os.open(PORT_LOCKS / str(port), os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:  # another user's lock file
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)
+            continue
+        if _bindable(port):
+            _reserved[port] = descriptor
+            return port
+        os.close(descriptor)
+    raise TeststandError(
+        f"no loopback port in {low}-{high - 1} is free for a CA server: stop some IOCs"
+    )
 
 
 def terminate(process: subprocess.Popen[Any], timeout: float) -> None:
@@ -80,7 +126,7 @@ class LoopbackCA:
 
     @classmethod
     def allocate(cls, servers: int = 1) -> LoopbackCA:
-        return cls(free_port(), tuple(free_port() for _ in range(servers)))
+        return cls(reserve_ca_port(), tuple(reserve_ca_port() for _ in range(servers)))
 
     def environment(self) -> dict[str, str]:
         """Client settings: every server port searched, beacons to the repeater."""
