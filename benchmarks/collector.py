@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from teststand.app.ioc.process import free_port
+from teststand.app.ioc.process import reserve_ca_port
 
 GOAL = 20_000.0
 HISTORY = 100_000
@@ -79,8 +79,8 @@ asyncio.run(main())
 """
 
 
-PORTS = {"ioc": free_port(), "collector": free_port(), "history": free_port()}
-REPEATER = free_port()
+PORTS = {"ioc": reserve_ca_port(), "collector": reserve_ca_port(), "history": reserve_ca_port()}
+REPEATER = reserve_ca_port()
 os.environ.update(
     EPICS_CA_AUTO_ADDR_LIST="NO",
     EPICS_CA_ADDR_LIST=" ".join(f"127.0.0.1:{port}" for port in PORTS.values()),

@@ -4,7 +4,7 @@ The simulators (`teststand sim serve-stand --tcp`, whose stdin takes fault lines
 repeater, the IOC with its watchdog (`teststand ioc`), a real InfluxDB (tests/influx.py), the
 monitor (`teststand monitor`) and the queue server (`teststand.app.qserver.start`: Redis, the RE
 Manager and its worker, which starts the embedded Tiled server of the stand's `storage:`).
-Channel Access is loopback only, on ports of its own (`ca_environment`, before any CA client).
+Channel Access is loopback only, on ports reserved for it (`ca_environment`, before any CA client).
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ def wait_for(condition: Any, timeout: float, what: str, period: float = 0.5) -> 
 
 
 def ca_environment() -> None:
-    """Loopback CA on free ports of this soak (`teststand.app.ioc.process.LoopbackCA`), for
+    """Loopback CA on ports reserved for this soak (`teststand.app.ioc.process.LoopbackCA`), for
     every process it starts and its own clients."""
     from teststand.app.ioc.process import LoopbackCA
 

@@ -31,7 +31,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from teststand.app.ioc.process import IocProcess, SimulatorProcess
-from teststand.app.ioc.process import free_port as ca_port
+from teststand.app.qserver import free_port
 from teststand.app.web import Users
 
 BIN = Path(sys.executable).parent
@@ -99,8 +99,8 @@ class Stack:
     def start_queue(self) -> None:
         where = ["--stand", str(self.stand), "--state-dir", str(self.state_dir)]
         started = self.cli(
-            "qserver", "start", *where, "--control-port", str(ca_port()), "--info-port",
-            str(ca_port()), "--redis-name-prefix", "qs_web",
+            "qserver", "start", *where, "--control-port", str(free_port()), "--info-port",
+            str(free_port()), "--redis-name-prefix", "qs_web",
         )  # fmt: skip
         self.queue_started = started.returncode == 0 or started.stdout + started.stderr
 
@@ -149,7 +149,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, ca_repeater: None) -> Iterat
         users = Users({}, root / "users.yaml")
         for name, password in PASSWORDS.items():
             users.add(name, ROLES[name], password)
-        port = ca_port()
+        port = free_port()
         stack.url = f"http://127.0.0.1:{port}"
         web = [TESTSTAND, "web", "--stand", str(stack.stand), "--state-dir", str(stack.state_dir)]
         web += ["--bind", f"127.0.0.1:{port}", "--users", str(root / "users.yaml")]

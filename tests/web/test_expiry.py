@@ -6,13 +6,13 @@ from __future__ import annotations
 import subprocess
 
 import httpx
-from conftest import TESTSTAND, Page, Stack, ca_port, wait_http
+from conftest import TESTSTAND, Page, Stack, free_port, wait_http
 
 HEADERS = {"X-Teststand": "1"}
 
 
 def test_an_expired_session_sends_the_page_back_to_the_login(stack: Stack) -> None:
-    port = ca_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [TESTSTAND, "web", "--stand", str(stack.stand), "--bind", f"127.0.0.1:{port}"]
     command += ["--users", str(stack.root / "users.yaml"), "--session-hours", str(4 / 3600)]
