@@ -12,7 +12,8 @@ Tiled killed, InfluxDB killed) and the stand is recovered after each as an opera
 The last stdout line is one JSON object: runs in Tiled (complete, exactly once, journals empty),
 watched PV changes in InfluxDB (each once), each fault's reaction against its limit, HV above
 2 V while SAFE (after a 3 s ramp allowance), each process' RSS/descriptor/thread growth per hour
-after the warm-up, `goals` and `pass`. `--keep DIR` keeps logs and data there.
+after the warm-up, `goals` and `pass`. `--keep DIR` keeps logs, data and
+every process sample (`samples.json`) there.
 (The link-level soak, 10,000 commands over one faulty link, is `teststand.app.link_soak`.)
 """
 

@@ -17,12 +17,13 @@ before the next, and one reopening of the environment: one recovery instead of f
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,9 @@ class Soak:
             watch.join()
         figures = finish.Finish(self, hv, processes).figures(self.start, end)
         figures["environment_open_s"] = round(opened_s, 1)
+        if o.keep:  # every process sample, for a closer look at a growth
+            taken = {role: [asdict(s) for s in ss] for role, ss in processes.samples.items()}
+            (self.stack.directory / "samples.json").write_text(json.dumps(taken))
         return figures
 
     @property
