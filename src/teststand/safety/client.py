@@ -20,10 +20,7 @@ from teststand.errors import TeststandError
 log = logging.getLogger(__name__)
 
 RE_STATES = frozenset(
-    {
-        *("idle", "running", "pausing", "paused", "halting", "stopping", "aborting"),
-        *("suspending", "panicked"),
-    }
+    "idle running pausing paused halting stopping aborting suspending panicked".split()
 )
 #: RunEngine states that end a plan without its cleanup.
 _NO_CLEANUP = frozenset({"halting", "panicked"})
