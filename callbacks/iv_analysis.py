@@ -207,7 +207,11 @@ class _Run:
 
 
 class IVAnalysis(DocumentRouter):
-    """Analyses IV runs as they stop; `results` (latest run) and `summaries` (by run uid)."""
+    """Analyses IV runs as they stop; `results` (latest run) and `summaries` (by run uid, the
+    last `SUMMARIES_KEPT` runs: a session's analysis lives for weeks in the queue worker, and
+    each run's summary is published with the run)."""
+
+    SUMMARIES_KEPT = 100
 
     def __init__(
         self,
@@ -304,6 +308,8 @@ class IVAnalysis(DocumentRouter):
         summary = summarise(combined)
         self.results = {int(slot): result for slot, result in results.items()}
         self.summaries[uid] = summary
+        while len(self.summaries) > self.SUMMARIES_KEPT:
+            del self.summaries[next(iter(self.summaries))]
         if self.publish is not None:
             _guarded("publishing the results", self.publish, uid, summary)
         for listener in self.on_result:
@@ -348,7 +354,11 @@ def _guarded(what: str, call: Callable[..., object], *args: Any) -> None:
     try:
         call(*args)
     except Exception:
-        log.exception("IV analysis: %s failed; the results stay in IVAnalysis.summaries", what)
+        log.exception(
+            "IV analysis: %s failed; the results stay in IVAnalysis.summaries (the last %d runs)",
+            what,
+            IVAnalysis.SUMMARIES_KEPT,
+        )
 
 
 __all__ = [  # the rules are re-exported: plans and tests import them from here

@@ -498,10 +498,19 @@ def test_a_failing_publisher_does_not_break_the_run(
     assert result.exit_status == "success"
     assert "publishing the results failed" in caplog.text and "tiled is down" in caplog.text
     assert (
-        "IV analysis: publishing the results failed; the results stay in IVAnalysis.summaries"
-        in [record.getMessage() for record in caplog.records]
+        "IV analysis: publishing the results failed; the results stay in IVAnalysis.summaries "
+        "(the last 100 runs)" in [record.getMessage() for record in caplog.records]
     )
     assert analysis.summaries[result.run_start_uids[0]]["verdict"] == "fail"  # 20 V < 100 V
+
+
+def test_summaries_keep_the_last_runs_only(RE: RunEngine, stand: Stand) -> None:
+    """The queue worker's analysis lives for weeks: its summaries must not grow with every run."""
+    analysis = IVAnalysis()
+    analysis.SUMMARIES_KEPT = 2
+    RE.subscribe(analysis)
+    uids = [RE(stand.plan(stand.metadata(), stop=20)).run_start_uids[0] for _ in range(3)]
+    assert list(analysis.summaries) == uids[1:]
 
 
 def test_a_compliance_stop_no_event_shows_is_read_from_the_current(
