@@ -20,7 +20,17 @@ from teststand.errors import TeststandError
 log = logging.getLogger(__name__)
 
 RE_STATES = frozenset(
-    "idle running pausing paused halting stopping aborting suspending panicked".split()
+    {
+        "idle",
+        "running",
+        "pausing",
+        "paused",
+        "halting",
+        "stopping",
+        "aborting",
+        "suspending",
+        "panicked",
+    }
 )
 #: RunEngine states that end a plan without its cleanup.
 _NO_CLEANUP = frozenset({"halting", "panicked"})
