@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--toggles", type=int, default=40)
     parser.add_argument("--loads", type=int, default=5)
     args = parser.parse_args()
-    env = {**os.environ, **local_ca_environment()}
+    env = {**os.environ, **local_ca_environment(server=True)}
     env["EPICS_CA_SERVER_PORT"] = str(reserve_ca_port())
     env["EPICS_CA_REPEATER_PORT"] = env["EPICS_CAS_BEACON_PORT"] = str(reserve_ca_port())
     os.environ.update(env)

@@ -80,7 +80,8 @@ def served(config: StandConfig, prefix: str) -> Iterator[StandConfig]:
     config.storage.data_path.mkdir(parents=True, exist_ok=True)
     stand_file = config.storage.data_path / "served-stand.yaml"
     stand_file.write_text(yaml.safe_dump(data))
-    with IocProcess(stand_file, prefix, log=config.storage.data_path / "ioc.log"):
+    log = config.storage.data_path / "ioc.log"
+    with IocProcess(stand_file, prefix, env=local_ca_environment(server=True), log=log):
         print(f"Served by `teststand ioc` as {prefix}…; watch it from another shell with")
         print(f"  {WATCH_ENV} caproto-monitor {prefix}SLOT3:BIAS {prefix}HV:CH2:STATUS")
         yield load_stand({**data, "server": {"prefix": prefix, "connect_timeout": 60.0}})

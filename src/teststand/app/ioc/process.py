@@ -35,15 +35,17 @@ from teststand.errors import TeststandError
 LOOPBACK = "127.0.0.1"
 
 
-def local_ca_environment() -> dict[str, str]:
-    """EPICS settings for clients and servers on loopback only (the caller's own EPICS_* win)."""
-    wanted = {
-        "EPICS_CA_AUTO_ADDR_LIST": "NO",
-        "EPICS_CA_ADDR_LIST": LOOPBACK,
-        "EPICS_CAS_INTF_ADDR_LIST": LOOPBACK,
-        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
-        "EPICS_CAS_BEACON_ADDR_LIST": LOOPBACK,
-    }
+def local_ca_environment(server: bool = False) -> dict[str, str]:
+    """EPICS settings on loopback only, a client's and, with `server`, an IOC's too (the
+    caller's own EPICS_* win). A client gets no EPICS_CAS_*: libca reads the beacon list too, and
+    warned of its loopback entry as a duplicate (`Duplicate EPICS CA Address list entry`)."""
+    wanted = {"EPICS_CA_AUTO_ADDR_LIST": "NO", "EPICS_CA_ADDR_LIST": LOOPBACK}
+    if server:
+        wanted |= {
+            "EPICS_CAS_INTF_ADDR_LIST": LOOPBACK,
+            "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+            "EPICS_CAS_BEACON_ADDR_LIST": LOOPBACK,
+        }
     return {key: os.environ.get(key, value) for key, value in wanted.items()}
 
 
