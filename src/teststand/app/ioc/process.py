@@ -12,6 +12,7 @@ list from the start, and no two IOCs of ours share one.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -80,7 +81,9 @@ def reserve_ca_port() -> int:
     to a free port of that range), free for TCP and UDP, and locked (a file lock in `PORT_LOCKS`,
     released when this process ends) so that no other process of ours reserves it. A unicast
     search reaches only one of two sockets bound to a port, so a shared port loses searches."""
-    PORT_LOCKS.mkdir(mode=0o1777, exist_ok=True)
+    PORT_LOCKS.mkdir(exist_ok=True)
+    with contextlib.suppress(PermissionError):  # every user's processes lock ports there
+        PORT_LOCKS.chmod(0o1777)  # (sticky, as /tmp); only its owner may change it
     high = _ephemeral_low()
     low = max(1024, high - RESERVED_SPAN)
     start = random.randrange(low, high)
@@ -88,9 +91,9 @@ def reserve_ca_port() -> int:
         port = low + (start - low + offset) % (high - low)
         if port in _reserved:
             continue
-        try:
-            descriptor = os.open(PORT_LOCKS / str(port), os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError:  # another user's lock file
+        try:  # read-only: flock needs no write access, so another user's lock file serves too
+            descriptor = os.open(PORT_LOCKS / str(port), os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError:
             continue
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
