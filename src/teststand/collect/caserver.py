@@ -8,7 +8,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from caproto import ChannelType
+from caproto import ChannelType, EventCancelResponse
 from caproto.asyncio.server import Context, VirtualCircuit
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,22 @@ class Circuit(VirtualCircuit):  # type: ignore[misc]
     stayed in the server for good with its last updates of every PV it watched (0.8 MB for a
     monitor of the stand): 2 of 6 such monitors, 1-4 of 20 clients in the test.
     """
+
+    async def send(self, *commands: Any) -> None:
+        """Send, then forget the subscription updates sent, and a cancelled subscription's.
+        caproto keeps each subscription's last `SUBSCRIPTION_BACKLOG` updates (to drop the oldest
+        unsent ones of a client that falls behind) also once sent, and after the subscription is
+        cancelled, for the circuit's life: a PV posted only on change filled that over hours,
+        and every plan's subscribe and cancel (ophyd-async's waits) left its last updates."""
+        await super().send(*commands)
+        for command in commands:
+            subscription = getattr(command, "subscriptionid", None)
+            if isinstance(command, EventCancelResponse):
+                self.unexpired_updates.pop(subscription, None)
+                continue
+            kept = self.unexpired_updates.get(subscription)
+            if kept and kept[0] is command:  # sent in order: the oldest one still kept
+                kept.popleft()
 
     async def get_from_sub_queue(self, timeout: float | None = None) -> Any:
         try:
