@@ -13,12 +13,10 @@ from caproto.asyncio.server import Context, VirtualCircuit
 
 log = logging.getLogger(__name__)
 
-#: Updates of one PV a subscription keeps (caproto's default: 1000). caproto keeps each
-#: subscription's last updates, sent or not, to know which queued ones are stale; a client
-#: that stays connected held up to 1000 updates of every PV it watched (about 0.4 kB each: a
-#: monitor of the stand's 268 PVs grew the IOC by 100 MB, slowly for the PVs that change
-#: rarely). A client more than this many updates of one PV behind loses the oldest (EPICS's
-#: own server keeps fewer).
+#: Unsent updates of one PV a subscription keeps (caproto's default: 1000): a client more
+#: than this many updates of one PV behind loses the oldest (EPICS's own server keeps fewer).
+#: caproto also kept them once sent (`Circuit.send` forgets those): with its default a monitor
+#: of the stand's 268 PVs grew the IOC by 100 MB (about 0.4 kB an update).
 SUBSCRIPTION_BACKLOG = 20
 #: pvproperty arguments of a text PV (a char array that `caget -S` and aioca read as a string).
 TEXT: dict[str, Any] = {"dtype": ChannelType.CHAR, "max_length": 512, "string_encoding": "latin-1"}
@@ -35,7 +33,8 @@ def ready_hook(on_ready: Callable[[], None] | None) -> Callable[[Any], Awaitable
 
 
 class Circuit(VirtualCircuit):  # type: ignore[misc]
-    """caproto's asyncio circuit, whose update sender stops when its client leaves.
+    """caproto's asyncio circuit, which forgets the updates it sent and whose update sender
+    stops when its client leaves.
 
     caproto 1.3 waits for the next update with `asyncio.wait_for`, which in Python 3.11 swallows
     a cancel arriving with an update: when a client left while its PVs updated, the sender went
