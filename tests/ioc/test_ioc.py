@@ -122,8 +122,13 @@ def test_a_zero_supersedes_a_move_still_being_checked(
     refused saying so, whether the IOC was still checking it or already ramping, and the channel
     stays at 0 V (it rose to the step's voltage when the zero came during the move's checks)."""
     channel = served.hv.channels[0]  # type: ignore[attr-defined]
+    original = run(RE, channel.rate_up.get_value)
 
     async def step_and_zero() -> list[Any]:
+        # the slowest ramp (50 V: 0.25 s of wall time at the session's speed), so that the zero
+        # finds the move still being checked or ramping even when this process is descheduled
+        # between the two puts (a quicker ramp had settled before the zero, under load)
+        await channel.rate_up.set(1.0)
         await channel.on()
         # connected first, so that the step's put leaves before the zero's (a step put after
         # the zero is a new move and runs: seen under load when the step's channel connected
@@ -134,7 +139,10 @@ def test_a_zero_supersedes_a_move_still_being_checked(
         await asyncio.sleep(1.0)  # a step written after the zero would be ramping by now
         return results
 
-    step, zero = run(RE, step_and_zero)
+    try:
+        step, zero = run(RE, step_and_zero)
+    finally:
+        run(RE, lambda: channel.rate_up.set(original))
     assert zero is None
     assert isinstance(step, ServedError) and "the channel was zeroed" in str(step)
     assert sims.status("hv")["channels"][0]["vset"] == 0
