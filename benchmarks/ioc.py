@@ -20,10 +20,8 @@ Run: `.venv/bin/python benchmarks/ioc.py [--seconds 10] [--clients 20]`. Loopbac
    clients run on the last CPU, the IOC alone on the others (`cpus`), as if the clients were on
    another host; the simulators run on the clients' CPU ahead of them (SCHED_FIFO), as hardware
    would answer: sharing no CPU with the IOC. The CPU of this process (the IOC) and of the
-   clients per wall second is reported: on one CPU the twenty clients' own load is part of
-   their latency, and once it reaches a whole CPU they fall behind and aioca merges their
-   updates (fewer are counted). `many_over_one_ioc_poll`: the IOC's own full-stand poll rate
-   with the clients over that with one (the server's side alone).
+   clients per wall second is reported (on one CPU the twenty clients' own load
+   is part of their latency).
 3. `iv_scan` per-point cost on the instant simulators (no pacing, speed 1000), direct against
    over CA to an IOC process: `iv_ratio` = CA / direct.
 The last stdout line is one JSON object.
@@ -362,9 +360,6 @@ def main() -> None:
         },
         f"clients_{args.clients}": many,
         "many_over_one_rate": round(many["full_stand_rate_hz"] / one["full_stand_rate_hz"], 3),
-        "many_over_one_ioc_poll": round(
-            many["ioc_full_stand_poll_rate_hz"] / one["ioc_full_stand_poll_rate_hz"], 3
-        ),
         "many_over_one_p99": {
             probe: round(many["latency_ms"][probe]["p99"] / one["latency_ms"][probe]["p99"], 3)
             for probe in PROBES

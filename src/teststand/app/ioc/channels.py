@@ -8,9 +8,8 @@ put handler (`verify_value`) knows who writes.
 
 from __future__ import annotations
 
-import asyncio
 import enum
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +22,6 @@ from caproto import (
     ChannelInteger,
     ChannelType,
 )
-
-from teststand.app.ioc.loops import call_on, post_on
 
 #: Longest string a text PV holds, in bytes (a CA char array reported as a string).
 TEXT_LENGTH = 512
@@ -49,20 +46,13 @@ class Writer:
 WRITER: ContextVar[Writer | None] = ContextVar("teststand_ioc_writer", default=None)
 
 #: Runs a client's put: gets the value as the channel holds it, returns the value to store.
-PutHandler = Callable[[Any], Coroutine[Any, Any, Any]]
+PutHandler = Callable[[Any], Awaitable[Any]]
 
 
-class ServedChannel:
-    """Mixin: remember the writing client; route client puts to `on_put` (None: read-only).
-
-    While the server runs on a loop of its own (`StandIOC.run`), `on_put` runs on the
-    instruments' loop (`device_loop`), and a write from there runs on the server's loop
-    (`server_loop`) without waiting: caproto's channels and queues are the server loop's alone.
-    """
+class _Served:
+    """Mixin: remember the writing client; route client puts to `on_put` (None: read-only)."""
 
     on_put: PutHandler | None = None
-    server_loop: asyncio.AbstractEventLoop | None = None
-    device_loop: asyncio.AbstractEventLoop | None = None
 
     async def auth_write(
         self,
@@ -93,31 +83,22 @@ class ServedChannel:
     async def verify_value(self, data: Any) -> Any:
         if self.on_put is None:
             raise PermissionError("read-only PV")
-        if self.device_loop is None:
-            return await self.on_put(data)
-        return await call_on(self.device_loop, self.on_put(data))
-
-    async def write(self, value: Any, **kwargs: Any) -> Any:
-        loop = self.server_loop
-        if loop is None or loop is asyncio.get_running_loop():
-            return await super().write(value, **kwargs)  # type: ignore[misc]
-        post_on(loop, super().write(value, **kwargs))  # type: ignore[misc]
-        return None
+        return await self.on_put(data)
 
 
-class ServedDouble(ServedChannel, ChannelDouble):  # type: ignore[misc]
+class ServedDouble(_Served, ChannelDouble):  # type: ignore[misc]
     pass
 
 
-class ServedInteger(ServedChannel, ChannelInteger):  # type: ignore[misc]
+class ServedInteger(_Served, ChannelInteger):  # type: ignore[misc]
     pass
 
 
-class ServedEnum(ServedChannel, ChannelEnum):  # type: ignore[misc]
+class ServedEnum(_Served, ChannelEnum):  # type: ignore[misc]
     pass
 
 
-class ServedText(ServedChannel, ChannelChar):  # type: ignore[misc]
+class ServedText(_Served, ChannelChar):  # type: ignore[misc]
     pass
 
 

@@ -10,9 +10,8 @@ stops the IOC (safety must not fail silently).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,18 +19,9 @@ from caproto import ChannelData, ChannelDouble, ChannelString
 from ophyd_async.core import Device, Signal
 
 from teststand.app.ioc.alarms import alarm_of
-from teststand.app.ioc.channels import (
-    PutHandler,
-    ServedChannel,
-    ServedInteger,
-    clip,
-    decode,
-    make_channel,
-    text_channel,
-)
+from teststand.app.ioc.channels import ServedInteger, clip, decode, make_channel, text_channel
 from teststand.app.ioc.checks import drive_limits
 from teststand.app.ioc.control import Control
-from teststand.app.ioc.loops import LoopThread
 from teststand.app.ioc.poll import Group, Poller, ServedSignal
 from teststand.app.ioc.puts import Messages, Puts
 from teststand.collect.caserver import ServerContext
@@ -251,7 +241,7 @@ class StandIOC:
         async def show_owner() -> None:
             await owner.write(clip(control.describe()), verify_value=False)
 
-        def handler(action: Callable[[str], Any]) -> PutHandler:
+        def handler(action: Callable[[str], Any]) -> Callable[[Any], Awaitable[Any]]:
             async def put(raw: Any) -> Any:
                 text = decode(raw)
                 try:
@@ -283,33 +273,17 @@ class StandIOC:
             await asyncio.sleep(OWNER_WATCH_PERIOD)
             if self.context is None:
                 continue
-            circuits = list(self.context.circuits)  # one copy: the server's thread changes it
-            live = [f"{c.circuit.address[0]}:{c.circuit.address[1]}" for c in circuits]
+            live = [f"{c.circuit.address[0]}:{c.circuit.address[1]}" for c in self.context.circuits]
             if self.control.prune(live):
                 await self._show_owner()
 
     async def run(self, interfaces: Sequence[str]) -> None:
-        """Serve until cancelled: the CA server on a thread of its own (see `loops`), the poll
-        loops and the added tasks on this loop."""
+        """Serve until cancelled; the poll loops and the added tasks run alongside."""
         assert self.poller is not None, "call setup() first"
         self.context = IocContext(self.pvdb, list(interfaces))
-        # Everything built so far (the stand, its devices, the PVs) lives as long as the IOC:
-        # out of the collector's reach, a full collection scans only what serving allocates,
-        # instead of stopping the poll loops and every client's updates for a quarter second.
-        gc.collect()
-        gc.freeze()
-        server = LoopThread("ca-server")
-        channels = [c for c in self.pvdb.values() if isinstance(c, ServedChannel)]
-        for channel in channels:
-            channel.server_loop, channel.device_loop = server.loop, asyncio.get_running_loop()
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(server.call(self.context.run()))
-                tasks.create_task(self.poller.run())
-                tasks.create_task(self._watch_owner())
-                for factory in self._tasks:
-                    tasks.create_task(factory())
-        finally:
-            for channel in channels:  # the server has stopped: writes stay on this loop
-                channel.server_loop = channel.device_loop = None
-            await server.close()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.context.run())
+            tasks.create_task(self.poller.run())
+            tasks.create_task(self._watch_owner())
+            for factory in self._tasks:
+                tasks.create_task(factory())
