@@ -156,6 +156,21 @@ def client_signal_rw(
     return SignalRW(backend)
 
 
+#: s between the cancels of a task that goes on: Python 3.11's `asyncio.wait_for` (under every
+#: ophyd-async signal read) loses a cancel that arrives as its read completes.
+RECANCEL_PERIOD = 0.05
+
+
+async def cancel_and_wait(task: asyncio.Future[object]) -> None:
+    """Cancel `task` and wait until it has ended, cancelling it again while it goes on (a move's
+    ramp that lost its cancel ran on to its deadline, and the safe action's zero waited for it)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=RECANCEL_PERIOD)
+    if not task.cancelled():
+        task.exception()  # retrieved: its failure is the cancelled move's, not the caller's
+
+
 class SingleFlight(Generic[T]):
     """Concurrent callers of one fetch share a single round trip.
 

@@ -25,7 +25,7 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from teststand.devices._backend import client_signal_r, client_signal_rw
+from teststand.devices._backend import cancel_and_wait, client_signal_r, client_signal_rw
 from teststand.devices._base import InstrumentDevice
 from teststand.devices.caen.client import (
     CaenClient,
@@ -244,8 +244,7 @@ class CaenChannel(StandardReadable, StandardMovable[float]):
         and write VSET 0; the supply ramps down at its RDW rate. Works on a channel that is off."""
         ramp = self._ramp
         if ramp is not None and ramp is not asyncio.current_task():
-            ramp.cancel()
-            await asyncio.gather(ramp, return_exceptions=True)
+            await cancel_and_wait(ramp)
         await self.setpoint.set(0.0)
 
     @AsyncStatus.wrap

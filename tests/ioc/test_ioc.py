@@ -125,7 +125,7 @@ def test_a_zero_supersedes_a_move_still_being_checked(
     original = run(RE, channel.rate_up.get_value)
 
     async def step_and_zero() -> list[Any]:
-        # the slowest ramp (50 V: 0.25 s of wall time at the session's speed), so that the zero
+        # the slowest ramp (150 V: 0.75 s of wall time at the session's speed), so that the zero
         # finds the move still being checked or ramping even when this process is descheduled
         # between the two puts (a quicker ramp had settled before the zero, under load)
         await channel.rate_up.set(1.0)
@@ -134,7 +134,7 @@ def test_a_zero_supersedes_a_move_still_being_checked(
         # the zero is a new move and runs: seen under load when the step's channel connected
         # only then)
         await connect(PREFIX + "SLOT1:BIAS_SETPOINT")
-        step = put_checked(PREFIX + "SLOT1:BIAS_SETPOINT", 50.0)
+        step = put_checked(PREFIX + "SLOT1:BIAS_SETPOINT", 150.0)
         results = await asyncio.gather(step, channel.zero(), return_exceptions=True)
         await asyncio.sleep(1.0)  # a step written after the zero would be ramping by now
         return results

@@ -34,6 +34,7 @@ from ophyd_async.core import (
 )
 
 from teststand.config import StandConfig
+from teststand.devices._backend import cancel_and_wait
 from teststand.stand.ca import (
     ServerUnavailable,
     StrictCaBackend,
@@ -88,8 +89,7 @@ async def _cancel_local_ramp(device: Device) -> None:
     """A served channel's move in progress here (its put waiting for the IOC)."""
     ramp = getattr(device, "_ramp", None)
     if isinstance(ramp, asyncio.Task) and ramp is not asyncio.current_task():
-        ramp.cancel()
-        await asyncio.gather(ramp, return_exceptions=True)
+        await cancel_and_wait(ramp)
 
 
 def _verb(device: Device, name: str, pv: str, arguments: bool) -> Any:

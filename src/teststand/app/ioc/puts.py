@@ -24,6 +24,7 @@ from ophyd_async.core import Device, SignalW, StandardMovable
 from teststand.app.ioc.channels import WRITER, PutHandler, clip, decode, to_channel, to_signal
 from teststand.app.ioc.checks import PutRefused, check_move, check_write
 from teststand.app.ioc.control import Control
+from teststand.devices._backend import cancel_and_wait
 from teststand.stand import TestStand
 from teststand.stand.pvnames import SignalPV, VerbPV
 
@@ -142,8 +143,7 @@ class Puts:
         channel = getattr(device, "hv_channel", device)
         ramp = getattr(channel, "_ramp", None)
         if isinstance(ramp, asyncio.Task) and not ramp.done():
-            ramp.cancel()  # a slot's move in progress holds the channel's ramp
-            await asyncio.gather(ramp, return_exceptions=True)
+            await cancel_and_wait(ramp)  # a slot's move in progress holds the channel's ramp
         zeros, trips = epoch
         if target != 0 and self._trips != trips:  # a move to 0 V undoes no safe action
             raise PutRefused(f"{device.name}: the move to {target} was {self._last_trip}")

@@ -1,0 +1,36 @@
+"""`cancel_and_wait`: a task that loses a cancel (as Python 3.11's `wait_for` can) still ends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from teststand.devices._backend import cancel_and_wait
+
+
+async def test_a_task_that_loses_its_first_cancel_still_ends_at_once() -> None:
+    lost: list[float] = []
+
+    async def ramp() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:  # the cancel lost, as a read's `wait_for` loses it
+            lost.append(time.monotonic())
+        await asyncio.sleep(30)  # the ramp goes on to its deadline
+
+    task = asyncio.ensure_future(ramp())
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    await asyncio.wait_for(cancel_and_wait(task), 5)
+    assert task.cancelled() and len(lost) == 1
+    assert time.monotonic() - started < 1.0
+
+
+async def test_a_failed_task_is_waited_for_and_its_error_retrieved() -> None:
+    async def failing() -> None:
+        raise RuntimeError("the ramp failed")
+
+    task = asyncio.ensure_future(failing())
+    await asyncio.sleep(0)
+    await cancel_and_wait(task)  # no error here: the failure is the cancelled move's
+    assert isinstance(task.exception(), RuntimeError)
