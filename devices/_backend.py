@@ -8,10 +8,11 @@ typed exceptions on read instead of being swallowed by a poll loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Generic, Protocol, TypeVar
 
 from bluesky.protocols import Reading
 from event_model import DataKey
@@ -169,6 +170,37 @@ async def cancel_and_wait(task: asyncio.Future[object]) -> None:
         await asyncio.wait({task}, timeout=RECANCEL_PERIOD)
     if not task.cancelled():
         task.exception()  # retrieved: its failure is the cancelled move's, not the caller's
+
+
+class RampInProgress:
+    """The task moving an HV channel, if any: a zero, or a new move from another client,
+    cancels it first (a suspended plan's step would otherwise write its voltage again)."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[Any] | None = None
+
+    @staticmethod
+    def of(device: Device) -> RampInProgress | None:
+        """The ramp of `device`'s HV channel (a slot's channel, or the device itself), if any."""
+        ramp = getattr(getattr(device, "hv_channel", device), "ramp_in_progress", None)
+        return ramp if isinstance(ramp, RampInProgress) else None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """The current task is the channel's move while the block runs."""
+        task = asyncio.current_task()
+        self._task = task
+        try:
+            yield
+        finally:
+            if self._task is task:
+                self._task = None
+
+    async def cancel(self) -> None:
+        """Cancel the move in progress (never the caller's own) and wait until it has ended."""
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            await cancel_and_wait(task)
 
 
 class SingleFlight(Generic[T]):

@@ -7,7 +7,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 from ophyd_async.core import (
     AsyncStatus,
@@ -25,7 +24,7 @@ from ophyd_async.core import (
 )
 from ophyd_async.core import StandardReadableFormat as Format
 
-from teststand.devices._backend import cancel_and_wait, client_signal_r, client_signal_rw
+from teststand.devices._backend import RampInProgress, client_signal_r, client_signal_rw
 from teststand.devices._base import InstrumentDevice
 from teststand.devices.caen.client import (
     CaenClient,
@@ -68,13 +67,8 @@ class CaenMoveLogic(MovableLogic[float]):
         return abs(new_position - old_position) / max(float(rate), 1e-3) * 1.2 + self.margin
 
     async def move(self, new_position: float, timeout: TimeoutCalculator) -> None:
-        channel = self.channel
-        channel._ramp = asyncio.current_task()
-        try:
+        with self.channel.ramp_in_progress.held():
             await self._ramp(new_position, timeout)
-        finally:
-            if channel._ramp is asyncio.current_task():
-                channel._ramp = None
 
     async def _ramp(self, new_position: float, timeout: TimeoutCalculator) -> None:
         channel = self.channel
@@ -131,7 +125,7 @@ class CaenChannel(StandardReadable, StandardMovable[float]):
         self.client = client
         self.channel = channel
         #: The ramp in progress, if any: `zero()` cancels it before writing 0 V.
-        self._ramp: asyncio.Task[Any] | None = None
+        self.ramp_in_progress = RampInProgress()
         source = f"{client.url}#CH{channel}"
 
         def group(par: str, scale: float = 1.0) -> Callable[[], Awaitable[float]]:
@@ -242,9 +236,7 @@ class CaenChannel(StandardReadable, StandardMovable[float]):
     async def zero(self) -> None:
         """Cancel the ramp in progress (a suspended plan's step would write its voltage again)
         and write VSET 0; the supply ramps down at its RDW rate. Works on a channel that is off."""
-        ramp = self._ramp
-        if ramp is not None and ramp is not asyncio.current_task():
-            await cancel_and_wait(ramp)
+        await self.ramp_in_progress.cancel()
         await self.setpoint.set(0.0)
 
     @AsyncStatus.wrap

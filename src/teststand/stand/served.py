@@ -16,6 +16,7 @@ naming the owner; after an IOC restart it claims it again. `close()` releases it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from ophyd_async.core import (
 )
 
 from teststand.config import StandConfig
-from teststand.devices._backend import cancel_and_wait
+from teststand.devices._backend import RampInProgress
 from teststand.stand.ca import (
     ServerUnavailable,
     StrictCaBackend,
@@ -60,9 +61,9 @@ class RemoteMove(MovableLogic[float]):
     inner: MovableLogic[float]
     #: The move's PV (the set point signal itself writes to its `…_WRITE` twin).
     pv: str = ""
-    #: The HV channel whose `_ramp` holds the move in progress, so that its `zero()` cancels it
-    #: as it does a direct move.
-    tracker: Any = None
+    #: The HV channel's move in progress, held here too, so that its `zero()` cancels this move
+    #: as it does a direct one.
+    ramp: RampInProgress | None = None
 
     async def check_move(self, new_position: float) -> None:
         await self.inner.check_move(new_position)
@@ -71,25 +72,12 @@ class RemoteMove(MovableLogic[float]):
         return await self.inner.calculate_timeout(old_position, new_position)
 
     async def move(self, new_position: float, timeout: TimeoutCalculator) -> None:
-        task = asyncio.current_task()
-        if self.tracker is not None:
-            self.tracker._ramp = task
-        try:
+        with self.ramp.held() if self.ramp is not None else contextlib.nullcontext():
             await put_checked(self.pv, float(new_position), timeout=timeout())
-        finally:
-            if self.tracker is not None and self.tracker._ramp is task:
-                self.tracker._ramp = None
 
     async def stop(self) -> None:
         """Hold the present value (a new move cancels the IOC's move)."""
         await put_checked(self.pv, await self.readback.get_value(), wait=False)
-
-
-async def _cancel_local_ramp(device: Device) -> None:
-    """A served channel's move in progress here (its put waiting for the IOC)."""
-    ramp = getattr(device, "_ramp", None)
-    if isinstance(ramp, asyncio.Task) and ramp is not asyncio.current_task():
-        await cancel_and_wait(ramp)
 
 
 def _verb(device: Device, name: str, pv: str, arguments: bool) -> Any:
@@ -97,8 +85,9 @@ def _verb(device: Device, name: str, pv: str, arguments: bool) -> Any:
 
     @AsyncStatus.wrap
     async def call(*args: Any, **kwargs: Any) -> None:
-        if name == "zero":
-            await _cancel_local_ramp(device)  # and the IOC cancels its side of the move
+        ramp = RampInProgress.of(device)
+        if name == "zero" and ramp is not None:
+            await ramp.cancel()  # the move's put waiting here; the IOC cancels its side
         if arguments:
             bound = signature.bind(device, *args, **kwargs).arguments
             bound.pop(next(iter(signature.parameters)))  # self
@@ -126,13 +115,12 @@ def serve_over_ca(stand: Device, prefix: str) -> None:
         device = spec.device
         if spec.move and isinstance(device, StandardMovable):
             inner = device.movable_logic
-            tracker = getattr(device, "hv_channel", device)
             logic = RemoteMove(
                 setpoint=inner.setpoint,
                 readback=inner.readback,
                 inner=inner,
                 pv=prefix + spec.suffix,
-                tracker=tracker if hasattr(tracker, "_ramp") else None,
+                ramp=RampInProgress.of(device),
             )
             device.__dict__["movable_logic"] = logic  # the cached_property's slot
     for _, child in stand.children():

@@ -24,7 +24,7 @@ from ophyd_async.core import Device, SignalW, StandardMovable
 from teststand.app.ioc.channels import WRITER, PutHandler, clip, decode, to_channel, to_signal
 from teststand.app.ioc.checks import PutRefused, check_move, check_write
 from teststand.app.ioc.control import Control
-from teststand.devices._backend import cancel_and_wait
+from teststand.devices._backend import RampInProgress
 from teststand.stand import TestStand
 from teststand.stand.pvnames import SignalPV, VerbPV
 
@@ -140,10 +140,9 @@ class Puts:
         if previous is not None and not previous.done():
             previous.cancel()
             await asyncio.gather(previous, return_exceptions=True)
-        channel = getattr(device, "hv_channel", device)
-        ramp = getattr(channel, "_ramp", None)
-        if isinstance(ramp, asyncio.Task) and not ramp.done():
-            await cancel_and_wait(ramp)  # a slot's move in progress holds the channel's ramp
+        ramp = RampInProgress.of(device)
+        if ramp is not None:
+            await ramp.cancel()  # a slot's move in progress holds the channel's ramp
         zeros, trips = epoch
         if target != 0 and self._trips != trips:  # a move to 0 V undoes no safe action
             raise PutRefused(f"{device.name}: the move to {target} was {self._last_trip}")
