@@ -56,6 +56,9 @@ class Influxd:
             f'[meta]\n  dir = "{self.dir}/meta"\n'
             f'[data]\n  dir = "{self.dir}/data"\n  wal-dir = "{self.dir}/wal"\n'
             "  query-log-enabled = false\n"
+            # The cache goes to disk at 1 MB (default 25 MB): a stand's few points a second
+            # would fill the default for hours, and a soak would see that filling as growth.
+            '  cache-snapshot-memory-size = "1m"\n'
             f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  auth-enabled = true\n'
             "  log-enabled = false\n"
             "[monitor]\n  store-enabled = false\n"
