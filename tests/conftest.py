@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import socket
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +24,28 @@ settings.register_profile("teststand", deadline=None, suppress_health_check=[Hea
 settings.load_profile("teststand")
 # Before libca (aioca) or caproto make a context: they read these settings once per process.
 os.environ.update(CA.environment())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    """pytest-timeout's signal method with the C-level faulthandler's stack dump. Its own dump
+    (`sys._current_frames`) can deadlock on Python 3.11 when a garbage collection starts within
+    it (CPython gh-106883): a test that timed out then hung the whole suite instead of failing."""
+    if settings.method != "signal" or threading.current_thread() is not threading.main_thread():
+        return None
+
+    def fail(signum: int, frame: Any) -> None:
+        faulthandler.dump_traceback(all_threads=True)  # into the test's captured stderr
+        pytest.fail(f"Timeout (>{settings.timeout:.1f}s) from pytest-timeout.")
+
+    def cancel() -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+    item.cancel_timeout = cancel  # type: ignore[attr-defined]  # pytest-timeout calls it
+    signal.signal(signal.SIGALRM, fail)
+    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
+    return True
 
 
 @pytest.fixture(scope="session")
