@@ -209,9 +209,11 @@ class _Run:
 class IVAnalysis(DocumentRouter):
     """Analyses IV runs as they stop; `results` (latest run) and `summaries` (by run uid, the
     last `SUMMARIES_KEPT` runs: a session's analysis lives for weeks in the queue worker, and
-    each run's summary is published with the run)."""
+    each run's summary is published with the run, so older ones are read from Tiled)."""
 
-    SUMMARIES_KEPT = 100
+    #: A summary holds both analyses and their comparison (about 5 kB): keeping 100 made the
+    #: queue worker's heap grow for its first hour of the soak (tracemalloc's largest growth).
+    SUMMARIES_KEPT = 10
 
     def __init__(
         self,
