@@ -499,7 +499,7 @@ def test_a_failing_publisher_does_not_break_the_run(
     assert "publishing the results failed" in caplog.text and "tiled is down" in caplog.text
     assert (
         "IV analysis: publishing the results failed; the results stay in IVAnalysis.summaries "
-        "(the last 100 runs)" in [record.getMessage() for record in caplog.records]
+        f"(the last {IVAnalysis.SUMMARIES_KEPT} runs)" in [r.getMessage() for r in caplog.records]
     )
     assert analysis.summaries[result.run_start_uids[0]]["verdict"] == "fail"  # 20 V < 100 V
 
