@@ -178,12 +178,13 @@ class ScpiClient(ProtocolClient):
                 raise self.error(errors, f"{command!r} got no reply") from timeout
             raise
 
-    async def read_errors(self) -> list[QueuedError]:
-        """Empty the error queue (`:SYST:ERR?` until `0,...`) and return what it held."""
+    async def read_errors(self, *, retry: bool = False) -> list[QueuedError]:
+        """Empty the error queue (`:SYST:ERR?` until `0,...`) and return what it held. Each
+        query removes an entry, so a retry may lose one: `retry` only where losing one is
+        harmless (the stale errors of an earlier session)."""
         errors: list[QueuedError] = []
         for _ in range(self.max_errors):
-            # Not idempotent: each query removes an entry, a retry would lose one.
-            code, message = await self.transport.query(":SYST:ERR?", parse_error)
+            code, message = await self.transport.query(":SYST:ERR?", parse_error, idempotent=retry)
             if code == 0:
                 break
             errors.append(QueuedError(code, message))
@@ -213,7 +214,8 @@ class ScpiClient(ProtocolClient):
         return await self.query("*IDN?", parse_idn)
 
     async def discard_stale_errors(self) -> None:
-        """On connect: errors left from an earlier session are logged, not blamed on us."""
+        """On connect: errors left from an earlier session are logged, not blamed on us; a
+        reply lost on a busy link is asked for again (an entry lost so is only a stale one)."""
         async with self.lock:
-            for error in await self.read_errors():
+            for error in await self.read_errors(retry=True):
                 log.warning("%s: error left in the queue from before: %s", self.name, error)

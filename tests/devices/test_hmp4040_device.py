@@ -13,6 +13,7 @@ from helpers import run
 from ophyd_async.core import init_devices
 
 from teststand.devices.hmp4040 import HMP4040, HMPError, HMPValueError
+from teststand.devices.hmp4040.client import HMPClient
 from teststand.devices.scpi import ScpiError
 from teststand.errors import TransportTimeout
 from teststand.sim.runner import RunningSim, start_simulator
@@ -190,3 +191,15 @@ def test_mock_mode_needs_no_instrument(RE: RunEngine) -> None:
     assert run(RE, lambda: dry.channels[2].measured_voltage.get_value()) == 5
     RE(bp.count([dry]))
     run(RE, lambda: dry.on())
+
+
+async def test_a_reply_lost_while_draining_stale_errors_at_connect_is_asked_for_again() -> None:
+    """Seed 7 drops the first `:SYST:ERR?` reply: the connect asks again (an entry lost so is
+    only a stale one) instead of failing on a busy link."""
+    client = HMPClient("sim://hmp4040?faults=drop=0.3,seed=7&timeout=0.3", name="lv")
+    try:
+        await client.open()
+        sent = len("*IDN?\n") + 2 * len(":SYST:ERR?\n")  # the queue query sent twice
+        assert (client.transport.stats.retries, client.transport.stats.bytes_sent) == (1, sent)
+    finally:
+        await client.close()
