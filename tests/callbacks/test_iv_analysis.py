@@ -35,6 +35,7 @@ from teststand.callbacks.iv_analysis import (
     find_breakdown,
     normalise_to_20c,
     summarise,
+    unseen_stop,
 )
 from teststand.callbacks.schema import IVSettings, SlotInfo, validate_metadata
 from teststand.config import SensorType
@@ -583,3 +584,102 @@ def test_a_slot_stopped_earlier_in_a_row_leaves_the_next_slots_points(
     # the run ends in the row where slot 5 stops: slot 3's point of that row is its last
     uid = RE(stand.plan(md, stop=85)).run_start_uids[0]
     assert analysis.summaries[uid]["analysis"]["slots"]["3"]["max_voltage"] == 85
+
+
+# --- the reasons' exact words and the boundaries of analyse_slot ---------------------------
+
+
+def linear(v: float) -> float:
+    """0.1 µA + 0.01 µA/V: no breakdown anywhere."""
+    return (0.1 + 0.01 * v) * uA
+
+
+def test_a_3d_module_over_its_leakage_limit_is_named_as_3d() -> None:
+    points = curve(range(0, 55, 5), lambda v: 80 * uA)  # 80/12.75 = 6.27 µA/cm² at 25 V
+    result = analyse_slot(points, three_d(), SETTINGS, THREE_D, "done")
+    assert result.reasons == [
+        "leakage current 6.27 µA/cm² at 25 V (20 °C) is above the 5 µA/cm² limit for 3D sensors"
+    ]
+    assert (result.sensor, result.leakage_limit) == ("3d", 5e-6)
+
+
+def test_leakage_exactly_at_the_limit_passes() -> None:
+    points = curve(range(0, 205, 5), lambda v: 1.5 * uA)  # on 1 cm²: exactly 1.5 µA/cm²
+    result = analyse_slot(points, planar(area=1.0), SETTINGS, PLANAR, "done")
+    assert result.leakage_current_density == PLANAR.leakage_limit
+    assert (result.verdict, result.reasons) == ("pass", [])
+
+
+def test_the_scans_breakdown_stop_is_the_breakdown_when_the_curve_shows_none() -> None:
+    result = analyse_slot(curve(range(0, 115, 5), linear), planar(), SETTINGS, PLANAR, "breakdown")
+    assert result.breakdown_voltage == 110 and result.compliance_voltage is None
+    assert result.reasons[0] == (
+        "breakdown at 110 V (the scan's breakdown stop) is below the 120 V required for planar"
+        " sensors"
+    )
+
+
+def test_a_compliance_stop_without_settings_names_no_limit() -> None:
+    points = curve(range(0, 85, 5), lambda v: 1.25 * uA * v)
+    result = analyse_slot(points, planar(), None, PLANAR, "compliance")
+    assert result.reasons[0] == (
+        "breakdown at 80 V (current compliance) is below the 120 V required for planar sensors"
+    )
+
+
+def test_a_scan_ending_at_the_threshold_gets_no_note_one_below_it_does() -> None:
+    at = analyse_slot(curve(range(0, 125, 5), linear), planar(), SETTINGS, PLANAR, "done")
+    assert (at.breakdown_voltage, at.notes, at.verdict) == (None, [], "pass")
+    below = analyse_slot(curve(range(0, 119, 3), linear), planar(), SETTINGS, PLANAR, "done")
+    assert below.notes == ["no breakdown up to 117 V, but the scan ended below 120 V"]
+
+
+def test_the_stop_named_when_the_operating_voltage_was_never_reached() -> None:
+    short = curve(range(0, 55, 5), linear)
+    errored = analyse_slot(short, planar(), SETTINGS, PLANAR, "error")
+    assert errored.reasons[-1] == (
+        "the scan never reached the 100 V operating voltage: it stopped at 50 V (error)"
+    )
+    interrupted = analyse_slot(short, planar(), SETTINGS, PLANAR, "error", problems=["lost"])
+    assert interrupted.reasons[-1].endswith("it stopped at 50 V (run interrupted)")
+    ended = analyse_slot(short, planar(), SETTINGS, PLANAR, "done", problems=["lost"])
+    assert ended.reasons == [
+        "lost",
+        "the scan never reached the 100 V operating voltage: it stopped at 50 V (end of scan)",
+    ]
+
+
+def test_a_missing_temperature_on_either_side_of_the_operating_voltage_is_noted() -> None:
+    for missing in (95, 105):  # the operating voltage (100 V) lies between these two points
+        points = [IVPoint(v, linear(v), None if v == missing else 20.0) for v in range(5, 215, 10)]
+        result = analyse_slot(points, planar(), SETTINGS, PLANAR, "done")
+        assert result.notes == ["no module temperature at 100 V: assumed 20 °C, not normalised"]
+        assert result.temperature is None and result.leakage_current == pytest.approx(linear(100))
+
+
+def test_each_slots_result_is_logged_with_its_run_and_slot(
+    RE: RunEngine, stand: Stand, caplog: pytest.LogCaptureFixture
+) -> None:
+    analysis = IVAnalysis()
+    RE.subscribe(analysis)
+    with caplog.at_level(logging.INFO, logger="teststand.callbacks.iv_analysis"):
+        uid = RE(stand.plan(stand.metadata(), stop=20)).run_start_uids[0]
+    logged = {r.getMessage() for r in caplog.records if r.getMessage().startswith("IV run")}
+    assert logged == {
+        f"IV run {uid}, slot {slot}: {result.verdict} {result.reasons}"
+        for slot, result in analysis.results.items()
+    }
+
+
+def test_a_stop_no_event_showed_is_compliance_from_095_of_the_limit() -> None:
+    limit = SETTINGS.compliance
+    assert unseen_stop([IVPoint(80, 0.95 * limit)], SETTINGS) == "compliance"
+    assert unseen_stop([IVPoint(80, 0.94 * limit)], SETTINGS) == "done"
+    assert unseen_stop([], SETTINGS) == "done" and unseen_stop([], SETTINGS, True) == "error"
+    assert unseen_stop([IVPoint(80, limit)], None) == "done"
+
+
+def test_voltages_in_the_reasons_keep_two_decimals() -> None:
+    points = [*curve(range(0, 55, 5), linear), IVPoint(57.126, linear(57.126), 20.0)]
+    result = analyse_slot(points, planar(), SETTINGS, PLANAR, "done")
+    assert result.reasons[-1].endswith("it stopped at 57.13 V (end of scan)")
