@@ -683,3 +683,25 @@ def test_voltages_in_the_reasons_keep_two_decimals() -> None:
     points = [*curve(range(0, 55, 5), linear), IVPoint(57.126, linear(57.126), 20.0)]
     result = analyse_slot(points, planar(), SETTINGS, PLANAR, "done")
     assert result.reasons[-1].endswith("it stopped at 57.13 V (end of scan)")
+
+
+def test_a_run_the_official_tool_cannot_judge_says_why_naming_run_slot_and_module(
+    RE: RunEngine, stand: Stand
+) -> None:
+    analysis = IVAnalysis()
+    RE.subscribe(analysis)
+    uid = RE(stand.plan(stand.metadata(), stop=0)).run_start_uids[0]  # one point per slot
+    official = analysis.summaries[uid]["analysis"]["slots"]["3"]["official"]
+    assert (official["verdict"], official["layer"]) == (None, "L1")
+    assert official["reasons"] == [
+        f"IV run {uid} (slot 3, module 20UPGM22110003) has 1 valid IV point(s); the official"
+        " IV_MEASURE analysis needs at least 2 for an L1 module (it refuses a measurement of one"
+        " point or none): measure the IV again"
+    ]
+    assert official["rules"] == analysis.itk.model_dump(exclude={"institution"})
+
+
+def test_a_3d_module_without_a_layer_is_judged_as_l0() -> None:
+    points = curve(range(0, 55, 5), linear)
+    official = IVAnalysis()._official("uid", "1", three_d(), points)
+    assert (official["layer"], official["verdict"]) == ("L0", "pass")
