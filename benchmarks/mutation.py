@@ -215,6 +215,16 @@ EXPLAINED: list[tuple[str, str]] = [
         "runs first), so such a request is refused either way, only with another text",
     ),
     (
+        r"pts = sorted\(valid, (key=None)?\)",
+        "equivalent for scans: an IVPoint sorts by its voltage first, and no two points of one "
+        "slot's scan share a voltage",
+    ),
+    (
+        r"\* 1000001\.0:",
+        "equivalent within the printed precision: a change of 1 ppm, below the digits the "
+        "reasons print (6 significant, or 2 decimals of µA/cm²)",
+    ),
+    (
         r"(Error|Refused|Timeout)\(None\)|\"XX[^\"]*XX\"|[A-Z ]{12,}\"",
         "message text only: the tests check the error's type and the words that matter, not the "
         "whole sentence",
