@@ -220,6 +220,16 @@ EXPLAINED: list[tuple[str, str]] = [
         "slot's scan share a voltage",
     ),
     (
+        r"doc\.get\(\"exit_status\", (None|\"SUCCESS\")?\)",
+        "equivalent: every RunStop document carries exit_status (event-model's schema requires "
+        "it), so the default is never used",
+    ),
+    (
+        r"doc\.get\(\"reason\", (None)?\)",
+        'equivalent: a stop without a reason and one with an empty reason (None or "") are '
+        "both false where the reason is used",
+    ),
+    (
         r"\* 1000001\.0:",
         "equivalent within the printed precision: a change of 1 ppm, below the digits the "
         "reasons print (6 significant, or 2 decimals of µA/cm²)",

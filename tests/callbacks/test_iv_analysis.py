@@ -512,6 +512,7 @@ def test_summaries_keep_the_last_runs_only(RE: RunEngine, stand: Stand) -> None:
     RE.subscribe(analysis)
     uids = [RE(stand.plan(stand.metadata(), stop=20)).run_start_uids[0] for _ in range(3)]
     assert list(analysis.summaries) == uids[1:]
+    assert not analysis._runs and not analysis._primary  # nothing else of a run stays behind
 
 
 def test_a_compliance_stop_no_event_shows_is_read_from_the_current(
@@ -705,3 +706,19 @@ def test_a_3d_module_without_a_layer_is_judged_as_l0() -> None:
     points = curve(range(0, 55, 5), linear)
     official = IVAnalysis()._official("uid", "1", three_d(), points)
     assert (official["layer"], official["verdict"]) == ("L0", "pass")
+
+
+def test_a_slot_without_iv_keys_fails_and_a_compliance_stop_names_the_limit(
+    RE: RunEngine, stand: Stand
+) -> None:
+    md = stand.metadata()
+    del md["iv_keys"]["3"]  # slot 3's data keys lost from the start document
+    analysis = IVAnalysis()
+    RE.subscribe(analysis)
+    uid = RE(stand.plan(md, stop=100)).run_start_uids[0]
+    assert analysis.summaries[uid]["verdict"] == "fail"
+    assert analysis.results[3].reasons[0] == "the run has no IV data keys for slot 3"
+    assert analysis.results[5].reasons[0] == (
+        "breakdown at 80 V (current compliance of 100 µA) is below the 120 V required for planar"
+        " sensors"
+    )
