@@ -479,6 +479,13 @@ def test_aborted_and_failed_runs_are_analysed_with_a_reason(RE: RunEngine, stand
         "the scan never reached the 100 V operating voltage: it stopped at 60 V (run interrupted)",
     ]
     assert analysis.summaries[uid]["verdict"] == "fail"
+    with pytest.raises(RunEngineInterrupted):
+        RE(stand.plan(stand.metadata(), stop_at=60))
+    RE.abort()  # no reason given
+    assert analysis.results[3].reasons[0] == (
+        "the run did not complete (exit status 'abort'); only the points measured before it"
+        " ended were analysed"
+    )
     with pytest.raises(RuntimeError, match="chiller link lost"):
         RE(stand.plan(stand.metadata(), fail_at=130))
     failed = analysis.results[3]
