@@ -82,11 +82,11 @@ class RemoteMove(MovableLogic[float]):
 
 def _verb(device: Device, name: str, pv: str, arguments: bool) -> Any:
     signature = inspect.signature(getattr(type(device), name))
+    ramp = RampInProgress.of(device) if name == "zero" else None
 
     @AsyncStatus.wrap
     async def call(*args: Any, **kwargs: Any) -> None:
-        ramp = RampInProgress.of(device)
-        if name == "zero" and ramp is not None:
+        if ramp is not None:
             await ramp.cancel()  # the move's put waiting here; the IOC cancels its side
         if arguments:
             bound = signature.bind(device, *args, **kwargs).arguments

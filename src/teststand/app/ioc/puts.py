@@ -24,7 +24,7 @@ from ophyd_async.core import Device, SignalW, StandardMovable
 from teststand.app.ioc.channels import WRITER, PutHandler, clip, decode, to_channel, to_signal
 from teststand.app.ioc.checks import PutRefused, check_move, check_write
 from teststand.app.ioc.control import Control
-from teststand.devices._backend import RampInProgress
+from teststand.devices._backend import RampInProgress, cancel_and_wait
 from teststand.stand import TestStand
 from teststand.stand.pvnames import SignalPV, VerbPV
 
@@ -137,9 +137,8 @@ class Puts:
         assert isinstance(device, StandardMovable)
         key = _move_key(device)
         previous = self._moves.get(key)
-        if previous is not None and not previous.done():
-            previous.cancel()
-            await asyncio.gather(previous, return_exceptions=True)
+        if previous is not None:
+            await cancel_and_wait(previous)
         ramp = RampInProgress.of(device)
         if ramp is not None:
             await ramp.cancel()  # a slot's move in progress holds the channel's ramp
