@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from teststand.devices._backend import cancel_and_wait
 from teststand.devices.caen import CaenHV
 from teststand.devices.caen.client import ChannelStatus, decode_status
 from teststand.devices.coldbox import ColdBox
@@ -102,8 +103,7 @@ class StandReader:
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(task)
 
     async def _poll(self, name: str, on_data: Callable[[], None]) -> None:
         while True:

@@ -25,6 +25,7 @@ from teststand.app.web.layout import Layout, layout
 from teststand.app.web.live import StandWatcher
 from teststand.app.web.queue import QueueWatcher
 from teststand.config import StandConfig
+from teststand.devices._backend import cancel_and_wait
 from teststand.storage.embedded import STATE_FILE
 from teststand.storage.server import is_loopback
 
@@ -126,8 +127,7 @@ class WebState:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            await cancel_and_wait(task)
         self.stand.close()
 
     async def _housekeeping(self) -> None:
