@@ -270,6 +270,73 @@ def test_a_channel_stuck_on_the_way_stops_its_slot_as_an_error(
     assert f"slot 6 stopped on the way to 10 V: {channel.name}: ramp to 10" in caplog.text
 
 
+def test_a_channel_held_at_its_current_limit_on_the_way_stops_its_slot_as_compliance(
+    RE: RunEngine, stand: TestStand, docs: Documents, caplog: pytest.LogCaptureFixture
+):
+    # slot 6 leaks 30 µA at 60 V, 20 µA at about 22 V; its channel limits the current at 20 µA
+    # and never trips (TRIP 1000 s: infinite), so it is held short of 30 V (OVC, no fault): the
+    # slot stops there as "compliance", said as stopped, not tripped; slot 1 goes on to the end
+    channel = stand.slots[6].hv_channel
+    channel.movable_logic.margin = 1.0  # the ramp timeout's fixed margin: 1 s, not 10 s
+    run(RE, lambda: channel.current_limit.set(20e-6))
+    run(RE, lambda: channel.trip_time.set(1000))
+    RE(iv_scan(stand, [1, 6], stop=40, step=10, settle=0))
+    events = docs.primary()
+    states = [(e["data"]["iv_voltage"], e["data"]["iv-slot6_state"]) for e in events]
+    assert states[:4] == [
+        (0, "measuring"),
+        (10, "measuring"),
+        (20, "measuring"),
+        (30, "compliance"),
+    ]
+    assert {state for _, state in states[4:]} <= {"compliance"}
+    assert events[-1]["data"]["iv_voltage"] == 40 and "iv-slot1_state" in events[-1]["data"]
+    assert re.search(
+        rf"slot 6 stopped on the way to 30 V: {channel.name}: ramp to 30.0 V timed out at "
+        r"2\d\.\d V",
+        caplog.text,
+    ), caplog.text
+    assert all(v < 2 for v in vmon(stand).values())
+
+
+def test_a_channel_held_at_its_current_limit_at_a_point_stops_its_slot_as_compliance(
+    RE: RunEngine, stand: TestStand, docs: Documents, caplog: pytest.LogCaptureFixture
+):
+    """During the settle of the 20 V point slot 1's current limit drops below its leakage (no
+    trip: TRIP 1000 s is infinite): its channel, on and without a fault, is held there (OVC),
+    so the point is "compliance" and the slot stops; slot 3 goes on."""
+    assert stand.simulators is not None
+    hv = stand.simulators["hv"]
+    instrument: Any = hv.instrument
+    run(RE, lambda: stand.slots[1].hv_channel.trip_time.set(1000))
+    sleeps = 0
+
+    def hook(msg: Any) -> None:
+        nonlocal sleeps
+        if msg.command == "sleep":
+            sleeps += 1
+            if sleeps == 3:
+                hv.host.call(lambda: instrument.respond("$CMD:SET,CH:0,PAR:ISET,VAL:0.05"))
+
+    RE.msg_hook = hook
+    try:
+        RE(iv_scan(stand, [1, 3], stop=40, step=10, settle=0.2))
+    finally:
+        RE.msg_hook = None
+    rows = [
+        (e["data"]["iv_voltage"], e["data"]["iv-slot1_state"], e["data"]["iv-slot3_state"])
+        for e in docs.primary()
+    ]
+    assert rows[:3] == [
+        (0, "measuring", "measuring"),
+        (10, "measuring", "measuring"),
+        (20, "compliance", "measuring"),
+    ], rows
+    assert {s1 for _, s1, _ in rows[3:]} == {"compliance"} and rows[-1][0] == 40, rows
+    assert "slot 1 reached its channel's current limit at 20 V" in caplog.text
+    assert all(v < 2 for v in vmon(stand).values())
+
+
 def test_a_point_that_tripped_or_did_not_settle_is_marked(
     RE: RunEngine, stand: TestStand, docs: Documents, caplog: pytest.LogCaptureFixture
 ):
