@@ -14,7 +14,7 @@ from bluesky.utils import RunEngineInterrupted
 from helpers import run
 
 from teststand.plans import HVSafetyError, PlanArgumentError, hv_off, hv_ramp
-from teststand.plans.common import bring_to_zero
+from teststand.plans.common import bring_to_zero, check_bias
 from teststand.stand import TestStand
 
 
@@ -144,3 +144,84 @@ def test_a_set_point_written_after_the_zero_is_zeroed_again(
     run(RE, zero_then_late_step)
     assert channels(stand)[3]["vset"] == 0
     assert abs(channels(stand)[3]["vmon"]) < 2
+
+
+def test_a_bias_is_a_magnitude_up_to_and_including_the_slots_limit(stand: TestStand) -> None:
+    """`check_bias`, before any hardware: 0 V and a fraction of a volt are biases, the slot's
+    limit itself is allowed, a volt above it and a negative value are refused, saying why."""
+    planar, three_d = stand.slots[1], stand.slots[4]  # limits 250 V and 120 V
+    for voltage in (0.0, 0.5, 250.0):
+        check_bias(stand, [planar], voltage)
+    check_bias(stand, [planar, three_d], 120.0)
+    with pytest.raises(PlanArgumentError) as above:
+        check_bias(stand, [planar, three_d], 121.0)
+    assert str(above.value) == (
+        "slot 4: 121.0 V is above its 120 V limit for 3d sensors (limits.max_bias in the stand "
+        "file)"
+    )
+    with pytest.raises(PlanArgumentError) as negative:
+        check_bias(stand, [planar], -0.5)
+    assert str(negative.value) == (
+        "-0.5 V: give bias voltages as magnitudes (the supply's polarity applies the sign)"
+    )
+
+
+def test_a_supply_refusing_the_zero_raises_naming_each_channel(
+    RE: RunEngine, stand: TestStand
+) -> None:
+    """Each channel's zero is tried even when another's fails, and the failures are said as HV
+    not confirmed at 0 V, channel by channel (not as the first raw error)."""
+    RE(hv_ramp(stand, [1, 2], 30, rate=50))
+    assert stand.simulators is not None
+    supply = stand.simulators["hv"]
+    supply.set_faults("local")  # LOCAL control: every set refused, VSET 0 too
+    try:
+        with pytest.raises(HVSafetyError) as info:
+            run(RE, lambda: bring_to_zero([s.hv_channel for s in (stand.slots[1], stand.slots[2])]))
+    finally:
+        supply.set_faults("local=0")
+    message = str(info.value)
+    assert message.startswith("HV not confirmed at 0 V (") and message.endswith(
+        "); check the supply now"
+    ), message
+    for slot, number in ((1, 0), (2, 1)):
+        refused = "SET refused: the module is in LOCAL control; switch it to REMOTE while sending"
+        assert f"{stand.slots[slot].hv_channel.name}: " in message
+        assert f"{refused} '$CMD:SET,CH:{number},PAR:VSET,VAL:0.0'" in message, message
+    RE(hv_off(stand, [1, 2]))
+    assert all(abs(ch["vmon"]) < 2 for ch in channels(stand)[:2])
+
+
+def test_a_link_lost_while_waiting_for_0_v_raises_naming_the_channel(
+    RE: RunEngine, stand: TestStand
+) -> None:
+    """The zero is written, then the supply stops answering while the channel (stuck at 30 V)
+    is awaited at 0 V: HVSafetyError names the channel and the lost reply."""
+    channel = stand.slots[2].hv_channel
+    channel.movable_logic.margin = 1.0  # the ramp timeout's fixed margin: 1 s, not 10 s
+    RE(hv_ramp(stand, [2], 30, rate=50))
+    assert stand.simulators is not None
+    supply = stand.simulators["hv"]
+    instrument: Any = supply.instrument
+    instrument.stick(1)  # slot 2's output stage holds 30 V: the wait goes on reading it
+
+    def hang_once_zeroed() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and channels(stand)[1]["vset"] != 0:
+            time.sleep(0.005)
+        supply.set_faults("hang")
+
+    watcher = threading.Thread(target=hang_once_zeroed)
+    watcher.start()
+    try:
+        with pytest.raises(HVSafetyError) as info:
+            run(RE, lambda: bring_to_zero([channel]))
+    finally:
+        watcher.join()
+        supply.reset()
+        instrument.stick(1, False)
+    message = str(info.value)
+    assert message.startswith(f"HV not confirmed at 0 V ({channel.name}: "), message
+    assert "no reply" in message and "still at" not in message, message
+    RE(hv_off(stand, [2]))
+    assert abs(channels(stand)[1]["vmon"]) < 2
