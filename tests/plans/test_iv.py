@@ -169,6 +169,7 @@ def test_resume_after_pause_completes(RE: RunEngine, stand: TestStand, docs: Doc
         ({"slots": [9]}, "unknown slot"),
         ({"slots": "1-3,x"}, "numbers and ranges"),
         ({"slots": [1], "compliance": 1e-3}, "stand's limit"),
+        ({"slots": [1], "compliance": 0}, r"compliance 0 A: give a current in \(0, "),
         ({"slots": [1], "stop": -100}, "magnitudes"),
         ({"slots": [1], "stage": "WARM"}, "stage"),
     ],
@@ -248,7 +249,9 @@ def test_trip_during_scan_is_compliance(
     assert first > 0 and set(states[:first]) == {"measuring"}
     assert set(states[first:]) == {"compliance"}
     assert events[-1]["data"]["iv_voltage"] == 60  # slot 1 went on to the end
-    assert re.search(r"slot 6 tripped on the way to \d+ V: TRIP", caplog.text)
+    assert any(
+        re.fullmatch(r"slot 6 tripped on the way to \d+ V: TRIP", m) for m in caplog.messages
+    )
     assert all(v < 2 for v in vmon(stand).values())
 
 
@@ -291,11 +294,8 @@ def test_a_channel_held_at_its_current_limit_on_the_way_stops_its_slot_as_compli
     ]
     assert {state for _, state in states[4:]} <= {"compliance"}
     assert events[-1]["data"]["iv_voltage"] == 40 and "iv-slot1_state" in events[-1]["data"]
-    assert re.search(
-        rf"slot 6 stopped on the way to 30 V: {channel.name}: ramp to 30.0 V timed out at "
-        r"2\d\.\d V",
-        caplog.text,
-    ), caplog.text
+    stopped = rf"slot 6 stopped on the way to 30 V: {channel.name}: ramp to 30.0 V timed out at "
+    assert any(re.match(stopped + r"2\d\.\d V", m) for m in caplog.messages), caplog.messages
     assert all(v < 2 for v in vmon(stand).values())
 
 
@@ -333,7 +333,7 @@ def test_a_channel_held_at_its_current_limit_at_a_point_stops_its_slot_as_compli
         (20, "compliance", "measuring"),
     ], rows
     assert {s1 for _, s1, _ in rows[3:]} == {"compliance"} and rows[-1][0] == 40, rows
-    assert "slot 1 reached its channel's current limit at 20 V" in caplog.text
+    assert "slot 1 reached its channel's current limit at 20 V" in caplog.messages
     assert all(v < 2 for v in vmon(stand).values())
 
 
@@ -380,7 +380,9 @@ def test_a_point_that_tripped_or_did_not_settle_is_marked(
         (40, "measuring", "compliance"),
         (50, "measuring", "compliance"),
     ], rows
-    assert "slot 3 tripped at 30 V: TRIP" in caplog.text
+    assert "slot 3 tripped at 30 V: TRIP" in caplog.messages
+    unsettled = r"slot 1 had not settled at 20 V \(read \d+\.\d V\): point marked unsettled"
+    assert any(re.fullmatch(unsettled, m) for m in caplog.messages), caplog.messages
     assert "is OFF" not in caplog.text
     assert analysis.results[3].max_voltage == 20 and analysis.results[3].stop_reason == "compliance"
     assert analysis.results[1].max_voltage == 50
@@ -412,3 +414,94 @@ def test_the_status_line_shows_point_voltage_and_settle_countdown(
     rows = [line for line in text.split("\n") if re.search(r"\|\s+\d+ \|", line)]
     assert rows and all(row.startswith(CLEAR_BELOW) for row in rows), rows
     assert text.endswith(CLEAR_BELOW) and progress.current.plan == ""
+
+
+def test_the_start_document_says_who_ran_what_on_which_modules_with_which_versions(
+    RE: RunEngine, stand: TestStand, docs: Documents, monkeypatch: pytest.MonkeyPatch
+):
+    import platform
+
+    import bluesky
+    import ophyd_async
+
+    import teststand
+
+    monkeypatch.setenv("TESTSTAND_OPERATOR", "olga")
+    RE(iv_scan(stand, [1, 4], stop=10, step=10, settle=0, md={"note": "after the repair"}))
+    start = docs.of("start")[0]
+    assert start["operator"] == "olga" and start["note"] == "after the repair"
+    assert start["versions"] == {
+        "teststand": teststand.__version__,
+        "bluesky": bluesky.__version__,
+        "ophyd_async": ophyd_async.__version__,
+        "python": platform.python_version(),
+    }
+    assert start["slots"]["1"] == {
+        "module_id": "20UPGM22110001",
+        "sensor": "planar",
+        "area_cm2": 15.92,
+        "max_bias": 250.0,
+        "hv_channel": "hv:0",
+        "layer": "L2",
+    }
+    assert (start["slots"]["4"]["hv_channel"], start["slots"]["4"]["layer"]) == ("hv:3", "L0")
+
+
+def test_a_slot_without_a_module_has_no_module_information(
+    make_stand: Callable[..., TestStand],
+) -> None:
+    from teststand.plans.common import slot_info
+
+    slots = stand_dict()["slots"]
+    slots[2].pop("module")
+    bare = make_stand(slots=slots)
+    with pytest.raises(PlanArgumentError) as info:
+        slot_info(bare, bare.slots[2])
+    assert str(info.value) == "slot 2 holds no module"
+
+
+def test_a_breakdown_is_seen_from_the_second_point(
+    RE: RunEngine, stand: TestStand, docs: Documents
+):
+    # slot 3's sensor breaks down at 120 V and the 110 V point shows the jump: from 105 V, the
+    # scan's second point is the first with a point before it to compare with
+    RE(iv_scan(stand, [3], start=105, stop=200, step=5, settle=0, stop_at_breakdown=True))
+    stopped = [(e["data"]["iv_voltage"], e["data"]["iv-slot3_state"]) for e in docs.primary()]
+    assert stopped == [(105, "measuring"), (110, "measuring"), (110, "breakdown")]
+    assert vmon(stand)[3] < 2
+
+
+def test_a_channel_switched_off_at_a_point_stops_its_slot_as_an_error(
+    RE: RunEngine, stand: TestStand, docs: Documents, caplog: pytest.LogCaptureFixture
+):
+    """During the settle of the 20 V point slot 1's channel is switched off at the supply (no
+    trip, no fault): that point is not valid ("error", said as switched off); slot 3 goes on."""
+    assert stand.simulators is not None
+    hv = stand.simulators["hv"]
+    instrument: Any = hv.instrument
+    sleeps = 0
+
+    def hook(msg: Any) -> None:
+        nonlocal sleeps
+        if msg.command == "sleep":
+            sleeps += 1
+            if sleeps == 3:
+                hv.host.call(lambda: instrument.respond("$CMD:SET,CH:0,PAR:OFF"))
+
+    RE.msg_hook = hook
+    try:
+        RE(iv_scan(stand, [1, 3], stop=40, step=10, settle=0.2))
+    finally:
+        RE.msg_hook = None
+    rows = [
+        (e["data"]["iv_voltage"], e["data"]["iv-slot1_state"], e["data"]["iv-slot3_state"])
+        for e in docs.primary()
+    ]
+    assert rows[:3] == [
+        (0, "measuring", "measuring"),
+        (10, "measuring", "measuring"),
+        (20, "error", "measuring"),
+    ], rows
+    assert {s1 for _, s1, _ in rows[3:]} == {"error"} and rows[-1][0] == 40, rows
+    assert "slot 1 tripped at 20 V: switched off" in caplog.messages
+    assert all(v < 2 for v in vmon(stand).values())
