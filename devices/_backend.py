@@ -162,7 +162,7 @@ def client_signal_rw(
 RECANCEL_PERIOD = 0.05
 
 
-async def cancel_and_wait(task: asyncio.Future[object]) -> None:
+async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
     """Cancel `task` and wait until it has ended, cancelling it again while it goes on (a move's
     ramp that lost its cancel ran on to its deadline, and the safe action's zero waited for it)."""
     while not task.done():
