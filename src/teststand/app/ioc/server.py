@@ -10,6 +10,7 @@ stops the IOC (safety must not fail silently).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
@@ -280,6 +281,12 @@ class StandIOC:
     async def run(self, interfaces: Sequence[str]) -> None:
         """Serve until cancelled; the poll loops and the added tasks run alongside."""
         assert self.poller is not None, "call setup() first"
+        # Everything built so far (the stand, its devices, the PVs) lives as long as the IOC: out
+        # of the collector's reach, a full collection scans only what serving allocates. Before,
+        # each one (every 10 s) scanned 145,000 objects and stopped the loop: 0.5-0.8 s on a
+        # loaded machine, with every read and update waiting behind it.
+        gc.collect()
+        gc.freeze()
         self.context = IocContext(self.pvdb, list(interfaces))
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.context.run())
