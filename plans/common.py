@@ -232,15 +232,18 @@ async def bring_to_zero(channels: Sequence[HVChannel], timeout: float | None = N
     """Bring every channel to 0 V (`zero()`: ramps in progress cancelled, so that a suspended
     plan's step does not write its voltage again; all channels, even when some fail), then wait
     until each reads below `ZERO_TOLERANCE`, for as long as the slowest ramp down from where the
-    channels are may take (their `ramp_timeout`) or `timeout` s; raise `HVSafetyError` naming
-    those that did not."""
+    channels are may take (their `ramp_timeout`) or `timeout` s, writing 0 V again to any whose
+    set point is not 0; raise `HVSafetyError` naming those that did not come down. A failed zero
+    alone is no failure: its put's answer may have been lost while the zero was done (an IOC
+    slower than the put's timeout); it is named with the channel if that stays up."""
     results = await asyncio.gather(*(c.zero() for c in channels), return_exceptions=True)
-    problems = {c.name: f"{r}" for c, r in zip(channels, results, strict=True) if r is not None}
-    waiting = [c for c in channels if c.name not in problems]
+    failed = {c.name: f"{r}" for c, r in zip(channels, results, strict=True) if r is not None}
+    waiting = list(channels)
     if timeout is None:
         durations = await asyncio.gather(*map(_ramp_down_time, waiting), return_exceptions=True)
         timeout = max((d for d in durations if isinstance(d, float)), default=0.0)
     deadline = time.monotonic() + timeout
+    problems: dict[str, str] = {}
     while waiting:
         readings = await asyncio.gather(
             *(c.voltage.get_value() for c in waiting), return_exceptions=True
@@ -252,11 +255,16 @@ async def bring_to_zero(channels: Sequence[HVChannel], timeout: float | None = N
         }
         waiting = [c for c in waiting if c.name in late]
         if waiting and time.monotonic() > deadline:
-            problems.update(late)
+            problems = {
+                name: f"{failed[name]}, {why}" if name in failed else why
+                for name, why in late.items()
+            }
             break
         if waiting:
             await _zero_again(waiting)
             await asyncio.sleep(0.2)
+    for name in failed.keys() - problems.keys():
+        log.warning("%s: its zero failed (%s) but it came down to 0 V", name, failed[name])
     if problems:
         listed = "; ".join(f"{name}: {why}" for name, why in problems.items())
         raise HVSafetyError(f"HV not confirmed at 0 V ({listed}); check the supply now")

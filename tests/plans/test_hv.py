@@ -169,8 +169,11 @@ def test_a_bias_is_a_magnitude_up_to_and_including_the_slots_limit(stand: TestSt
 def test_a_supply_refusing_the_zero_raises_naming_each_channel(
     RE: RunEngine, stand: TestStand
 ) -> None:
-    """Each channel's zero is tried even when another's fails, and the failures are said as HV
-    not confirmed at 0 V, channel by channel (not as the first raw error)."""
+    """Each channel's zero is tried even when another's fails, written again while the channel
+    stays up, and the failures are said as HV not confirmed at 0 V, channel by channel, with the
+    refusal and where the channel stayed (not as the first raw error)."""
+    for slot in (1, 2):
+        stand.slots[slot].hv_channel.movable_logic.margin = 1.0  # the wait for 0 V: 1.6 s
     RE(hv_ramp(stand, [1, 2], 30, rate=50))
     assert stand.simulators is not None
     supply = stand.simulators["hv"]
@@ -187,7 +190,7 @@ def test_a_supply_refusing_the_zero_raises_naming_each_channel(
     for slot, number in ((1, 0), (2, 1)):
         refused = "SET refused: the module is in LOCAL control; switch it to REMOTE while sending"
         assert f"{stand.slots[slot].hv_channel.name}: " in message
-        assert f"{refused} '$CMD:SET,CH:{number},PAR:VSET,VAL:0.0'" in message, message
+        assert f"{refused} '$CMD:SET,CH:{number},PAR:VSET,VAL:0.0', still at 30 V" in message
     RE(hv_off(stand, [1, 2]))
     assert all(abs(ch["vmon"]) < 2 for ch in channels(stand)[:2])
 
@@ -225,3 +228,35 @@ def test_a_link_lost_while_waiting_for_0_v_raises_naming_the_channel(
     assert "no reply" in message and "still at" not in message, message
     RE(hv_off(stand, [2]))
     assert abs(channels(stand)[1]["vmon"]) < 2
+
+
+def test_a_zero_refused_once_is_written_again_and_hv_coming_down_is_no_failure(
+    RE: RunEngine, stand: TestStand, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The zero's first write is refused (LOCAL, released just after): the wait for 0 V writes
+    0 V again, the channel comes down, and the failed zero is only logged (over CA the zero's
+    answer can be lost while the IOC did zero the channel)."""
+    channel = stand.slots[1].hv_channel
+    channel.movable_logic.margin = 1.0
+    RE(hv_ramp(stand, [1], 30, rate=50))
+    assert stand.simulators is not None
+    supply = stand.simulators["hv"]
+    before = supply.server.commands
+    supply.set_faults("local")
+
+    def release_after_the_refusal() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and supply.server.commands <= before:
+            time.sleep(0.002)
+        supply.set_faults("local=0")  # runs on the simulator's loop, after that first write
+
+    watcher = threading.Thread(target=release_after_the_refusal)
+    watcher.start()
+    try:
+        run(RE, lambda: bring_to_zero([channel]))
+    finally:
+        watcher.join()
+    assert abs(channels(stand)[0]["vmon"]) < 2 and channels(stand)[0]["vset"] == 0
+    failed = [m for m in caplog.messages if m.startswith(f"{channel.name}: its zero failed (")]
+    assert len(failed) == 1, caplog.messages
+    assert failed[0].endswith(") but it came down to 0 V") and "LOCAL control" in failed[0]
