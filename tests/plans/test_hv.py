@@ -26,8 +26,12 @@ def channels(stand: TestStand) -> list[dict[str, Any]]:
 
 def test_ramp_leaves_hv_up_and_off_brings_it_down(RE: RunEngine, stand: TestStand) -> None:
     starts: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     RE.subscribe(lambda name, doc: starts.append(doc) if name == "start" else None)
+    RE.subscribe(lambda name, doc: events.append(doc["data"]) if name == "event" else None)
     RE(hv_ramp(stand, [1, 2], 80, rate=20))
+    # the reading after the ramp is at the target: the plan waited for both slots' moves
+    assert [round(events[-1][key]) for key in ("slot1", "slot2")] == [80, 80], events[-1]
     up = channels(stand)
     assert [round(abs(up[i]["vmon"])) for i in (0, 1)] == [80, 80]
     assert up[0]["on"] and not up[2]["on"]
