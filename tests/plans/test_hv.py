@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +23,25 @@ def channels(stand: TestStand) -> list[dict[str, Any]]:
     assert stand.simulators is not None
     found: list[dict[str, Any]] = stand.simulators["hv"].instrument.snapshot()["channels"]  # type: ignore[attr-defined]
     return found
+
+
+@contextlib.contextmanager
+def acting_when(condition: Callable[[], bool], action: Callable[[], object]) -> Iterator[None]:
+    """While the block runs, a thread waits (up to 20 s) until `condition()`, then runs
+    `action()` (what another program or the supply itself does meanwhile)."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not condition():
+            time.sleep(0.002)
+        action()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        yield
+    finally:
+        watcher.join()
 
 
 def test_ramp_leaves_hv_up_and_off_brings_it_down(RE: RunEngine, stand: TestStand) -> None:
@@ -52,18 +72,15 @@ def test_ramp_aborted_on_the_way_goes_back_to_zero(
     stand = make_stand(speed=20)
     seen: list[float] = []
 
-    def pause_when_halfway() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and abs(channels(stand)[2]["vmon"]) < 40:
-            time.sleep(0.005)
+    def pause() -> None:
         seen.append(abs(channels(stand)[2]["vmon"]))
         RE.request_pause()
 
-    watcher = threading.Thread(target=pause_when_halfway)
-    watcher.start()
-    with pytest.raises(RunEngineInterrupted):
+    with (
+        acting_when(lambda: abs(channels(stand)[2]["vmon"]) >= 40, pause),
+        pytest.raises(RunEngineInterrupted),
+    ):
         RE(hv_ramp(stand, [3], 100, rate=2))  # 50 s simulated, 2.5 s at 20x
-    watcher.join()
     assert 40 <= seen[0] < 100
     RE.abort()
     assert abs(channels(stand)[2]["vmon"]) < 2
@@ -212,19 +229,13 @@ def test_a_link_lost_while_waiting_for_0_v_raises_naming_the_channel(
     instrument: Any = supply.instrument
     instrument.stick(1)  # slot 2's output stage holds 30 V: the wait goes on reading it
 
-    def hang_once_zeroed() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and channels(stand)[1]["vset"] != 0:
-            time.sleep(0.005)
-        supply.set_faults("hang")
-
-    watcher = threading.Thread(target=hang_once_zeroed)
-    watcher.start()
     try:
-        with pytest.raises(HVSafetyError) as info:
+        with (
+            acting_when(lambda: channels(stand)[1]["vset"] == 0, lambda: supply.set_faults("hang")),
+            pytest.raises(HVSafetyError) as info,
+        ):
             run(RE, lambda: bring_to_zero([channel]))
     finally:
-        watcher.join()
         supply.reset()
         instrument.stick(1, False)
     message = str(info.value)
@@ -248,18 +259,9 @@ def test_a_zero_refused_once_is_written_again_and_hv_coming_down_is_no_failure(
     before = supply.server.commands
     supply.set_faults("local")
 
-    def release_after_the_refusal() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and supply.server.commands <= before:
-            time.sleep(0.002)
-        supply.set_faults("local=0")  # runs on the simulator's loop, after that first write
-
-    watcher = threading.Thread(target=release_after_the_refusal)
-    watcher.start()
-    try:
+    # set_faults runs on the simulator's loop, after that first write was refused
+    with acting_when(lambda: supply.server.commands > before, lambda: supply.set_faults("local=0")):
         run(RE, lambda: bring_to_zero([channel]))
-    finally:
-        watcher.join()
     assert abs(channels(stand)[0]["vmon"]) < 2 and channels(stand)[0]["vset"] == 0
     failed = [m for m in caplog.messages if m.startswith(f"{channel.name}: its zero failed (")]
     assert len(failed) == 1, caplog.messages

@@ -56,6 +56,37 @@ def pause_from_thread(RE: RunEngine) -> Callable[[], None]:
     return lambda: threading.Thread(target=RE.request_pause).start()
 
 
+def scan_acting_in_settles(
+    RE: RunEngine, stand: TestStand, actions: dict[int, Callable[[], object]], **scan: Any
+) -> None:
+    """Run `iv_scan(stand, **scan)`; as its n-th settle (`sleep`) begins, `actions[n]` runs on
+    the HV simulator's loop (a fault at the supply while the point settles)."""
+    assert stand.simulators is not None
+    hv = stand.simulators["hv"]
+    sleeps = 0
+
+    def hook(msg: Any) -> None:
+        nonlocal sleeps
+        if msg.command == "sleep":
+            sleeps += 1
+            if sleeps in actions:
+                hv.host.call(actions.pop(sleeps))
+
+    RE.msg_hook = hook
+    try:
+        RE(iv_scan(stand, **scan))
+    finally:
+        RE.msg_hook = None
+
+
+def states_of_slots_1_and_3(docs: Documents) -> list[tuple[float, str, str]]:
+    """(voltage, slot 1's state, slot 3's state) of each point."""
+    return [
+        (e["data"]["iv_voltage"], e["data"]["iv-slot1_state"], e["data"]["iv-slot3_state"])
+        for e in docs.primary()
+    ]
+
+
 @pytest.fixture
 def docs(RE: RunEngine) -> Documents:
     collected = Documents()
@@ -306,27 +337,11 @@ def test_a_channel_held_at_its_current_limit_at_a_point_stops_its_slot_as_compli
     trip: TRIP 1000 s is infinite): its channel, on and without a fault, is held there (OVC),
     so the point is "compliance" and the slot stops; slot 3 goes on."""
     assert stand.simulators is not None
-    hv = stand.simulators["hv"]
-    instrument: Any = hv.instrument
+    instrument: Any = stand.simulators["hv"].instrument
     run(RE, lambda: stand.slots[1].hv_channel.trip_time.set(1000))
-    sleeps = 0
-
-    def hook(msg: Any) -> None:
-        nonlocal sleeps
-        if msg.command == "sleep":
-            sleeps += 1
-            if sleeps == 3:
-                hv.host.call(lambda: instrument.respond("$CMD:SET,CH:0,PAR:ISET,VAL:0.05"))
-
-    RE.msg_hook = hook
-    try:
-        RE(iv_scan(stand, [1, 3], stop=40, step=10, settle=0.2))
-    finally:
-        RE.msg_hook = None
-    rows = [
-        (e["data"]["iv_voltage"], e["data"]["iv-slot1_state"], e["data"]["iv-slot3_state"])
-        for e in docs.primary()
-    ]
+    lower_the_limit = {3: lambda: instrument.respond("$CMD:SET,CH:0,PAR:ISET,VAL:0.05")}
+    scan_acting_in_settles(RE, stand, lower_the_limit, slots=[1, 3], stop=40, step=10, settle=0.2)
+    rows = states_of_slots_1_and_3(docs)
     assert rows[:3] == [
         (0, "measuring", "measuring"),
         (10, "measuring", "measuring"),
@@ -346,32 +361,15 @@ def test_a_point_that_tripped_or_did_not_settle_is_marked(
     from teststand.callbacks.iv_analysis import IVAnalysis
 
     assert stand.simulators is not None
-    hv = stand.simulators["hv"]
-    instrument: Any = hv.instrument
-    actions = {
+    instrument: Any = stand.simulators["hv"].instrument
+    actions: dict[int, Callable[[], object]] = {
         3: lambda: instrument.respond("$CMD:SET,CH:0,PAR:VSET,VAL:5"),
         4: lambda: instrument.trip(2),
     }
-    sleeps = 0
-
-    def hook(msg: Any) -> None:
-        nonlocal sleeps
-        if msg.command == "sleep":
-            sleeps += 1
-            if sleeps in actions:
-                hv.host.call(actions.pop(sleeps))
-
     analysis = IVAnalysis()
     RE.subscribe(analysis)
-    RE.msg_hook = hook
-    try:
-        RE(iv_scan(stand, [1, 3], stop=50, step=10, settle=0.1))
-    finally:
-        RE.msg_hook = None
-    rows = [
-        (e["data"]["iv_voltage"], e["data"]["iv-slot1_state"], e["data"]["iv-slot3_state"])
-        for e in docs.primary()
-    ]
+    scan_acting_in_settles(RE, stand, actions, slots=[1, 3], stop=50, step=10, settle=0.1)
+    rows = states_of_slots_1_and_3(docs)
     assert rows[:6] == [
         (0, "measuring", "measuring"),
         (10, "measuring", "measuring"),
@@ -477,26 +475,10 @@ def test_a_channel_switched_off_at_a_point_stops_its_slot_as_an_error(
     """During the settle of the 20 V point slot 1's channel is switched off at the supply (no
     trip, no fault): that point is not valid ("error", said as switched off); slot 3 goes on."""
     assert stand.simulators is not None
-    hv = stand.simulators["hv"]
-    instrument: Any = hv.instrument
-    sleeps = 0
-
-    def hook(msg: Any) -> None:
-        nonlocal sleeps
-        if msg.command == "sleep":
-            sleeps += 1
-            if sleeps == 3:
-                hv.host.call(lambda: instrument.respond("$CMD:SET,CH:0,PAR:OFF"))
-
-    RE.msg_hook = hook
-    try:
-        RE(iv_scan(stand, [1, 3], stop=40, step=10, settle=0.2))
-    finally:
-        RE.msg_hook = None
-    rows = [
-        (e["data"]["iv_voltage"], e["data"]["iv-slot1_state"], e["data"]["iv-slot3_state"])
-        for e in docs.primary()
-    ]
+    instrument: Any = stand.simulators["hv"].instrument
+    switch_off = {3: lambda: instrument.respond("$CMD:SET,CH:0,PAR:OFF")}
+    scan_acting_in_settles(RE, stand, switch_off, slots=[1, 3], stop=40, step=10, settle=0.2)
+    rows = states_of_slots_1_and_3(docs)
     assert rows[:3] == [
         (0, "measuring", "measuring"),
         (10, "measuring", "measuring"),
