@@ -213,11 +213,37 @@ def call(factory: Callable[[], Awaitable[T]]) -> MsgGenerator[T]:
 
 def await_all(*factories: Callable[[], Awaitable[Any]]) -> MsgGenerator[None]:
     """Await the coroutines together on the RunEngine's loop and raise the first failure here
-    (a bare `wait_for` message returns its tasks and drops their exceptions)."""
-    tasks = yield Msg("wait_for", None, list(factories))
+    (a bare `wait_for` message returns its tasks and drops their exceptions).
+
+    A plan interrupted while it waits (an abort, the stand going SAFE) leaves them running: a
+    failure of one after that is logged as an error naming it (asyncio would only say, at its
+    garbage collection, that a task's exception was never retrieved)."""
+    abandoned = False
+
+    async def watched(factory: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return await factory()
+        except Exception as exc:
+            if not abandoned:
+                raise
+            log.error("%s failed after its plan stopped waiting for it: %s", _named(factory), exc)
+
+    try:
+        tasks = yield Msg("wait_for", None, [partial(watched, f) for f in factories])
+    except BaseException:
+        abandoned = True
+        raise
     for task in tasks or ():
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()
+
+
+def _named(factory: Callable[..., Any]) -> str:
+    """`bring_to_zero` for `partial(bring_to_zero, channels)`, a bound method's owner and name."""
+    function = getattr(factory, "func", factory)
+    owner = getattr(getattr(function, "__self__", None), "name", None)
+    name = getattr(function, "__name__", repr(function))
+    return f"{owner}.{name}" if owner else name
 
 
 # ---- HV safety ----

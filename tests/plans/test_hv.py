@@ -15,7 +15,8 @@ from bluesky.utils import RunEngineInterrupted
 from helpers import run
 
 from teststand.plans import HVSafetyError, PlanArgumentError, hv_off, hv_ramp
-from teststand.plans.common import bring_to_zero, check_bias
+from teststand.plans.common import await_all, bring_to_zero, check_bias
+from teststand.safety.runengine import StandSafeError, fail_plan
 from teststand.stand import TestStand
 
 
@@ -266,3 +267,39 @@ def test_a_zero_refused_once_is_written_again_and_hv_coming_down_is_no_failure(
     failed = [m for m in caplog.messages if m.startswith(f"{channel.name}: its zero failed (")]
     assert len(failed) == 1, caplog.messages
     assert failed[0].endswith(") but it came down to 0 V") and "LOCAL control" in failed[0]
+
+
+def test_a_zero_that_fails_after_its_plan_was_interrupted_is_logged_by_name(
+    RE: RunEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stand going SAFE throws its error into a plan waiting in its cleanup: the zero goes on
+    without it, and its failure is an error in the log naming it, not asyncio's "Task exception
+    was never retrieved" at some later garbage collection (the soak's lost HV link)."""
+    interrupted = threading.Event()
+
+    async def bring_to_zero() -> None:
+        await asyncio.sleep(0.05)
+        interrupted.wait(5)
+        raise HVSafetyError("HV not confirmed at 0 V (hv-channels-0: no answer)")
+
+    def plan() -> Any:
+        yield from await_all(bring_to_zero)
+
+    def went_safe() -> None:
+        fail_plan(RE, StandSafeError("the stand went ERROR: lost link to hv"))
+        interrupted.set()
+
+    threading.Timer(0.02, RE.loop.call_soon_threadsafe, (went_safe,)).start()
+    with pytest.raises(StandSafeError):
+        RE(plan())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "stopped waiting" not in caplog.text:
+        time.sleep(0.01)
+    failed = [r for r in caplog.records if "stopped waiting" in r.getMessage()]
+    assert [(r.levelname, r.getMessage()) for r in failed] == [
+        (
+            "ERROR",
+            "bring_to_zero failed after its plan stopped waiting for it: "
+            "HV not confirmed at 0 V (hv-channels-0: no answer)",
+        )
+    ]

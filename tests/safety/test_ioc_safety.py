@@ -151,6 +151,25 @@ def test_a_session_knows_the_stands_state_as_it_connects(RE: RunEngine, served: 
         served.reset()
 
 
+def test_a_session_follows_a_long_reason_with_non_ascii_text(RE: RunEngine, served: Served) -> None:
+    """The reason is a char array: a monitor of it as a 40-byte CA string cut "-20.0 °C" inside
+    its "°" (a UnicodeDecodeError in the monitor's callback, the update lost)."""
+    why = "the dew point margin 2.5 K is below 3 K: coldest plate -20.0 °C, dew point -22.5 °C"
+    served.put("CONTROL:TAKEOVER", "pid=test")
+    try:
+        if served.get("STATE") != "READY":  # (READY -> READY is refused)
+            served.put("STATE:CMD", "READY test")
+        control = call_in_bluesky_event_loop(CAControl.connect(PREFIX, "test"))
+        try:
+            served.put("STATE:CMD", f"RUN {why}")
+            wait_until(lambda: control.state() == (StandState.RUN, why), 10, "the whole reason")
+            served.put("STATE:CMD", "READY done")
+        finally:
+            control.close()
+    finally:
+        served.reset()
+
+
 def test_a_script_that_fails_attached_exits_with_its_error(served: Served) -> None:
     """A RunEngine script tied to the IOC whose plan is refused, never detached: it ends with its
     error and exit code 1 (libca aborted it at exit, under the heartbeat's put: SIGABRT)."""

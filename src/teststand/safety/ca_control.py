@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
-from aioca import FORMAT_TIME, Subscription, caget, camonitor
+from aioca import DBR_CHAR_STR, FORMAT_TIME, Subscription, caget, camonitor
 
 from teststand.errors import TeststandError
 from teststand.safety.runengine import StateCallback
@@ -42,7 +42,8 @@ class CAControl:
         control._reason = await read_text(prefix + "STATE:REASON")
         control._subscriptions = [
             camonitor(prefix + "STATE", control._on_state, datatype=str, format=FORMAT_TIME),
-            camonitor(prefix + "STATE:REASON", control._on_reason, datatype=str),
+            # a char array: as a 40-byte CA string it was cut, even inside a "°"
+            camonitor(prefix + "STATE:REASON", control._on_reason, datatype=DBR_CHAR_STR),
         ]
         return control
 
