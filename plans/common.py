@@ -205,7 +205,7 @@ def call(factory: Callable[[], Awaitable[T]]) -> MsgGenerator[T]:
     """Await one coroutine on the RunEngine's loop and return its result (awaited again when a
     rewind interrupted it)."""
     while True:
-        tasks = yield Msg("wait_for", None, [factory])
+        tasks = yield from _wait_for([factory])
         if tasks:
             result: T = tasks[0].result()
             return result
@@ -213,11 +213,18 @@ def call(factory: Callable[[], Awaitable[T]]) -> MsgGenerator[T]:
 
 def await_all(*factories: Callable[[], Awaitable[Any]]) -> MsgGenerator[None]:
     """Await the coroutines together on the RunEngine's loop and raise the first failure here
-    (a bare `wait_for` message returns its tasks and drops their exceptions).
+    (a bare `wait_for` message returns its tasks and drops their exceptions)."""
+    tasks = yield from _wait_for(factories)
+    for task in tasks or ():
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()
 
-    A plan interrupted while it waits (an abort, the stand going SAFE) leaves them running: a
-    failure of one after that is logged as an error naming it (asyncio would only say, at its
-    garbage collection, that a task's exception was never retrieved)."""
+
+def _wait_for(factories: Iterable[Callable[[], Awaitable[Any]]]) -> MsgGenerator[Any]:
+    """A `wait_for` message: its tasks, or None after a rewind. A plan interrupted while it waits
+    (an abort, the stand going SAFE) leaves them running: a failure of one after that is logged
+    as an error naming it (asyncio would only say, at its garbage collection, that a task's
+    exception was never retrieved)."""
     abandoned = False
 
     async def watched(factory: Callable[[], Awaitable[Any]]) -> Any:
@@ -229,13 +236,10 @@ def await_all(*factories: Callable[[], Awaitable[Any]]) -> MsgGenerator[None]:
             log.error("%s failed after its plan stopped waiting for it: %s", _named(factory), exc)
 
     try:
-        tasks = yield Msg("wait_for", None, [partial(watched, f) for f in factories])
+        return (yield Msg("wait_for", None, [partial(watched, f) for f in factories]))
     except BaseException:
         abandoned = True
         raise
-    for task in tasks or ():
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()
 
 
 def _named(factory: Callable[..., Any]) -> str:

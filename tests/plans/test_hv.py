@@ -15,7 +15,7 @@ from bluesky.utils import RunEngineInterrupted
 from helpers import run
 
 from teststand.plans import HVSafetyError, PlanArgumentError, hv_off, hv_ramp
-from teststand.plans.common import await_all, bring_to_zero, check_bias
+from teststand.plans.common import await_all, bring_to_zero, call, check_bias
 from teststand.safety.runengine import StandSafeError, fail_plan
 from teststand.stand import TestStand
 
@@ -269,8 +269,9 @@ def test_a_zero_refused_once_is_written_again_and_hv_coming_down_is_no_failure(
     assert failed[0].endswith(") but it came down to 0 V") and "LOCAL control" in failed[0]
 
 
+@pytest.mark.parametrize("waiting", [await_all, call])
 def test_a_zero_that_fails_after_its_plan_was_interrupted_is_logged_by_name(
-    RE: RunEngine, caplog: pytest.LogCaptureFixture
+    RE: RunEngine, caplog: pytest.LogCaptureFixture, waiting: Callable[..., Any]
 ) -> None:
     """The stand going SAFE throws its error into a plan waiting in its cleanup: the zero goes on
     without it, and its failure is an error in the log naming it, not asyncio's "Task exception
@@ -283,7 +284,7 @@ def test_a_zero_that_fails_after_its_plan_was_interrupted_is_logged_by_name(
         raise HVSafetyError("HV not confirmed at 0 V (hv-channels-0: no answer)")
 
     def plan() -> Any:
-        yield from await_all(bring_to_zero)
+        yield from waiting(bring_to_zero)
 
     def went_safe() -> None:
         fail_plan(RE, StandSafeError("the stand went ERROR: lost link to hv"))
