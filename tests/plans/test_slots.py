@@ -62,3 +62,15 @@ def test_every_slot_holding_a_module_by_default_and_empty_slots_refused(
         "slot(s) 2, 5 hold no module: give the module id under slots.N.module.id in the stand "
         "file, or leave the slot out"
     )
+
+
+def test_a_stand_without_modules_has_nothing_to_test(
+    make_stand: Callable[..., TestStand],
+) -> None:
+    slots = stand_dict()["slots"]
+    for slot in slots.values():
+        slot.pop("module", None)
+    stand = make_stand(slots=slots)
+    with pytest.raises(PlanArgumentError) as info:
+        module_slots(stand, None)
+    assert str(info.value) == "no slot of this stand holds a module; nothing to test"
