@@ -86,6 +86,13 @@ def test_a_put_without_control_is_refused_and_changes_nothing(ioc: Ioc, sims: Si
         write(PREFIX + "SLOT3:BIAS_SETPOINT", [50.0], notify=True, timeout=5, repeater=False)
     assert "ControlRefused" in text("MSG") and "claim it first" in text("MSG")
     assert sims.status("hv")["channels"][2]["vset"] == 0
+    # the IOC's log says it in one line, without caproto's traceback
+    log = ioc.file.with_suffix(".log").read_text().splitlines()
+    refusals = [i for i, line in enumerate(log) if "Invalid write request" in line]
+    assert refusals, log[-20:]
+    for i in refusals:
+        assert " WARNING caproto.circ: " in log[i] and "ControlRefused: " in log[i], log[i]
+        assert i + 1 == len(log) or log[i + 1].startswith("20"), log[i : i + 3]
 
 
 def test_out_of_limits_puts_are_refused_before_the_instrument(

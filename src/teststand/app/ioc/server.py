@@ -23,6 +23,7 @@ from teststand.app.ioc.alarms import alarm_of
 from teststand.app.ioc.channels import ServedInteger, clip, decode, make_channel, text_channel
 from teststand.app.ioc.checks import drive_limits
 from teststand.app.ioc.control import Control
+from teststand.app.ioc.logs import quiet_caproto
 from teststand.app.ioc.poll import Group, Poller, ServedSignal
 from teststand.app.ioc.puts import Messages, Puts
 from teststand.collect.caserver import ServerContext
@@ -287,6 +288,7 @@ class StandIOC:
         # loaded machine, with every read and update waiting behind it.
         gc.collect()
         gc.freeze()
+        quiet_caproto()
         self.context = IocContext(self.pvdb, list(interfaces))
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.context.run())
