@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
 from teststand.safety import StandState, StateError, StateMachine
+from teststand.safety.state import Transition, parse_state
 
 
 def ready() -> StateMachine:
@@ -91,3 +93,77 @@ def test_listeners_see_every_transition() -> None:
     machine.request("INIT", "ioc", "connected")
     machine.trip(StandState.ERROR, "watchdog", "lost link")
     assert seen == ["INIT:ioc", "ERROR:watchdog"]
+
+
+def test_a_new_machine_is_off_not_connected_and_keeps_the_last_thousand_transitions() -> None:
+    machine = StateMachine()
+    assert (machine.state, machine.reason, list(machine.history)) == (
+        StandState.OFF,
+        "not connected",
+        [],
+    )
+    machine.request("INIT", "ioc", "connected")
+    for n in range(1000):
+        machine.request("READY" if machine.state is StandState.INIT else "INIT", "ioc", f"{n}")
+    assert len(machine.history) == 1000
+    assert machine.history[0].why == "0" and machine.history[-1].why == "999"
+
+
+def test_each_transition_is_logged_once_as_a_line_with_time_who_and_why(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A latched state is a warning, the others information; the line's time is the moment of
+    the transition, in local time."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        caplog.set_level(logging.INFO, "teststand.safety.state")
+        machine = StateMachine()
+        before = time.time()
+        transition = machine.request("INIT", "ioc", "connected")
+        assert before <= transition.time <= time.time()
+        machine.trip(StandState.SAFE, "watchdog", "the coldbox lid is open")
+        records = [(r.levelname, r.getMessage()) for r in caplog.records]
+        stamps = [time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t.time)) for t in machine.history]
+        assert records == [
+            ("INFO", f"stand state {stamps[0]} OFF -> INIT by ioc: connected"),
+            (
+                "WARNING",
+                f"stand state {stamps[1]} INIT -> SAFE by watchdog: the coldbox lid is open",
+            ),
+        ]
+        assert str(Transition(0.0, StandState.RUN, StandState.SAFE, "w", "lid")) == (
+            "1970-01-01T00:00:00 RUN -> SAFE by w: lid"
+        )
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_failing_listener_is_logged_and_the_others_still_hear(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    machine = StateMachine()
+    heard: list[str] = []
+
+    def broken(transition: Transition) -> None:
+        raise RuntimeError("listener bug")
+
+    machine.subscribe(broken)
+    machine.subscribe(lambda t: heard.append(str(t.new)))
+    transition = machine.request("INIT", "ioc", "connected")
+    assert heard == ["INIT"]
+    failed = [r for r in caplog.records if r.exc_info]
+    assert [r.getMessage() for r in failed] == [f"state listener failed on {transition}"]
+    assert failed[0].exc_info is not None and str(failed[0].exc_info[1]) == "listener bug"
+
+
+def test_trip_and_parse_say_what_is_possible() -> None:
+    with pytest.raises(StateError) as trip:
+        StateMachine().trip(StandState.READY, "watchdog", "why")
+    assert str(trip.value) == "trip goes to SAFE or ERROR, not READY"
+    with pytest.raises(StateError) as unknown:
+        parse_state("sleep")
+    assert str(unknown.value) == (
+        "unknown stand state 'sleep'; states: OFF, INIT, READY, RUN, SAFE, ERROR"
+    )

@@ -128,6 +128,21 @@ def test_start_arms_the_chillers_own_watchdog_or_warns_without_one(
     ) in [record.getMessage() for record in caplog.records]
 
 
+def test_a_stand_that_stops_its_cooling_starts_without_a_set_point_to_check(
+    RE: RunEngine, guarded: Guarded
+) -> None:
+    """`cooling: stop` has no safe set point to compare with the box's dew point: the watchdog
+    starts and enters INIT, saying who and why."""
+    _, watchdog = guarded(cooling={"action": "stop"})
+    first = watchdog.machine.history[0]
+    assert (first.old, first.new, first.who, first.why) == (
+        StandState.OFF,
+        StandState.INIT,
+        "watchdog",
+        "instruments connected",
+    )
+
+
 def test_stop_lets_the_safe_action_under_way_finish(RE: RunEngine, guarded: Guarded) -> None:
     stand, watchdog = guarded()
     to_run(RE, watchdog)
@@ -305,6 +320,30 @@ def test_a_client_that_stops_beating_in_run_is_seen_whenever_it_stops(
     assert f"the controlling client {WHO} sent no heartbeat for" in watchdog.machine.reason
     wait_until(lambda: watchdog.outcome is not None, 10, "the safe action done")
     assert watchdog.outcome is not None and watchdog.outcome.hv_safe is not None
+
+
+def test_a_safe_action_with_a_failed_step_says_which_in_the_log(
+    RE: RunEngine, guarded: Guarded, caplog: pytest.LogCaptureFixture
+) -> None:
+    """HV down but the chiller not answering: SAFE (not ERROR: HV is known), and the problem is
+    logged as an error with the step that failed."""
+    caplog.set_level(logging.ERROR, "teststand.safety.watchdog")
+    stand, watchdog = guarded()
+    assert stand.simulators is not None
+    stand.simulators["chiller"].set_faults("hang")
+    try:
+        watchdog.client.estop(True, "panel")
+        watchdog.poke()
+        wait_until(lambda: watchdog.outcome is not None, 30, "the safe action done")
+        assert watchdog.outcome is not None and watchdog.outcome.hv_safe is not None
+        problems = "; ".join(watchdog.outcome.problems)
+        assert problems.startswith("chiller: safe state failed: TimeoutError"), problems
+        assert [r.getMessage() for r in caplog.records if r.name.endswith("watchdog")] == [
+            f"safe action finished with problems: {problems}"
+        ]
+    finally:
+        stand.simulators["chiller"].reset()
+        watchdog.client.estop(False, "panel")
 
 
 def test_estop(RE: RunEngine, guarded: Guarded) -> None:
