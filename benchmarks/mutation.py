@@ -10,7 +10,8 @@ date, the scores per module and every survivor with why it may stay to benchmark
 (groups not run keep their last result) and prints the scores as JSON last. A mutant counts as
 detected when a test failed on it (killed) or it made the tests hang (timeout). With `--budget`,
 a group stops after that many seconds; the mutants not run then are counted as "not checked" and
-left out of its score.
+left out of its score. Each module also gets `score_without_equivalent`: the survivors explained
+as equivalent (the same behaviour as the original) left out, the usual mutation score.
 
 `--recheck` runs only the last survivors that EXPLAINED does not explain again (`--recheck all`:
 every survivor; `--only GLOB` narrows either to some mutants), in the group's staged tree, with
@@ -37,6 +38,7 @@ import tomllib
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "mutation.json"
@@ -48,6 +50,8 @@ DETECTED = ("killed", "timeout")
 UNEXPLAINED = "not explained"
 #: mutmut's status of a mutant not run (the group's time budget ran out): left out of the score
 NOT_RUN = "not checked"
+#: the start of the reason of a survivor that behaves as the original code does
+EQUIVALENT = "equivalent:"
 
 #: group -> (modules mutated, as repository paths; the tests that cover them)
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
@@ -207,8 +211,8 @@ EXPLAINED: list[tuple[str, str]] = [
     ),
     (
         r"(?m)^\+\s+self\.checks = 1$",
-        "equivalent for the tests: the count of checks is shown (WATCHDOG:CHECKS) and compared "
-        "only as differences",
+        "not killed: the count of checks is shown (WATCHDOG:CHECKS) and the tests compare only "
+        "its differences",
     ),
     (
         r"(?m)LiveClock\(max_step=max\(|paused_hv_hold, \)$|poll_period, \)$",
@@ -430,7 +434,7 @@ def run_group(
             "score": round(detected / run, 3) if run else None,
             **counts,
         }
-    return {
+    result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "tests": GROUPS[group][1],
         **({"functions": FUNCTIONS[group]} if group in FUNCTIONS else {}),
@@ -440,6 +444,22 @@ def run_group(
             name: {"diff": diff, "why": explain(diff)} for name, diff in survivors.items()
         },
     }
+    count_equivalents(result)
+    return result
+
+
+def count_equivalents(result: dict[str, Any]) -> None:
+    """Per module: its survivors explained as equivalent (a reason that starts "equivalent:"),
+    and the score without them (`score_without_equivalent`), the usual mutation score."""
+    for module, entry in result["modules"].items():
+        equivalent = sum(
+            1
+            for name, survivor in result["survivors"].items()
+            if name.startswith(module + ".") and survivor["why"].startswith(EQUIVALENT)
+        )
+        run = entry["mutants"] - entry.get(NOT_RUN, 0) - equivalent
+        entry["equivalent"] = equivalent
+        entry["score_without_equivalent"] = round(entry["detected"] / run, 3) if run else None
 
 
 def main() -> None:
@@ -474,6 +494,7 @@ def main() -> None:
         for result in results.values():
             for survivor in result["survivors"].values():
                 survivor["why"] = explain(survivor["diff"])
+            count_equivalents(result)
         RESULT.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
         args.groups = []
     for group in args.groups:
