@@ -276,7 +276,7 @@ EXPLAINED: list[tuple[str, str]] = [
     ),
     (
         r"abs\(v\) > ZERO_TOLERANCE|time\.monotonic\(\) >= deadline|\) >= tolerances\[number\]"
-        r"|current > COMPLIANCE_FRACTION",
+        r"|current > COMPLIANCE_FRACTION|if setpoint <= floor:",
         "equivalent in practice: the boundary of a measured value or of the clock (a reading equal "
         "to its limit to the last bit), which no test can place a reading on",
     ),
