@@ -79,8 +79,10 @@ async def _attempt(outcome: SafeOutcome, what: str, action: Awaitable[object]) -
     try:
         await action
     except Exception as exc:
-        outcome.problems.append(f"{what} failed: {type(exc).__name__}: {exc}")
-        log.error("safe action: %s failed: %s", what, exc)
+        # a timeout's own text is empty ("chiller: safe state failed: TimeoutError: ")
+        text = str(exc) or ("no answer in time" if isinstance(exc, TimeoutError) else "")
+        outcome.problems.append(f"{what} failed: {type(exc).__name__}: {text}")
+        log.error("safe action: %s failed: %s: %s", what, type(exc).__name__, text)
         return False
     return True
 
