@@ -79,7 +79,12 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "plans": (
         ["plans/common.py", "plans/iv.py"],
-        ["tests/plans/test_iv.py", "tests/plans/test_hv.py", "tests/plans/test_slots.py"],
+        [
+            "tests/plans/test_iv.py",
+            "tests/plans/test_hv.py",
+            "tests/plans/test_slots.py",
+            "tests/plans/test_waits.py",
+        ],
     ),
     "iv_analysis": (
         ["callbacks/iv_analysis.py"],
@@ -206,8 +211,8 @@ EXPLAINED: list[tuple[str, str]] = [
         "check's findings) before anything reads it",
     ),
     (
-        r"(?m)^\+\s+self\._stopping = None$",
-        "equivalent: None is as false as False, and stop() sets True",
+        r"(?m)^\+\s+(self\._stopping|abandoned) = None$",
+        "equivalent: None is as false as False until it is set True",
     ),
     (
         r"(?m)^\+\s+self\.checks = 1$",
