@@ -324,7 +324,6 @@ def module_name(path: str) -> str:
 
 def stage(group: str) -> Path:
     """A fresh copy of the package as installed, the tests, and a pyproject for this group."""
-    modules, tests = GROUPS[group]
     where = STAGE / group
     shutil.rmtree(where, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
@@ -333,6 +332,13 @@ def stage(group: str) -> Path:
         shutil.copytree(ROOT / folder, where / "src" / "teststand" / name, ignore=ignore)
     for folder in ("tests", "profile_collection"):
         shutil.copytree(ROOT / folder, where / folder, ignore=ignore)
+    write_settings(group, where)
+    return where
+
+
+def write_settings(group: str, where: Path) -> None:
+    """The staged pyproject: the repository's, with the group's modules and tests for mutmut."""
+    modules, tests = GROUPS[group]
     text = (ROOT / "pyproject.toml").read_text()
     base = tomllib.loads(text)["tool"]["mutmut"]
     settings = {
@@ -344,7 +350,6 @@ def stage(group: str) -> Path:
     lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     text = re.sub(r"\[tool\.mutmut\]\n(?:[^\[\n].*\n|\n)*", "", text)
     (where / "pyproject.toml").write_text(text + "\n[tool.mutmut]\n" + "\n".join(lines) + "\n")
-    return where
 
 
 def explain(diff: str) -> str:
@@ -389,8 +394,8 @@ def run_mutmut(command: list[str], where: Path, env: dict[str, str], budget: flo
 
 
 def restage_tests(group: str) -> Path:
-    """The group's last staged tree with today's tests, and no test statistics (mutmut
-    collects them again, so that new tests count)."""
+    """The group's last staged tree with today's tests and test selection, and no test
+    statistics (mutmut collects them again, so that new tests count)."""
     where = STAGE / group
     if not (where / "mutants").is_dir():
         raise SystemExit(f"{group}: no earlier run in {where}; run the whole group first")
@@ -399,6 +404,7 @@ def restage_tests(group: str) -> Path:
         shutil.rmtree(tree, ignore_errors=True)
         shutil.copytree(ROOT / "tests", tree, ignore=ignore)
     (where / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    write_settings(group, where)  # today's test selection (a test file added to the group)
     return where
 
 
