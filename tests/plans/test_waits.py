@@ -22,7 +22,7 @@ class Anonymous:
     async def on(self) -> None: ...
 
 
-class Callable_:
+class CallableObject:
     def __repr__(self) -> str:
         return "<a callable object>"
 
@@ -33,7 +33,7 @@ def test_a_waited_coroutine_is_named_by_its_function_and_its_devices_name() -> N
     assert _named(partial(bring_to_zero, [])) == "bring_to_zero"
     assert _named(Named().on) == "hv-channels-0.on"
     assert _named(Anonymous().on) == "on"
-    assert _named(Callable_()) == "<a callable object>"
+    assert _named(CallableObject()) == "<a callable object>"
 
 
 def test_read_now_reads_again_after_a_rewind() -> None:

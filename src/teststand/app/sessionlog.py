@@ -64,3 +64,9 @@ def log_commands(shell: Any) -> None:
             log.info("command: %s", cell)
 
     shell.events.register("pre_run_cell", before)
+
+
+def without_traceback(record: logging.LogRecord, error: BaseException) -> None:
+    """Make `record` one line: its message, then the error's type and text, no traceback."""
+    record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+    record.args, record.exc_info, record.exc_text = None, None, None

@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from teststand.app.readings import format_value, group_lines, read_group, read_groups, summary
+from teststand.app.sessionlog import without_traceback
 from teststand.errors import TeststandError
 
 T = TypeVar("T")
@@ -78,9 +79,7 @@ class _OneLineStandErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], TeststandError):
-            error = record.exc_info[1]
-            record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
-            record.args, record.exc_info, record.exc_text = None, None, None
+            without_traceback(record, record.exc_info[1])
         return True
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from teststand.app.sessionlog import without_traceback
 from teststand.errors import TeststandError
 
 CIRCUIT_LOGGER = "caproto.circ"
@@ -22,8 +23,7 @@ class _CaprotoCircuitFilter(logging.Filter):
             return logging.getLogger(CIRCUIT_LOGGER).isEnabledFor(logging.DEBUG)
         error = record.exc_info[1] if record.exc_info else None
         if message.startswith("Invalid write request") and isinstance(error, EXPECTED):
-            record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
-            record.args, record.exc_info, record.exc_text = None, None, None
+            without_traceback(record, error)
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
