@@ -214,7 +214,7 @@ def test_suspended_cooling_moves_to_its_target_again(
     def spoil() -> None:
         # Simulated time slows while the suspension takes hold, so that a loaded machine's
         # latency cannot let the box reach its target first; it speeds up again once fixed.
-        sim.clock.speed = 20.0
+        sim.clock.speed = 5.0
         sim.set_flow_failure(True)
 
     def fix() -> None:
