@@ -1,6 +1,6 @@
 """IOC benchmark: what serving the stand over Channel Access costs, measured side by side.
 
-Run: `.venv/bin/python benchmarks/ioc.py [--seconds 10] [--clients 20]`. Loopback CA only.
+Run: `.venv/bin/python benchmarks/ioc.py [--seconds 60] [--clients 20]`. Loopback CA only.
 
 1. The simulated stand of profile_collection/stand.yaml with every link paced at 9600 baud
    (`simulator.baud`), real-time speed. The IOC runs in this process (a thread with its own event
@@ -19,9 +19,12 @@ Run: `.venv/bin/python benchmarks/ioc.py [--seconds 10] [--clients 20]`. Loopbac
 2. The same with `--clients` client processes at once (goal: rate and p99 within 5 %). The
    clients run on the last CPU, the IOC alone on the others (`cpus`), as if the clients were on
    another host; the simulators run on the clients' CPU ahead of them (SCHED_FIFO), as hardware
-   would answer: sharing no CPU with the IOC. The CPU of this process (the IOC) and of the
-   clients per wall second is reported (on one CPU the twenty clients' own load
-   is part of their latency).
+   would answer: sharing no CPU with the IOC. All clients count over the same window; the rate
+   is their median. The latency is one client's (the watcher, at real-time priority below the
+   simulators', as if on a host of its own); over all clients (`latency_all_clients_ms`) it
+   also holds each client's wait for the others' handling of the same burst on their one CPU.
+   The CPU of this process (the IOC) and of the clients per wall second is reported, and the
+   IOC's own poll rate with the clients over that with one (`many_over_one_ioc_poll`).
 3. `iv_scan` per-point cost on the instant simulators (no pacing, speed 1000), direct against
    over CA to an IOC process: `iv_ratio` = CA / direct.
 The last stdout line is one JSON object.
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -86,6 +90,7 @@ async def main():
         await asyncio.sleep(0.1)
     await asyncio.sleep(1.0)
     print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)  # every client counts over the same window
     counting = True
     await asyncio.sleep(seconds)
     counting = False
@@ -160,17 +165,33 @@ class ThreadedIoc:
 
 
 def measure_clients(
-    ioc: ThreadedIoc, clients: int, seconds: float, readbacks: list[str]
+    ioc: ThreadedIoc, clients: int, seconds: float, readbacks: list[str], cpus: set[int]
 ) -> dict[str, Any]:
+    """`clients` client processes on `cpus` (the set computed before this process was confined
+    to the IOC's CPUs: a child computing its own would inherit that confinement). The rate is
+    the clients' median. The latency is the first client's (the watcher): it runs at real-time
+    priority, below the simulators', as if on a host of its own; on one shared CPU, a client's
+    update otherwise waits for the other clients' handling of the same burst of updates. The
+    latency over all clients is reported too (`latency_all_clients_ms`)."""
     pvs = [ioc.ioc.prefix + suffix for suffix in ioc.ioc.served]
     probes = ",".join(PREFIX + probe for probe in PROBES)
     script = [sys.executable, "-c", CLIENT, str(seconds), probes, *pvs]
     processes = [
-        subprocess.Popen(script, stdout=subprocess.PIPE, text=True, preexec_fn=_on_client_cpus)
-        for _ in range(clients)
+        subprocess.Popen(
+            script,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda watcher=index == 0: _client_setup(cpus, watcher),
+        )
+        for index in range(clients)
     ]
     for process in processes:  # every client connected and monitoring
         assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    for process in processes:  # then all count at once
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
     poller = ioc.ioc.poller
     assert poller is not None
     cycles_before = {name: group.stats.cycles for name, group in poller.groups.items()}
@@ -188,21 +209,40 @@ def measure_clients(
     clients_cpu = (
         children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
     ) / wall
-    rates: list[float] = []
-    latencies: dict[str, list[float]] = {probe: [] for probe in PROBES}
-    for result in results:
-        counts = result["counts"]
-        rates.append(min(counts[ioc.ioc.prefix + s] for s in readbacks) / seconds)
-        for probe in PROBES:
-            latencies[probe] += _latencies(toggles[probe], result["arrivals"][PREFIX + probe])
+    rates = [
+        min(result["counts"][ioc.ioc.prefix + s] for s in readbacks) / seconds for result in results
+    ]
+
+    def latencies(of: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            probe: _percentiles(
+                [
+                    delay
+                    for result in of
+                    for delay in _latencies(toggles[probe], result["arrivals"][PREFIX + probe])
+                ]
+            )
+            for probe in PROBES
+        }
+
     return {
         "full_stand_rate_hz": round(statistics.median(rates), 3),
         "ioc_full_stand_poll_rate_hz": round(poll_rate, 3),  # the IOC's own, meanwhile
-        "latency_ms": {probe: _percentiles(delays) for probe, delays in latencies.items()},
+        "latency_ms": latencies(results[:1]),
+        "latency_all_clients_ms": latencies(results),
         "ioc_process_cpu_per_wall_s": round(ioc_cpu, 2),
         "clients_cpu_per_wall_s": round(clients_cpu, 2),
         "pvs_per_client": len(pvs),
     }
+
+
+def _client_setup(cpus: set[int], watcher: bool) -> None:
+    """In a client process before it starts: its CPUs; the watcher's real-time priority (5,
+    below the simulators' 10) when allowed."""
+    os.sched_setaffinity(0, cpus)
+    if watcher:
+        with contextlib.suppress(PermissionError):
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(5))
 
 
 def toggle_probes(sims: SimulatorProcess, seconds: float) -> dict[str, list[tuple[float, int]]]:
@@ -243,10 +283,6 @@ def _as_hardware(pid: int, cpus: set[int]) -> None:
             os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(10))
         except PermissionError:
             print("simulators at normal priority (not root): clients slow them", file=sys.stderr)
-
-
-def _on_client_cpus() -> None:
-    os.sched_setaffinity(0, _split_cpus()[1])
 
 
 def _cpu_seconds() -> float:
@@ -307,7 +343,7 @@ def iv_costs(points: int, ca: LoopbackCA) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--poll", type=float, default=0.2)
     parser.add_argument("--points", type=int, default=11)
@@ -331,8 +367,8 @@ def main() -> None:
     direct, link_delays = ioc.direct(args.seconds)
     ioc.serve()
     time.sleep(1.0)
-    one = measure_clients(ioc, 1, args.seconds, readbacks)
-    many = measure_clients(ioc, args.clients, args.seconds, readbacks)
+    one = measure_clients(ioc, 1, args.seconds, readbacks, client_cpus)
+    many = measure_clients(ioc, args.clients, args.seconds, readbacks, client_cpus)
     ioc.stop()
     sims.stop()
     shutil.rmtree(folder, ignore_errors=True)
@@ -360,6 +396,9 @@ def main() -> None:
         },
         f"clients_{args.clients}": many,
         "many_over_one_rate": round(many["full_stand_rate_hz"] / one["full_stand_rate_hz"], 3),
+        "many_over_one_ioc_poll": round(
+            many["ioc_full_stand_poll_rate_hz"] / one["ioc_full_stand_poll_rate_hz"], 3
+        ),
         "many_over_one_p99": {
             probe: round(many["latency_ms"][probe]["p99"] / one["latency_ms"][probe]["p99"], 3)
             for probe in PROBES
