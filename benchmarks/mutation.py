@@ -296,6 +296,17 @@ EXPLAINED: list[tuple[str, str]] = [
         "ramp-down time could be read; the same channels are named in the end",
     ),
     (
+        r"voltage\.get_value\(\)\), 1\.0\)",
+        "timing only: the wait for 0 V is sized by a ramp down to 1 V instead of 0 V, shorter by "
+        "1 V at the channel's rate (milliseconds of its margin of seconds)",
+    ),
+    (
+        r"setpoint\.get_value\(cached=None\)",
+        "not killed: nothing subscribes to a set point while the zero waits in the tests; with a "
+        "subscriber (a display, a plan's monitor) None reads that cache, and a set point written "
+        "late could be missed: the check reads the supply (cached=False) for that reason",
+    ),
+    (
         r"if \(reading\) and False else",
         "equivalent: the bias read again right after the point's reading is the same settled value",
     ),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
-from helpers import run
+from helpers import run, stand_dict
 
 from teststand.plans import HVSafetyError, PlanArgumentError, hv_off, hv_ramp
 from teststand.plans.common import await_all, bring_to_zero, call, check_bias
@@ -168,6 +168,53 @@ def test_a_set_point_written_after_the_zero_is_zeroed_again(
     assert abs(channels(stand)[3]["vmon"]) < 2
 
 
+def test_a_slow_ramp_down_is_waited_for_without_writing_0_v_again(
+    RE: RunEngine, stand: TestStand, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A channel coming down at its own slow rate keeps its set point at 0 V: the wait reads it
+    until it is below 2 V and neither writes 0 V again nor warns of a late set point."""
+    channel = stand.slots[4].hv_channel
+
+    async def slow_zero() -> int:
+        await channel.on()
+        await channel.setpoint.set(60.0)
+        while await channel.voltage.get_value() < 58:  # noqa: ASYNC110 (polls the simulator)
+            await asyncio.sleep(0.005)
+        await channel.rate_down.set(1.0)  # 60 s simulated down from 60 V, 0.3 s at 200x
+        await bring_to_zero([channel])
+        return len(caplog.records)
+
+    try:
+        run(RE, slow_zero)
+    finally:
+        run(RE, lambda: channel.rate_down.set(50.0))
+    assert abs(channels(stand)[3]["vmon"]) < 2
+    assert not [m for m in caplog.messages if "written after its 0 V" in m], caplog.messages
+
+
+def test_a_supply_silent_from_the_start_raises_naming_the_channel(
+    RE: RunEngine, make_stand: Callable[..., TestStand]
+) -> None:
+    """The supply answers nothing at all: neither the zero, nor the ramp-down time the wait is
+    sized by, nor the voltage can be had. The zero still ends in HVSafetyError naming the
+    channel and the missing replies (not in the first raw read error)."""
+    instruments = stand_dict()["instruments"]
+    instruments["hv"]["options"].update(timeout=0.2, attempts=2)  # "no reply" in 0.6 s, not 8
+    stand = make_stand(instruments=instruments)
+    channel = stand.slots[2].hv_channel
+    assert stand.simulators is not None
+    supply = stand.simulators["hv"]
+    supply.set_faults("hang")
+    try:
+        with pytest.raises(HVSafetyError) as info:
+            run(RE, lambda: bring_to_zero([channel]))
+    finally:
+        supply.reset()
+    message = str(info.value)
+    assert message.startswith(f"HV not confirmed at 0 V ({channel.name}: "), message
+    assert message.count("no reply") == 2, message  # the zero's and the voltage's
+
+
 def test_a_bias_is_a_magnitude_up_to_and_including_the_slots_limit(stand: TestStand) -> None:
     """`check_bias`, before any hardware: 0 V and a fraction of a volt are biases, the slot's
     limit itself is allowed, a volt above it and a negative value are refused, saying why."""
@@ -218,12 +265,17 @@ def test_a_supply_refusing_the_zero_raises_naming_each_channel(
 
 
 def test_a_link_lost_while_waiting_for_0_v_raises_naming_the_channel(
-    RE: RunEngine, stand: TestStand
+    RE: RunEngine, make_stand: Callable[..., TestStand]
 ) -> None:
     """The zero is written, then the supply stops answering while the channel (stuck at 30 V)
-    is awaited at 0 V: HVSafetyError names the channel and the lost reply."""
+    is awaited at 0 V: HVSafetyError names the channel and the lost reply. The wait outlasts
+    several failed reads, so the set point's check between them fails too, and does not end
+    the wait either."""
+    instruments = stand_dict()["instruments"]
+    instruments["hv"]["options"].update(timeout=0.2, attempts=2)  # "no reply" in 0.6 s
+    stand = make_stand(instruments=instruments)
     channel = stand.slots[2].hv_channel
-    channel.movable_logic.margin = 1.0  # the ramp timeout's fixed margin: 1 s, not 10 s
+    channel.movable_logic.margin = 3.0  # the ramp timeout's fixed margin: 3 s, not 10 s
     RE(hv_ramp(stand, [2], 30, rate=50))
     assert stand.simulators is not None
     supply = stand.simulators["hv"]

@@ -14,7 +14,8 @@ from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
 from helpers import run, stand_dict
 
-from teststand.plans import PlanArgumentError, iv_scan, keithley_iv_scan
+from teststand.plans import PlanArgumentError, hv_off, hv_ramp, iv_scan, keithley_iv_scan
+from teststand.plans.iv import check_points, check_range
 from teststand.stand import TestStand
 
 
@@ -487,3 +488,40 @@ def test_a_channel_switched_off_at_a_point_stops_its_slot_as_an_error(
     assert {s1 for _, s1, _ in rows[3:]} == {"error"} and rows[-1][0] == 40, rows
     assert "slot 1 tripped at 20 V: switched off" in caplog.messages
     assert all(v < 2 for v in vmon(stand).values())
+
+
+def test_each_steps_timeout_is_the_largest_steps_from_0_v_included(
+    RE: RunEngine, stand: TestStand
+) -> None:
+    """`check_range` gives every step the time its channel may take for the scan's largest
+    step, the one from 0 V to the first point included (a step's timeout, too short, fails a
+    good ramp; too long, detects a stuck one late)."""
+    slots = [stand.slots[1], stand.slots[2]]
+
+    async def timeouts(voltages: list[float], largest: float) -> tuple[dict[int, float], ...]:
+        found: dict[int, float] = {}
+        await check_range(slots, voltages, found)
+        expected = {s.number: await s.hv_channel.ramp_timeout(0.0, largest) for s in slots}
+        return found, expected
+
+    for voltages, largest in (([50.0, 60.0, 70.0], 50.0), ([10.0, 20.0, 60.0], 40.0)):
+        found, expected = run(RE, lambda v=voltages, top=largest: timeouts(v, top))
+        assert found == expected, voltages
+
+
+def test_a_rewound_point_is_checked_with_the_bias_read_now(RE: RunEngine, stand: TestStand) -> None:
+    """`check_points` without a reading (a rewind interrupted the point's read) reads the bias
+    itself: at its voltage the slot is not marked, far from it the point is "unsettled"."""
+    slot = stand.slots[1]
+    RE(hv_ramp(stand, [1], 30, rate=50))
+
+    async def marks_at(voltage: float) -> dict[int, str]:
+        marks: dict[int, Any] = {}
+        await check_points([slot], voltage, None, {1: 2.0}, marks)
+        return marks
+
+    try:
+        assert run(RE, lambda: marks_at(30.0)) == {}
+        assert run(RE, lambda: marks_at(60.0)) == {1: "unsettled"}
+    finally:
+        RE(hv_off(stand, [1]))
