@@ -141,6 +141,16 @@ def test_zero_cancels_the_ramp_in_progress(RE: RunEngine, stand: TestStand) -> N
     assert abs(channels(stand)[2]["vmon"]) < 2
 
 
+async def at_60_v_coming_down_slowly(channel: Any) -> None:
+    """Switch the channel on at 60 V, wait until it is there, and set a slow ramp down (60 s
+    simulated from 60 V, 0.3 s at 200x)."""
+    await channel.on()
+    await channel.setpoint.set(60.0)
+    while await channel.voltage.get_value() < 58:  # noqa: ASYNC110 (polls the simulator)
+        await asyncio.sleep(0.005)
+    await channel.rate_down.set(1.0)
+
+
 def test_a_set_point_written_after_the_zero_is_zeroed_again(
     RE: RunEngine, stand: TestStand
 ) -> None:
@@ -149,11 +159,7 @@ def test_a_set_point_written_after_the_zero_is_zeroed_again(
     channel = stand.slots[4].hv_channel
 
     async def zero_then_late_step() -> None:
-        await channel.on()
-        await channel.setpoint.set(60.0)
-        while await channel.voltage.get_value() < 58:  # noqa: ASYNC110 (polls the simulator)
-            await asyncio.sleep(0.005)
-        await channel.rate_down.set(1.0)  # 60 s simulated down from 60 V, 0.3 s at 200x
+        await at_60_v_coming_down_slowly(channel)
 
         async def late_step() -> None:
             await asyncio.sleep(0.05)
@@ -175,19 +181,11 @@ def test_a_slow_ramp_down_is_waited_for_without_writing_0_v_again(
     until it is below 2 V and neither writes 0 V again nor warns of a late set point."""
     channel = stand.slots[4].hv_channel
 
-    async def slow_zero() -> int:
-        await channel.on()
-        await channel.setpoint.set(60.0)
-        while await channel.voltage.get_value() < 58:  # noqa: ASYNC110 (polls the simulator)
-            await asyncio.sleep(0.005)
-        await channel.rate_down.set(1.0)  # 60 s simulated down from 60 V, 0.3 s at 200x
+    async def slow_zero() -> None:
+        await at_60_v_coming_down_slowly(channel)
         await bring_to_zero([channel])
-        return len(caplog.records)
 
-    try:
-        run(RE, slow_zero)
-    finally:
-        run(RE, lambda: channel.rate_down.set(50.0))
+    run(RE, slow_zero)
     assert abs(channels(stand)[3]["vmon"]) < 2
     assert not [m for m in caplog.messages if "written after its 0 V" in m], caplog.messages
 
