@@ -16,15 +16,18 @@ from teststand.stand import TestStand, build
 
 @pytest.fixture
 def guarded(RE: RunEngine) -> Iterator[Callable[..., tuple[TestStand, Watchdog]]]:
-    """`guarded(**interlocks)`: the simulated stand built on `RE`'s loop with its watchdog
-    started (INIT); both stopped after the test."""
+    """`guarded(speed, sim, links, **interlocks)`: the simulated stand built on `RE`'s loop
+    with its watchdog started (INIT); both stopped after the test."""
     made: list[tuple[TestStand, Watchdog]] = []
 
     def make(
-        speed: float = SPEED, sim: dict[str, dict[str, Any]] | None = None, **interlocks: Any
+        speed: float = SPEED,
+        sim: dict[str, dict[str, Any]] | None = None,
+        links: dict[str, dict[str, Any]] | None = None,
+        **interlocks: Any,
     ) -> tuple[TestStand, Watchdog]:
         interlocks.setdefault("heartbeat_timeout", 60)  # these tests send no heartbeat
-        stand = build(safety_stand_dict(speed, sim, **interlocks))
+        stand = build(safety_stand_dict(speed, sim, links, **interlocks))
         watchdog = Watchdog(stand)
         made.append((stand, watchdog))
         run(RE, watchdog.start)

@@ -17,12 +17,17 @@ SPEED = 100.0  # HV ramps at 1000 V/s, plates follow in ~0.6 s, 250 ms of pollin
 
 
 def safety_stand_dict(
-    speed: float = SPEED, sim: dict[str, dict[str, Any]] | None = None, **interlocks: Any
+    speed: float = SPEED,
+    sim: dict[str, dict[str, Any]] | None = None,
+    links: dict[str, dict[str, Any]] | None = None,
+    **interlocks: Any,
 ) -> dict[str, Any]:
     """The profile's stand, sped up, with modules that hold 600 V (no breakdown below 1 kV) and
     the chiller's own watchdog out of the way of simulated time; `sim` adds simulator options
-    by instrument name."""
+    and `links` transport options by instrument name."""
     data = stand_dict(speed)
+    for name, options in (links or {}).items():
+        data["instruments"][name]["options"].update(options)
     hv = data["instruments"]["hv"]["simulator"]["options"]
     hv["breakdown"] = [1000.0] * 8
     hv["leakage"] = [1.0e-6] * 8

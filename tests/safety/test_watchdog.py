@@ -224,8 +224,35 @@ def test_hv_that_stays_up_after_the_safe_action_is_an_error(
     wait_until(lambda: watchdog.machine.state is StandState.ERROR, 20, "ERROR")
     last = watchdog.machine.history[-1]
     assert (last.old, last.who) == (StandState.SAFE, "watchdog")
-    assert last.why.startswith("HV could not be brought below 2 V: ")
+    wait_until(lambda: watchdog.outcome is not None, 10, "the safe action's outcome")
+    assert watchdog.outcome is not None and len(watchdog.outcome.problems) > 1
+    assert last.why == "HV could not be brought below 2 V: " + "; ".join(watchdog.outcome.problems)
     stand.simulators["hv"].set_faults("none")
+
+
+def test_a_process_that_stood_still_is_not_tripped_by_the_time_it_stood(
+    RE: RunEngine, guarded: Guarded
+) -> None:
+    """The IOC's process stands still for 3 s (a suspended VM, a host swapping): its clock
+    counts at most one step of that (4 poll periods, at least 1 s). A client that beat until
+    then and beats again after is not taken for a client gone quiet (heartbeat timeout 2 s):
+    the stand stays in RUN. (The links' reads that timed out in the stall take their retries
+    after it: the default link timeout allows for those.)"""
+    _, watchdog = guarded(poll_period=0.2, heartbeat_timeout=2.0)
+    to_run(RE, watchdog)
+
+    def beats(count: int) -> None:
+        for _ in range(count):
+            RE.loop.call_soon_threadsafe(watchdog.client.heartbeat)
+            time.sleep(0.2)
+            assert watchdog.machine.state is StandState.RUN, watchdog.machine.reason
+
+    beats(5)
+    checks = watchdog.checks
+    RE.loop.call_soon_threadsafe(time.sleep, 3.0)  # the loop stands still, beats stop
+    time.sleep(3.2)
+    beats(10)
+    assert watchdog.checks > checks + 5  # the checks went on after the stall
 
 
 def test_lid_opened_in_run(
@@ -284,6 +311,33 @@ def test_ready_and_run_are_refused_while_a_condition_holds(RE: RunEngine, guarde
     assert watchdog.machine.state is StandState.SAFE
 
 
+def test_ready_is_refused_while_a_reading_awaits_its_confirmation(
+    RE: RunEngine, guarded: Guarded
+) -> None:
+    """The coldbox answers once with its lid open and its dry air lost, then no more: both
+    findings await the one more reading that would confirm them (no trip on one reading), and
+    READY is refused, naming both, until they are confirmed or cleared."""
+    stand, watchdog = guarded(
+        poll_period=0.5, link_timeout=60.0, links={"coldbox": {"timeout": 0.2, "attempts": 1}}
+    )
+    assert stand.simulators is not None
+    box = stand.simulators["coldbox"]
+    run(RE, lambda: stand.instruments["coldbox"].client.set_valve(True))  # type: ignore[attr-defined]
+    box.set_faults("hang_after=1")  # one more reading, then silence
+    box.instrument.open_lid()  # type: ignore[attr-defined]
+    box.instrument.set_flow_failure(True)  # type: ignore[attr-defined]
+    wait_until(lambda: len(watchdog.pending) == 2, 10, "two findings awaiting confirmation")
+    try:
+        with pytest.raises(StateError) as refused:
+            run(RE, lambda: watchdog.request("READY", WHO, "prepare"))
+    finally:
+        box.reset()
+    reasons = "; ".join(f.reason for f in watchdog.pending)
+    assert str(refused.value) == f"READY refused: a reading awaits confirmation: {reasons}"
+    assert "lid" in reasons and "dry-air flow lost" in reasons, reasons
+    assert watchdog.machine.state is StandState.INIT
+
+
 def test_lost_link_to_the_coldbox_is_an_error(RE: RunEngine, guarded: Guarded) -> None:
     stand, watchdog = guarded(link_timeout=1.0)
     to_run(RE, watchdog)
@@ -325,24 +379,29 @@ def test_a_client_that_stops_beating_in_run_is_seen_whenever_it_stops(
 def test_a_safe_action_with_a_failed_step_says_which_in_the_log(
     RE: RunEngine, guarded: Guarded, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """HV down but the chiller not answering: SAFE (not ERROR: HV is known), and the problem is
-    logged as an error with the step that failed."""
+    """HV down but the chiller and the second LV supply not answering: SAFE (not ERROR: HV is
+    known), and the problems are logged as one error naming the steps that failed."""
     caplog.set_level(logging.ERROR, "teststand.safety.watchdog")
     stand, watchdog = guarded()
     assert stand.simulators is not None
-    stand.simulators["chiller"].set_faults("hang")
+    for name in ("chiller", "lv2"):
+        stand.simulators[name].set_faults("hang")
     try:
         watchdog.client.estop(True, "panel")
         watchdog.poke()
         wait_until(lambda: watchdog.outcome is not None, 30, "the safe action done")
         assert watchdog.outcome is not None and watchdog.outcome.hv_safe is not None
-        problems = "; ".join(watchdog.outcome.problems)
-        assert problems == "chiller: safe state failed: TimeoutError: no answer in time", problems
+        problems = sorted(watchdog.outcome.problems)
+        assert len(problems) == 2 and problems[0] == (
+            "chiller: safe state failed: TimeoutError: no answer in time"
+        ), problems
+        assert problems[1].startswith("lv2: output off failed: TransportTimeout: "), problems
         assert [r.getMessage() for r in caplog.records if r.name.endswith("watchdog")] == [
-            f"safe action finished with problems: {problems}"
+            "safe action finished with problems: " + "; ".join(watchdog.outcome.problems)
         ]
     finally:
-        stand.simulators["chiller"].reset()
+        for name in ("chiller", "lv2"):
+            stand.simulators[name].reset()
         watchdog.client.estop(False, "panel")
 
 
