@@ -86,6 +86,13 @@ def test_a_reading_is_confirmed_at_once_and_stop_ends_the_checks(
     assert watchdog.checks == checks, "the watchdog still checks after stop()"
 
 
+def test_a_watchdog_not_started_has_made_no_checks(guarded: Guarded) -> None:
+    """`checks` (the IOC's WATCHDOG:CHECKS) counts from 0: a watchdog made but not started
+    shows none."""
+    stand, _ = guarded()
+    assert Watchdog(stand).checks == 0
+
+
 def test_run_needs_a_client_in_control_and_ready_needs_hv_down(
     RE: RunEngine, guarded: Guarded
 ) -> None:
@@ -235,10 +242,12 @@ def test_a_process_that_stood_still_is_not_tripped_by_the_time_it_stood(
 ) -> None:
     """The IOC's process stands still for 3 s (a suspended VM, a host swapping): its clock
     counts at most one step of that (4 poll periods, at least 1 s). A client that beat until
-    then and beats again after is not taken for a client gone quiet (heartbeat timeout 2 s):
-    the stand stays in RUN. (The links' reads that timed out in the stall take their retries
-    after it: the default link timeout allows for those.)"""
-    _, watchdog = guarded(poll_period=0.2, heartbeat_timeout=2.0)
+    then and beats again after is not taken for a client gone quiet (heartbeat timeout 2 s),
+    nor links that answer right after for links lost (2.5 s): the stand stays in RUN. (The
+    links' 5 s reply timeouts outlast the stall: a read that timed out in it would take its
+    retries after it, which a link timeout must allow for, as the default one does.)"""
+    links = {name: {"timeout": 5.0} for name in ("hv", "chiller", "coldbox", "smu", "lv1", "lv2")}
+    _, watchdog = guarded(poll_period=0.2, heartbeat_timeout=2.0, link_timeout=2.5, links=links)
     to_run(RE, watchdog)
 
     def beats(count: int) -> None:
