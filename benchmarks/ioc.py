@@ -40,6 +40,7 @@ import logging
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -356,22 +357,26 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="teststand-ioc-bench-"))
     sims_file = folder / "sims.yaml"
     sims_file.write_text(yaml.safe_dump(stand_data(1.0, 9600)))
+    # SIGTERM ends the run as Ctrl-C does: through the `finally` that stops the simulators
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("benchmarks/ioc.py: stopped (SIGTERM)"))
     sims = SimulatorProcess(sims_file, log=folder / "sims.log")
-    _as_hardware(sims.process.pid, client_cpus)
-    served = stand_data(1.0, 9600)
-    served["sim"] = False
-    for name, url in sims.urls.items():
-        served["instruments"][name]["url"] = url
-    ioc = ThreadedIoc(served, args.poll, sims)
-    readbacks = [s for s, served in ioc.ioc.served.items() if served.readback]
-    direct, link_delays = ioc.direct(args.seconds)
-    ioc.serve()
-    time.sleep(1.0)
-    one = measure_clients(ioc, 1, args.seconds, readbacks, client_cpus)
-    many = measure_clients(ioc, args.clients, args.seconds, readbacks, client_cpus)
-    ioc.stop()
-    sims.stop()
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        _as_hardware(sims.process.pid, client_cpus)
+        served = stand_data(1.0, 9600)
+        served["sim"] = False
+        for name, url in sims.urls.items():
+            served["instruments"][name]["url"] = url
+        ioc = ThreadedIoc(served, args.poll, sims)
+        readbacks = [s for s, served in ioc.ioc.served.items() if served.readback]
+        direct, link_delays = ioc.direct(args.seconds)
+        ioc.serve()
+        time.sleep(1.0)
+        one = measure_clients(ioc, 1, args.seconds, readbacks, client_cpus)
+        many = measure_clients(ioc, args.clients, args.seconds, readbacks, client_cpus)
+        ioc.stop()
+    finally:
+        sims.stop()
+        shutil.rmtree(folder, ignore_errors=True)
     direct_rate = min(direct.values())
     link = {probe: _percentiles(delays) for probe, delays in link_delays.items()}
     iv = iv_costs(args.points, ca)
