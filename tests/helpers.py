@@ -42,9 +42,14 @@ def run(RE: RunEngine, make: Callable[[], Awaitable[Any]], timeout: float = 60) 
 STAND_FILE = Path(__file__).parents[1] / "profile_collection" / "stand.yaml"
 
 
-def stand_dict(speed: float = 200.0, **changes: Any) -> dict[str, Any]:
-    """The profile's simulated stand file as a dict, sped up, with top-level `changes` applied."""
+def stand_dict(
+    speed: float = 200.0, links: dict[str, dict[str, Any]] | None = None, **changes: Any
+) -> dict[str, Any]:
+    """The profile's simulated stand file as a dict, sped up, with `links` (transport options by
+    instrument name) and top-level `changes` applied."""
     data: dict[str, Any] = yaml.safe_load(STAND_FILE.read_text())
+    for name, options in (links or {}).items():
+        data["instruments"][name]["options"].update(options)
     data.update(speed=speed, **changes)
     return data
 

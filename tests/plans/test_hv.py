@@ -12,12 +12,15 @@ from typing import Any
 import pytest
 from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
-from helpers import run, stand_dict
+from helpers import run
 
 from teststand.plans import HVSafetyError, PlanArgumentError, hv_off, hv_ramp
 from teststand.plans.common import await_all, bring_to_zero, call, check_bias
 from teststand.safety.runengine import StandSafeError, fail_plan
 from teststand.stand import TestStand
+
+#: The supply's transport gives up on a reply in 0.6 s (two 0.2 s tries), not 8 s.
+SILENT_HV_QUICKLY = {"hv": {"timeout": 0.2, "attempts": 2}}
 
 
 def channels(stand: TestStand) -> list[dict[str, Any]]:
@@ -196,9 +199,7 @@ def test_a_supply_silent_from_the_start_raises_naming_the_channel(
     """The supply answers nothing at all: neither the zero, nor the ramp-down time the wait is
     sized by, nor the voltage can be had. The zero still ends in HVSafetyError naming the
     channel and the missing replies (not in the first raw read error)."""
-    instruments = stand_dict()["instruments"]
-    instruments["hv"]["options"].update(timeout=0.2, attempts=2)  # "no reply" in 0.6 s, not 8
-    stand = make_stand(instruments=instruments)
+    stand = make_stand(links=SILENT_HV_QUICKLY)
     channel = stand.slots[2].hv_channel
     assert stand.simulators is not None
     supply = stand.simulators["hv"]
@@ -269,9 +270,7 @@ def test_a_link_lost_while_waiting_for_0_v_raises_naming_the_channel(
     is awaited at 0 V: HVSafetyError names the channel and the lost reply. The wait outlasts
     several failed reads, so the set point's check between them fails too, and does not end
     the wait either."""
-    instruments = stand_dict()["instruments"]
-    instruments["hv"]["options"].update(timeout=0.2, attempts=2)  # "no reply" in 0.6 s
-    stand = make_stand(instruments=instruments)
+    stand = make_stand(links=SILENT_HV_QUICKLY)
     channel = stand.slots[2].hv_channel
     channel.movable_logic.margin = 3.0  # the ramp timeout's fixed margin: 3 s, not 10 s
     RE(hv_ramp(stand, [2], 30, rate=50))

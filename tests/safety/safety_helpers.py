@@ -25,9 +25,7 @@ def safety_stand_dict(
     """The profile's stand, sped up, with modules that hold 600 V (no breakdown below 1 kV) and
     the chiller's own watchdog out of the way of simulated time; `sim` adds simulator options
     and `links` transport options by instrument name."""
-    data = stand_dict(speed)
-    for name, options in (links or {}).items():
-        data["instruments"][name]["options"].update(options)
+    data = stand_dict(speed, links)
     hv = data["instruments"]["hv"]["simulator"]["options"]
     hv["breakdown"] = [1000.0] * 8
     hv["leakage"] = [1.0e-6] * 8
