@@ -7,6 +7,8 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from bluesky_queueserver_api.zmq import REManagerAPI
+
 from teststand.app.cli import main
 from teststand.app.operator import Operator
 from teststand.config import load_stand
@@ -32,3 +34,16 @@ class Manager:
         with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
             code = main(["queue", *argv, *where])
         return code, output.getvalue()
+
+
+def wait_until_run(api: REManagerAPI, history: int) -> None:
+    """Until the queue ran empty into a history of `history` items. (`wait_for_idle` alone can
+    see a status cached before the start, still idle, and return at once.)"""
+    api.wait_for_condition(
+        lambda status: (
+            status["manager_state"] == "idle"
+            and status["items_in_queue"] == 0
+            and status["items_in_history"] == history
+        ),
+        timeout=120,
+    )

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 from bluesky_queueserver_api import BPlan
+from queue_helpers import wait_until_run
 
 from teststand import errors
 from teststand.app.cli import main
@@ -122,8 +123,9 @@ def test_queue_a_plan_over_0mq(running: Running, profile: Path) -> None:
         assert (profile / "stand.seen").read_text() == str((profile / "stand.yaml").resolve())
 
         RM.item_add(BPlan("count", ["sensor"], num=3))
+        ran = len(RM.history_get()["items"])
         RM.queue_start()
-        RM.wait_for_idle(timeout=60)
+        wait_until_run(RM, history=ran + 1)
         result = RM.history_get()["items"][-1]["result"]
         assert result["exit_status"] == "completed", result
         assert len(result["run_uids"]) == 1
