@@ -13,12 +13,15 @@ a group stops after that many seconds; the mutants not run then are counted as "
 left out of its score. Each module also gets `score_without_equivalent`: the survivors explained
 as equivalent (the same behaviour as the original) left out, the usual mutation score.
 
+`--resume` goes on with a group's last run where it stopped (its budget spent, or interrupted),
+in its staged tree: mutmut runs only the mutants that have no result yet.
+
 `--recheck` runs only the last survivors that EXPLAINED does not explain again (`--recheck all`:
 every survivor; `--only GLOB` narrows either to some mutants), in the group's staged tree, with
 today's tests: a quick check after adding tests (the source must not have changed since the
 whole run).
 
-    python benchmarks/mutation.py [GROUP ...] [--max-children N] [--budget S]
+    python benchmarks/mutation.py [GROUP ...] [--max-children N] [--budget S] [--resume]
                                   [--recheck [all] [--only GLOB ...]]
 """
 
@@ -98,6 +101,27 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
 
 #: group -> the only functions mutated (mutmut's mutant names; default: the whole modules)
 FUNCTIONS: dict[str, list[str]] = {
+    # the lines that decide whether data is kept: journal writes and syncs, the completeness
+    # checks of a stored run, and the journal's deletion after them (live and on replay)
+    "storage": [
+        *(
+            f"teststand.storage.journal.xǁJournalFileǁ{name}__*"
+            for name in ("append", "sync", "close", "_write_backlog")
+        ),
+        *(
+            f"teststand.storage.replay.x_{name}__*"
+            for name in ("replay_journal", "_finish", "recovered_stop")
+        ),
+        *(
+            f"teststand.storage.runwriter.x_{name}__*"
+            for name in ("stored_problems", "rows_against_stop")
+        ),
+        *(f"teststand.callbacks.journal.xǁRunJournalǁ{name}__*" for name in ("append", "detach")),
+        *(
+            f"teststand.callbacks.tiled_writer.xǁLiveTiledWriterǁ{name}__*"
+            for name in ("_finish", "_replay", "_fail")
+        ),
+    ],
     "plans": [
         "teststand.plans.common.*",
         *(
@@ -420,10 +444,20 @@ def restage_tests(group: str) -> Path:
 
 
 def run_group(
-    group: str, max_children: int, budget: float | None = None, recheck: list[str] | None = None
+    group: str,
+    max_children: int,
+    budget: float | None = None,
+    recheck: list[str] | None = None,
+    resume: bool = False,
 ) -> dict[str, object]:
-    """Mutate the group (or, with `recheck`, run only those mutants again with today's tests)."""
-    where = stage(group) if recheck is None else restage_tests(group)
+    """Mutate the group (or, with `recheck`, run only those mutants again with today's tests;
+    with `resume`, go on with its last run in the same staged tree)."""
+    if resume:
+        where = STAGE / group
+        if not (where / "mutants").is_dir():
+            raise SystemExit(f"{group}: no earlier run in {where} to resume")
+    else:
+        where = stage(group) if recheck is None else restage_tests(group)
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     started = time.monotonic()
@@ -460,7 +494,8 @@ def run_group(
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "tests": GROUPS[group][1],
         **({"functions": FUNCTIONS[group]} if group in FUNCTIONS else {}),
-        "seconds": round(time.monotonic() - started),
+        "seconds": round(time.monotonic() - started),  # of this run alone when resumed
+        **({"resumed": True} if resume else {}),
         "modules": modules,
         "survivors": {
             name: {"diff": diff, "why": explain(diff)} for name, diff in survivors.items()
@@ -493,6 +528,9 @@ def main() -> None:
         "--budget", type=float, help="stop each group after this many seconds (partial score)"
     )
     parser.add_argument(
+        "--resume", action="store_true", help="go on with each group's last run where it stopped"
+    )
+    parser.add_argument(
         "--recheck",
         nargs="?",
         const="unexplained",
@@ -510,6 +548,8 @@ def main() -> None:
     unknown = set(args.groups) - set(GROUPS)
     if unknown:
         parser.error(f"unknown group(s) {', '.join(sorted(unknown))}; known: {', '.join(GROUPS)}")
+    if args.resume and args.recheck:
+        parser.error("--resume goes on with a whole run; --recheck runs survivors again: one")
     args.groups = args.groups or list(GROUPS)
     results = json.loads(RESULT.read_text()) if RESULT.exists() else {}
     if args.explain:  # only re-explain the stored survivors
@@ -533,7 +573,7 @@ def main() -> None:
             if not recheck:
                 print(f"{group}: every survivor is explained; nothing to recheck", file=sys.stderr)
                 continue
-        result = run_group(group, args.max_children, args.budget, recheck)
+        result = run_group(group, args.max_children, args.budget, recheck, args.resume)
         if recheck is not None:
             result["rechecked"] = len(recheck)
         # read again: another run (of another group) may have written its result meanwhile
