@@ -6,6 +6,7 @@ import faulthandler
 import os
 import signal
 import socket
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -24,6 +25,20 @@ settings.register_profile("teststand", deadline=None, suppress_health_check=[Hea
 settings.load_profile("teststand")
 # Before libca (aioca) or caproto make a context: they read these settings once per process.
 os.environ.update(CA.environment())
+
+
+def _fresh_dask_pools() -> None:
+    """`make mutate` (mutmut) runs each mutant's tests in a fork of this process. Threads do not
+    survive a fork: dask's thread pool, made before it by a Tiled table read, would never run a
+    task in the child, so every later read hung until the test's timeout and the mutant counted
+    as killed. The child makes its own pools instead."""
+    threaded = sys.modules.get("dask.threaded")
+    if threaded is not None:
+        threaded.default_pool = None
+        threaded.pools.clear()
+
+
+os.register_at_fork(after_in_child=_fresh_dask_pools)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -76,6 +78,21 @@ def test_journal_replayed_twice_stores_nothing_twice(tiled_client: Any, tmp_path
     assert second.outcome == "already-stored" and not path.exists()
     assert rows(tiled_client, uid) == list(range(1, 9))
     assert list(tiled_client).count(uid) == 1
+
+
+def test_a_fork_of_the_test_process_reads_tables(tiled_client: Any, tmp_path: Path) -> None:
+    """`make mutate` runs each mutant's tests in a fork of the process that ran them first. A
+    table read there must not wait for a thread pool that stayed behind (tests/conftest.py)."""
+    uid, _ = journal_a_run(tmp_path / "journal")
+    replay_directory(tiled_client, tmp_path / "journal")
+    assert rows(tiled_client, uid) == list(range(1, 9))  # dask's pool made before the fork
+    child = os.fork()
+    if child == 0:  # read again, or be ended by the alarm's default action
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(30)
+        os._exit(0 if rows(tiled_client, uid) == list(range(1, 9)) else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"the fork's read: {status}"
 
 
 def test_partial_run_in_tiled_is_completed_exactly_once(tiled_client: Any, tmp_path: Path) -> None:
