@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import threading
@@ -200,7 +201,7 @@ def test_annotation_is_stored_with_the_run(engine: Any, tiled_server: Any, tmp_p
 
 
 def test_annotation_waits_on_disk_while_tiled_is_down(
-    engine: Any, tiled_server: Any, tmp_path: Path
+    engine: Any, tiled_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     RE, box = engine
     journal = tmp_path / "journal"
@@ -210,9 +211,17 @@ def test_annotation_waits_on_disk_while_tiled_is_down(
 
     with LiveTiledWriter(unreachable, journal, replay_interval=3600) as writer:
         RE.subscribe(writer)
-        (uid,) = RE(ramp(box, 2))
-        writer.annotate(uid, {"verdict": "pass"})
-        assert writer.wait(30)
+        with caplog.at_level(logging.WARNING, logger="teststand.callbacks.tiled_writer"):
+            (uid,) = RE(ramp(box, 2))
+            writer.annotate(uid, {"verdict": "pass"})
+            assert writer.wait(30)
+    # one warning for the run, at its first failure, naming it and where it goes on
+    assert [
+        r.getMessage() for r in caplog.records if "goes on in the journal" in r.getMessage()
+    ] == [
+        f"run {uid}: cannot reach Tiled (ConnectionError: Tiled is down); it goes on in the "
+        f"journal {journal} and is replayed when Tiled answers"
+    ]
     assert sorted(p.name for p in journal.iterdir()) == [
         f"{uid}.annotation.json",
         f"{uid}.jsonl",

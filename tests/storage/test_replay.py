@@ -30,7 +30,7 @@ from teststand.storage.errors import (
     TiledUnreachable,
 )
 from teststand.storage.journal import JournalFile, encode, is_live, journals, read_journal
-from teststand.storage.replay import replay_directory
+from teststand.storage.replay import recovered_stop, replay_directory
 from teststand.storage.status import journal_status
 
 TESTSTAND = str(Path(sys.executable).with_name("teststand"))
@@ -139,6 +139,22 @@ def test_run_without_stop_is_recovered(tiled_client: Any, tmp_path: Path) -> Non
     assert stop["time"] == max(doc["time"] for _, doc in documents)
     assert str(uuid.UUID(stop["uid"])) == stop["uid"] != uid
     assert rows(tiled_client, uid) == list(range(1, 9))
+
+
+def test_a_recovered_stop_counts_events_whose_descriptor_was_lost() -> None:
+    """Events whose descriptor line was unreadable count under "?"; documents without a time
+    (a stream resource) leave the stop's time to the others."""
+    documents = [
+        ("start", {"uid": "s-1", "time": 1.7e9}),
+        ("descriptor", {"uid": "d-1", "name": "primary", "run_start": "s-1", "time": 1.7e9 + 1}),
+        ("event", {"descriptor": "d-1", "seq_num": 1, "time": 1.7e9 + 2}),
+        ("event", {"descriptor": "d-lost", "seq_num": 1, "time": 1.7e9 + 3.5}),
+        ("stream_resource", {"uid": "r-1", "run_start": "s-1"}),
+    ]
+    stop = recovered_stop(documents)
+    assert stop["num_events"] == {"primary": 1, "?": 1}
+    assert stop["time"] == 1.7e9 + 3.5
+    assert (stop["run_start"], stop["exit_status"]) == ("s-1", "fail")
 
 
 def test_unreachable_uri_is_a_clear_error_and_keeps_journals(tmp_path: Path) -> None:
