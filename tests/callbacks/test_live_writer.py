@@ -282,6 +282,42 @@ def test_a_run_rewound_by_a_pause_is_stored_and_verified(
     assert "gap" in rows_against_stop([*rows, (counted + 2, 0.5)], counted)
 
 
+def test_the_writer_reconnects_for_the_next_run_after_tiled_failed_one(
+    engine: Any, tiled_server: Any, tmp_path: Path
+) -> None:
+    RE, box = engine
+    journal = tmp_path / "journal"
+    down = threading.Event()
+    down.set()
+
+    def source() -> Any:
+        if down.is_set():
+            raise ConnectionError("Tiled is down")
+        return tiled_server.client()
+
+    with LiveTiledWriter(source, journal, replay_interval=3600) as writer:
+        RE.subscribe(writer)
+        (failed,) = RE(ramp(box, 2))
+        assert writer.wait(30)
+        down.clear()  # Tiled is back: the next run is stored live, without waiting for a replay
+        (stored,) = RE(ramp(box, 3))
+        assert writer.wait(30)
+    assert [path.name for path in journal.iterdir()] == [f"{failed}.jsonl"]
+    table = tiled_server.client()[stored]["primary"].base["internal"].read()
+    assert sorted(table["seq_num"]) == [1, 2, 3]
+
+
+def test_rows_against_stop_names_what_is_wrong() -> None:
+    rows = [(seq, 100.0 + seq) for seq in range(1, 11)]
+    assert rows_against_stop(rows, 10) == ""
+    assert rows_against_stop([*rows, rows[0], rows[1]], 10) == "2 row(s) stored twice"
+    assert rows_against_stop(rows[6:], 10) == "seq_num [1, 2, 3, 4, 5] missing of 10"
+    beyond = [(seq, 200.0 + seq) for seq in range(12, 18)]
+    assert rows_against_stop([*rows, *beyond], 10) == (
+        "seq_num [12, 13, 14, 15, 16] beyond the stop's 10, with a gap"
+    )
+
+
 def test_rows_lost_by_tiled_keep_the_journal(
     engine: Any, tiled_server: Any, tmp_path: Path
 ) -> None:

@@ -120,6 +120,7 @@ def test_corrupted_line_keeps_good_lines_and_reports_bad(tiled_client: Any, tmp_
     assert rows(tiled_client, uid) == [1, 2, 3, 5, 6, 7, 8]
     (status,) = journal_status(tmp_path / "journal")
     assert status.state == "bad" and status.bad_lines == 2  # kept for a human to look at
+    assert [p.name for p in (tmp_path / "journal").iterdir()] == [f"{uid}.jsonl.bad"]
     assert replay_directory(tiled_client, tmp_path / "journal") == []
 
 
