@@ -340,6 +340,23 @@ EXPLAINED: list[tuple[str, str]] = [
         "is that flag",
     ),
     (
+        r'doc\.get\("time", 1\.0\)',
+        "equivalent: documents carry epoch times (about 1.7e9 s), so a default of 1 s for a "
+        "document without a time (a stream resource) never becomes the latest",
+    ),
+    (
+        r'(?m)^\+\s+run\.failed = None$|^\+\s+run\.writer = ""$',
+        "equivalent: a run's writer is dropped at its first failure, and after it every write "
+        'or verification of that run is skipped (None) or fails (""): its journal stays and '
+        "one warning names it either way",
+    ),
+    (
+        r"time\.monotonic\(\) - self\.replay_interval\)",
+        "not killed, dead code: each replay schedules the next one interval later, so the "
+        "original line never moves it; the mutant replays at once after a failed run. The line "
+        "goes with the next whole run of the group",
+    ),
+    (
         r"(Error|Refused|Timeout)\(None\)|\"XX[^\"]*XX\"|[A-Z ]{12,}\"",
         "message text only: the tests check the error's type and the words that matter, not the "
         "whole sentence",
