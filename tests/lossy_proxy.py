@@ -1,9 +1,11 @@
 """A Tiled server that accepts writes but loses rows: a real HTTP proxy process in front of one.
 
-`python tests/lossy_proxy.py UPSTREAM_URL [--lose-every N]` forwards every request to the Tiled
-server at UPSTREAM_URL, except every N-th append of rows to a table (`PATCH .../table/partition/`),
-which it answers `200 OK` without passing it on: the rows are lost while the writer is told they
-are stored. It prints its own URL on the first line once it listens. `LossyProxy` runs it.
+`python tests/lossy_proxy.py UPSTREAM_URL [--lose-every N] [--refuse-table-reads]` forwards every
+request to the Tiled server at UPSTREAM_URL, except every N-th append of rows to a table (`PATCH
+.../table/partition/`), which it answers `200 OK` without passing it on: the rows are lost while
+the writer is told they are stored (N = 0: none is lost). With `--refuse-table-reads`, every read
+of a table's rows (`GET .../table/...`) is answered `403`: a run is stored but cannot be checked.
+It prints its own URL on the first line once it listens. `LossyProxy` runs it.
 """
 
 from __future__ import annotations
@@ -26,18 +28,19 @@ REWRITTEN = {"content-length", "server", "date"}
 class LossyServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, upstream: str, lose_every: int) -> None:
+    def __init__(self, upstream: str, lose_every: int, refuse_table_reads: bool) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.lose_every = lose_every
+        self.refuse_table_reads = refuse_table_reads
         self.appends = 0
         self.lock = threading.Lock()
 
     def lose(self) -> bool:
         with self.lock:
             self.appends += 1
-            return self.appends % self.lose_every == 0
+            return self.lose_every > 0 and self.appends % self.lose_every == 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -52,6 +55,11 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         if self.command == "PATCH" and "/table/partition/" in self.path and self.server.lose():
             self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.command == "GET" and "/table/" in self.path and self.server.refuse_table_reads:
+            self.send_response(403, "table reads refused by the test proxy")
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -76,11 +84,15 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class LossyProxy:
-    """`with LossyProxy(tiled_url, lose_every=1) as url:` a URL whose Tiled loses rows."""
+    """`with LossyProxy(tiled_url, lose_every=1) as url:` a URL whose Tiled loses rows (or,
+    with `refuse_table_reads`, stores them but refuses to read them back)."""
 
-    def __init__(self, upstream: str, lose_every: int = 1) -> None:
+    def __init__(
+        self, upstream: str, lose_every: int = 1, refuse_table_reads: bool = False
+    ) -> None:
         self._command = [sys.executable, str(Path(__file__))]
         self._command += [upstream, "--lose-every", str(lose_every)]
+        self._command += ["--refuse-table-reads"] if refuse_table_reads else []
         self._process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> str:
@@ -105,9 +117,10 @@ class LossyProxy:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("upstream")
-    parser.add_argument("--lose-every", type=int, default=1)
+    parser.add_argument("--lose-every", type=int, default=1, help="0: lose no rows")
+    parser.add_argument("--refuse-table-reads", action="store_true")
     args = parser.parse_args()
-    server = LossyServer(args.upstream, max(1, args.lose_every))
+    server = LossyServer(args.upstream, max(0, args.lose_every), args.refuse_table_reads)
     print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
     server.serve_forever()
 

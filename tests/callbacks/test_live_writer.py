@@ -23,6 +23,7 @@ from tiled.client import from_uri
 
 from teststand.callbacks.tiled_writer import LiveTiledWriter
 from teststand.storage.embedded import EmbeddedServer
+from teststand.storage.errors import TiledUnreachable
 from teststand.storage.replay import replay_directory
 from teststand.storage.runwriter import rows_against_stop
 
@@ -305,6 +306,107 @@ def test_the_writer_reconnects_for_the_next_run_after_tiled_failed_one(
     assert [path.name for path in journal.iterdir()] == [f"{failed}.jsonl"]
     table = tiled_server.client()[stored]["primary"].base["internal"].read()
     assert sorted(table["seq_num"]) == [1, 2, 3]
+
+
+def test_a_run_that_cannot_be_checked_keeps_its_journal(
+    engine: Any, tiled_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Tiled stores every row but refuses to read them back: unverified, the journal stays
+    RE, box = engine
+    journal = tmp_path / "journal"
+    with LossyProxy(tiled_server.url, lose_every=0, refuse_table_reads=True) as url:
+        writer = LiveTiledWriter(lambda: from_uri(url, api_key=tiled_server.api_key), journal)
+        RE.subscribe(writer)
+        with caplog.at_level(logging.WARNING, logger="teststand.callbacks.tiled_writer"):
+            (uid,) = RE(ramp(box, 4))
+            assert writer.wait(60)
+        writer.close()
+    assert [path.name for path in journal.iterdir()] == [f"{uid}.jsonl"]
+    (warned,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"run {uid}")]
+    assert warned.startswith(f"run {uid}: cannot verify (ClientError: 403: "), warned
+    table = tiled_server.client()[uid]["primary"].base["internal"].read()
+    assert sorted(table["seq_num"]) == [1, 2, 3, 4]  # stored all along
+
+
+def test_the_background_replay_stores_what_tiled_missed_once_per_interval(
+    engine: Any, tiled_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    RE, box = engine
+    journal = tmp_path / "journal"
+    down = threading.Event()
+    down.set()
+
+    def source() -> Any:
+        if down.is_set():
+            raise ConnectionError("Tiled is down")
+        return tiled_server.client()
+
+    warnings = caplog.at_level(logging.WARNING, logger="teststand.callbacks.tiled_writer")
+    started = time.monotonic()
+    with warnings, LiveTiledWriter(source, journal, replay_interval=2.0) as writer:
+        RE.subscribe(writer)
+        (uid,) = RE(ramp(box, 3))
+        assert writer.wait(30)
+        time.sleep(1.0)
+        # one try at the start, then one per interval
+        tries = [r for r in caplog.records if "background replay failed" in r.getMessage()]
+        assert 1 <= len(tries) <= 1 + (time.monotonic() - started) / 2.0, len(tries)
+        down.clear()  # Tiled is back: the next replay stores the run, no one else does
+        deadline = time.monotonic() + 30
+        while any(journal.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert list(journal.iterdir()) == []
+    table = tiled_server.client()[uid]["primary"].base["internal"].read()
+    assert sorted(table["seq_num"]) == [1, 2, 3]
+
+
+def test_tiled_down_at_the_writers_start_and_back_before_the_first_run(
+    engine: Any, tiled_server: Any, tmp_path: Path
+) -> None:
+    # the replay at the start fails with a typed error; the first run still gets a fresh client
+    RE, box = engine
+    journal = tmp_path / "journal"
+    down = threading.Event()
+    down.set()
+
+    def source() -> Any:
+        if down.is_set():
+            raise TiledUnreachable("Tiled at http://127.0.0.1:1 does not answer")
+        return tiled_server.client()
+
+    with LiveTiledWriter(source, journal, replay_interval=3600) as writer:
+        assert writer.wait(30)
+        deadline = time.monotonic() + 30
+        while not isinstance(writer.last_error, TiledUnreachable):  # the replay at the start
+            assert time.monotonic() < deadline, "no replay at the start"
+            time.sleep(0.05)
+        down.clear()
+        RE.subscribe(writer)
+        (uid,) = RE(ramp(box, 2))
+        assert writer.wait(30)
+    assert list(journal.iterdir()) == []  # stored live and verified
+    assert uid in tiled_server.client()
+
+
+def test_an_annotation_made_during_the_run_is_stored_at_its_end(
+    engine: Any, tiled_server: Any, tmp_path: Path
+) -> None:
+    RE, box = engine
+    journal = tmp_path / "journal"
+    with LiveTiledWriter(tiled_server.client, journal) as writer:
+
+        def annotate_at_the_second_event(name: str, doc: dict[str, Any]) -> None:
+            if name == "event" and doc["seq_num"] == 2:
+                writer.annotate(started[0], {"verdict": "pass"})
+
+        started: list[str] = []
+        RE.subscribe(writer)
+        RE.subscribe(lambda name, doc: started.append(doc["uid"]) if name == "start" else None)
+        RE.subscribe(annotate_at_the_second_event)
+        (uid,) = RE(ramp(box, 3))
+        assert writer.wait(30)
+    assert tiled_server.client()[uid].metadata["verdict"] == "pass"
+    assert list(journal.iterdir()) == []  # the annotation file too
 
 
 def test_rows_against_stop_names_what_is_wrong() -> None:
