@@ -46,6 +46,20 @@ def engine() -> tuple[RunEngine, Box]:
     return engine, box
 
 
+def down_until_set(
+    tiled_server: Any, error: Exception
+) -> tuple[Callable[[], Any], threading.Event]:
+    """A writer's source that raises `error` (Tiled is down) until the event is set."""
+    back = threading.Event()
+
+    def source() -> Any:
+        if not back.is_set():
+            raise error
+        return tiled_server.client()
+
+    return source, back
+
+
 def ramp(
     box: Box,
     points: int,
@@ -288,19 +302,13 @@ def test_the_writer_reconnects_for_the_next_run_after_tiled_failed_one(
 ) -> None:
     RE, box = engine
     journal = tmp_path / "journal"
-    down = threading.Event()
-    down.set()
-
-    def source() -> Any:
-        if down.is_set():
-            raise ConnectionError("Tiled is down")
-        return tiled_server.client()
+    source, back = down_until_set(tiled_server, ConnectionError("Tiled is down"))
 
     with LiveTiledWriter(source, journal, replay_interval=3600) as writer:
         RE.subscribe(writer)
         (failed,) = RE(ramp(box, 2))
         assert writer.wait(30)
-        down.clear()  # Tiled is back: the next run is stored live, without waiting for a replay
+        back.set()  # Tiled is back: the next run is stored live, without waiting for a replay
         (stored,) = RE(ramp(box, 3))
         assert writer.wait(30)
     assert [path.name for path in journal.iterdir()] == [f"{failed}.jsonl"]
@@ -333,13 +341,7 @@ def test_the_background_replay_stores_what_tiled_missed_once_per_interval(
 ) -> None:
     RE, box = engine
     journal = tmp_path / "journal"
-    down = threading.Event()
-    down.set()
-
-    def source() -> Any:
-        if down.is_set():
-            raise ConnectionError("Tiled is down")
-        return tiled_server.client()
+    source, back = down_until_set(tiled_server, ConnectionError("Tiled is down"))
 
     warnings = caplog.at_level(logging.WARNING, logger="teststand.callbacks.tiled_writer")
     started = time.monotonic()
@@ -351,7 +353,7 @@ def test_the_background_replay_stores_what_tiled_missed_once_per_interval(
         # one try at the start, then one per interval
         tries = [r for r in caplog.records if "background replay failed" in r.getMessage()]
         assert 1 <= len(tries) <= 1 + (time.monotonic() - started) / 2.0, len(tries)
-        down.clear()  # Tiled is back: the next replay stores the run, no one else does
+        back.set()  # Tiled is back: the next replay stores the run, no one else does
         deadline = time.monotonic() + 30
         while any(journal.iterdir()) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -366,13 +368,9 @@ def test_tiled_down_at_the_writers_start_and_back_before_the_first_run(
     # the replay at the start fails with a typed error; the first run still gets a fresh client
     RE, box = engine
     journal = tmp_path / "journal"
-    down = threading.Event()
-    down.set()
-
-    def source() -> Any:
-        if down.is_set():
-            raise TiledUnreachable("Tiled at http://127.0.0.1:1 does not answer")
-        return tiled_server.client()
+    source, back = down_until_set(
+        tiled_server, TiledUnreachable("Tiled at http://127.0.0.1:1 does not answer")
+    )
 
     with LiveTiledWriter(source, journal, replay_interval=3600) as writer:
         assert writer.wait(30)
@@ -380,7 +378,7 @@ def test_tiled_down_at_the_writers_start_and_back_before_the_first_run(
         while not isinstance(writer.last_error, TiledUnreachable):  # the replay at the start
             assert time.monotonic() < deadline, "no replay at the start"
             time.sleep(0.05)
-        down.clear()
+        back.set()
         RE.subscribe(writer)
         (uid,) = RE(ramp(box, 2))
         assert writer.wait(30)
