@@ -357,6 +357,20 @@ EXPLAINED: list[tuple[str, str]] = [
         "goes with the next whole run of the group",
     ),
     (
+        r"read\(columns=None\)",
+        "equivalent: all of a stream's columns include seq_num and time; it only reads more",
+    ),
+    (
+        r'"the run is not in tiled"',
+        "message text only: the case of one word of a reason that keeps the journal either way",
+    ),
+    (
+        r"problems\.append\(None\)",
+        "not killed: a stop document missing from a run that Tiled holds is reached only when "
+        "Tiled acknowledges the stop and loses it (the test proxy loses rows, not metadata); on "
+        "replay any problem rewrites the run alike",
+    ),
+    (
         r"(Error|Refused|Timeout)\(None\)|\"XX[^\"]*XX\"|[A-Z ]{12,}\"",
         "message text only: the tests check the error's type and the words that matter, not the "
         "whole sentence",
