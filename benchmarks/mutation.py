@@ -294,8 +294,9 @@ EXPLAINED: list[tuple[str, str]] = [
     ),
     (
         r"(?m)^\+.*zip\([^()]*,\s*(strict=(None|False))?\s*\)",
-        "equivalent: the sequences zipped are made one per channel or slot from the same list "
-        "(a gather's results, a history's pairs), so their lengths are always equal",
+        "equivalent: the sequences zipped have equal lengths by construction (one per channel "
+        "or slot of the same list, a gather's results, a history's pairs, two columns of one "
+        "table)",
     ),
     (r"Msg\(\"wait\", group=group\)", "equivalent: a Msg's object defaults to None"),
     (
@@ -366,9 +367,19 @@ EXPLAINED: list[tuple[str, str]] = [
     ),
     (
         r"problems\.append\(None\)",
-        "not killed: a stop document missing from a run that Tiled holds is reached only when "
-        "Tiled acknowledges the stop and loses it (the test proxy loses rows, not metadata); on "
-        "replay any problem rewrites the run alike",
+        "not killed: a stop document or an event table missing from a run that Tiled holds is "
+        "reached only when Tiled acknowledges metadata and loses it (the test proxy loses rows, "
+        "not metadata); on replay any problem rewrites the run alike",
+    ),
+    (
+        r'rows = list\(zip\(table\["time"\], strict=True\)\)',
+        "equivalent: a row written twice repeats its time, and a rewound event comes again with "
+        "a new one, so the time alone tells them apart as the (seq_num, time) pair does",
+    ),
+    (
+        r"(?m)^- {12}continue\n\+ {12}break$",  # stored_problems' loop over the streams
+        "equivalent in effect: a stream without its table is already a problem that keeps the "
+        "journal (or rewrites the run); the other streams would only add to its message",
     ),
     (
         r"(Error|Refused|Timeout)\(None\)|\"XX[^\"]*XX\"|[A-Z ]{12,}\"",
