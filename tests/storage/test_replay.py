@@ -124,6 +124,18 @@ def test_corrupted_line_keeps_good_lines_and_reports_bad(tiled_client: Any, tmp_
     assert replay_directory(tiled_client, tmp_path / "journal") == []
 
 
+def test_a_journal_of_unreadable_lines_only_is_kept_for_a_human(
+    tiled_client: Any, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    (journal / "cut.jsonl").write_bytes(b'["start",{"uid": garbage\n["event",{"trunc')
+    (result,) = replay_directory(tiled_client, journal)
+    assert result.outcome == "empty"
+    assert [bad.number for bad in result.bad_lines] == [1, 2]
+    assert [p.name for p in journal.iterdir()] == ["cut.jsonl.bad"]
+
+
 def test_run_without_stop_is_recovered(tiled_client: Any, tmp_path: Path) -> None:
     uid, path = journal_a_run(tmp_path / "journal")
     lines = path.read_bytes().splitlines(keepends=True)
