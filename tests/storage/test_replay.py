@@ -136,6 +136,35 @@ def test_a_journal_of_unreadable_lines_only_is_kept_for_a_human(
     assert [p.name for p in journal.iterdir()] == ["cut.jsonl.bad"]
 
 
+def test_a_journal_without_a_readable_start_is_kept_with_its_bad_lines(
+    tiled_client: Any, tmp_path: Path
+) -> None:
+    uid, path = journal_a_run(tmp_path / "journal")
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b'["start",{"uid": garbage\n' + b"".join(lines[1:]))
+    (result,) = replay_directory(tiled_client, tmp_path / "journal")
+    assert (result.outcome, [bad.number for bad in result.bad_lines]) == ("failed", [1])
+    assert result.problem == f"no readable start document; kept as {uid}.jsonl.bad"
+    assert [p.name for p in (tmp_path / "journal").iterdir()] == [f"{uid}.jsonl.bad"]
+    assert uid not in tiled_client
+
+
+def test_a_journal_with_a_bad_line_stored_already_is_kept_for_a_human(
+    tiled_client: Any, tmp_path: Path
+) -> None:
+    uid, path = journal_a_run(tmp_path / "journal")
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines) + b'["event",{"trunc')  # a write cut short by a crash
+    copy = path.read_bytes()
+    (first,) = replay_directory(tiled_client, tmp_path / "journal")
+    (tmp_path / "journal" / f"{uid}.jsonl.bad").unlink()  # a human looked at it
+    path.write_bytes(copy)  # the same journal again (e.g. restored from a backup)
+    (second,) = replay_directory(tiled_client, tmp_path / "journal")
+    assert (first.outcome, second.outcome) == ("stored", "already-stored")
+    assert (second.run_uid, [bad.number for bad in second.bad_lines]) == (uid, [len(lines) + 1])
+    assert [p.name for p in (tmp_path / "journal").iterdir()] == [f"{uid}.jsonl.bad"]
+
+
 def test_run_without_stop_is_recovered(tiled_client: Any, tmp_path: Path) -> None:
     uid, path = journal_a_run(tmp_path / "journal")
     lines = path.read_bytes().splitlines(keepends=True)
