@@ -31,6 +31,7 @@ from teststand.storage.errors import (
 )
 from teststand.storage.journal import JournalFile, encode, is_live, journals, read_journal
 from teststand.storage.replay import recovered_stop, replay_directory
+from teststand.storage.runwriter import write_run
 from teststand.storage.status import journal_status
 
 TESTSTAND = str(Path(sys.executable).with_name("teststand"))
@@ -96,14 +97,15 @@ def test_a_fork_of_the_test_process_reads_tables(tiled_client: Any, tmp_path: Pa
 
 
 def test_partial_run_in_tiled_is_completed_exactly_once(tiled_client: Any, tmp_path: Path) -> None:
+    other, _ = journal_a_run(tmp_path / "other", points=3)
+    replay_directory(tiled_client, tmp_path / "other")  # a run stored before, beside it
     uid, path = journal_a_run(tmp_path / "journal")
     contents = read_journal(path)
-    from teststand.storage.runwriter import write_run
-
     write_run(tiled_client, contents.documents[:6])  # as if Tiled died mid-run
     (result,) = replay_directory(tiled_client, tmp_path / "journal")
     assert result.outcome == "stored"
     assert rows(tiled_client, uid) == list(range(1, 9))
+    assert rows(tiled_client, other) == [1, 2, 3]  # only the partial run was rewritten
 
 
 def test_corrupted_line_keeps_good_lines_and_reports_bad(tiled_client: Any, tmp_path: Path) -> None:
