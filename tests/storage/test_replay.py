@@ -68,6 +68,46 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def test_the_journal_routes_interleaved_runs_to_their_own_files(tmp_path: Path) -> None:
+    """Runs open at once (a plan with run keys): each document goes to its run's file, found
+    through its descriptor or resource, also after another run has stopped."""
+    journal = RunJournal(tmp_path, min_free_bytes=0)
+    documents = [
+        ("start", {"uid": "A", "time": 1.0}),
+        ("descriptor", {"uid": "dA", "run_start": "A", "time": 2.0}),
+        ("start", {"uid": "B", "time": 3.0}),
+        ("descriptor", {"uid": "dB", "run_start": "B", "time": 4.0}),
+        ("resource", {"uid": "rA", "run_start": "A"}),
+        ("stream_resource", {"uid": "sA", "run_start": "A"}),
+        ("event", {"uid": "eA", "descriptor": "dA", "seq_num": 1, "time": 5.0}),
+        ("datum", {"datum_id": "rA/0", "resource": "rA"}),
+        ("stream_datum", {"uid": "sA/0", "stream_resource": "sA"}),
+        ("stop", {"uid": "zA", "run_start": "A", "time": 6.0}),
+        ("start", {"uid": "C", "time": 7.0}),
+        ("event", {"uid": "eB", "descriptor": "dB", "seq_num": 1, "time": 8.0}),
+        ("stop", {"uid": "zB", "run_start": "B", "time": 9.0}),
+        ("stop", {"uid": "zC", "run_start": "C", "time": 10.0}),
+    ]
+    owners = []
+    for name, doc in documents:
+        owners.append(journal.append(name, doc))
+        if name == "stop":
+            detached = journal.detach(owners[-1])
+            assert detached is not None
+            detached.close()
+    assert "".join(owners) == "AABBAAAAAACBBC"
+    kept = {
+        path.stem: [doc.get("uid", doc.get("datum_id")) for _, doc in read_journal(path).documents]
+        for path in tmp_path.glob("*.jsonl")
+    }
+    assert kept == {
+        "A": ["A", "dA", "rA", "sA", "eA", "rA/0", "sA/0", "zA"],
+        "B": ["B", "dB", "eB", "zB"],
+        "C": ["C", "zC"],
+    }
+    assert journal.detach("never-started") is None
+
+
 def test_journal_replayed_twice_stores_nothing_twice(tiled_client: Any, tmp_path: Path) -> None:
     uid, path = journal_a_run(tmp_path / "journal")
     copy = tmp_path / "copy.jsonl"
