@@ -113,7 +113,7 @@ def test_journal_replayed_twice_stores_nothing_twice(tiled_client: Any, tmp_path
     copy = tmp_path / "copy.jsonl"
     shutil.copy(path, copy)
     (first,) = replay_directory(tiled_client, tmp_path / "journal")
-    assert first.outcome == "stored" and not path.exists()
+    assert (first.outcome, first.run_uid) == ("stored", uid) and not path.exists()
     shutil.copy(copy, path)  # the same journal again (e.g. restored from a backup)
     (second,) = replay_directory(tiled_client, tmp_path / "journal")
     assert second.outcome == "already-stored" and not path.exists()
