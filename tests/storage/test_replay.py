@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from bluesky import RunEngine
 from lossy_proxy import LossyProxy
 from ophyd_async.core import StandardReadable, StandardReadableFormat, init_devices, soft_signal_rw
 
-from teststand.callbacks.journal import RunJournal
+from teststand.callbacks.journal import SPACE_CHECK_EVERY, RunJournal
 from teststand.storage.client import connect
 from teststand.storage.errors import (
     JournalError,
@@ -106,6 +107,22 @@ def test_the_journal_routes_interleaved_runs_to_their_own_files(tmp_path: Path) 
         "C": ["C", "zC"],
     }
     assert journal.detach("never-started") is None
+
+
+def test_the_journal_checks_the_disk_again_every_thousand_documents(tmp_path: Path) -> None:
+    journal = RunJournal(tmp_path, min_free_bytes=0)
+    journal.append("start", {"uid": "A", "time": 1.0})  # checked at the start: enough space
+    journal.append("descriptor", {"uid": "dA", "run_start": "A", "time": 1.0})
+    journal.min_free_bytes = shutil.disk_usage(tmp_path).free * 10  # the disk fills up
+    event = {"descriptor": "dA", "seq_num": 1, "time": 2.0}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3, SPACE_CHECK_EVERY):  # documents 3 to 999
+            journal.append("event", event)
+        assert caught == []
+        journal.append("event", event)  # the 1000th document
+    assert [w.category for w in caught] == [JournalSpaceLow]
+    assert f"free for the run journal in {tmp_path}" in str(caught[0].message)
 
 
 def test_journal_replayed_twice_stores_nothing_twice(tiled_client: Any, tmp_path: Path) -> None:
