@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -123,6 +124,31 @@ def test_the_journal_checks_the_disk_again_every_thousand_documents(tmp_path: Pa
         journal.append("event", event)  # the 1000th document
     assert [w.category for w in caught] == [JournalSpaceLow]
     assert f"free for the run journal in {tmp_path}" in str(caught[0].message)
+
+
+def test_a_journal_that_cannot_be_synced_says_so_once_per_try(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = JournalFile(tmp_path, "A")
+    journal.append("start", {"uid": "A", "time": 1.0})
+    descriptor = journal._fd  # the OS faults below are put under the journal's own descriptor
+    saved, null = os.dup(descriptor), os.open(os.devnull, os.O_WRONLY)
+    try:
+        with caplog.at_level(logging.ERROR, logger="teststand.storage.journal"):
+            os.dup2(null, descriptor)  # a device that cannot fsync (EINVAL): nothing to say
+            journal.sync()
+            assert caplog.messages == []
+            os.close(descriptor)  # a descriptor gone bad (EBADF): an error naming the file
+            journal.sync()
+        assert caplog.messages == [
+            f"cannot fsync the run journal {journal.path}: Bad file descriptor"
+        ]
+    finally:
+        os.dup2(saved, descriptor)
+        os.close(saved)
+        os.close(null)
+    journal.close()
+    assert [name for name, _ in read_journal(journal.path).documents] == ["start"]
 
 
 def test_journal_replayed_twice_stores_nothing_twice(tiled_client: Any, tmp_path: Path) -> None:
