@@ -358,6 +358,10 @@ EXPLAINED: list[tuple[str, str]] = [
         "goes with the next whole run of the group",
     ),
     (
+        r"if self\._fd (<= 0|< 1):",
+        "equivalent: a journal's descriptor is never 0 (standard input stays open)",
+    ),
+    (
         r"read\(columns=None\)",
         "equivalent: all of a stream's columns include seq_num and time; it only reads more",
     ),
