@@ -495,6 +495,16 @@ def run_mutmut(command: list[str], where: Path, env: dict[str, str], budget: flo
                 process.wait()
 
 
+def statuses_of(where: Path, env: dict[str, str]) -> list[tuple[str, str]]:
+    """(mutant name, mutmut status) of every mutant of the staged tree `where`."""
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
+    listing = subprocess.run(
+        [mutmut, "results", "--all", "true"], cwd=where, env=env, capture_output=True, text=True
+    ).stdout
+    pairs = (line.strip().rpartition(": ") for line in listing.splitlines() if line.strip())
+    return [(name, status) for name, _, status in pairs]
+
+
 def restage_tests(group: str) -> Path:
     """The group's last staged tree with today's tests and test selection, and no test
     statistics (mutmut collects them again, so that new tests count)."""
@@ -529,14 +539,17 @@ def run_group(
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     started = time.monotonic()
     names = FUNCTIONS.get(group, []) if recheck is None else recheck
-    run_mutmut([mutmut, "run", "--max-children", str(max_children), *names], where, env, budget)
-    listing = subprocess.run(
-        [mutmut, "results", "--all", "true"], cwd=where, env=env, capture_output=True, text=True
-    ).stdout
+    if resume:  # mutmut runs every mutant it is named again: name only those with no result
+        names = [name for name, status in statuses_of(where, env) if status == NOT_RUN]
+        names = [name for name in names if selected(name, group)]
+        if not names:
+            print(f"{group}: every mutant has a result; nothing to resume", file=sys.stderr)
+    if names or not resume:
+        command = [mutmut, "run", "--max-children", str(max_children), *names]
+        run_mutmut(command, where, env, budget)
     statuses: dict[str, Counter[str]] = {module_name(m): Counter() for m in GROUPS[group][0]}
     survivors: dict[str, str] = {}
-    for line in listing.splitlines():
-        name, _, status = line.strip().rpartition(": ")
+    for name, status in statuses_of(where, env):
         module = name.split(".x_")[0].split(".xǁ")[0]
         if module not in statuses or not selected(name, group):
             continue
