@@ -45,6 +45,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "mutation.json"
+MUTMUT = str(Path(sys.executable).with_name("mutmut"))
 STAGE = ROOT / "build" / "mutation"
 MAPPED = {"devices": "devices", "plans": "plans", "callbacks": "callbacks", "sim": "sim"}
 #: mutmut statuses that count as detected: a test failed, or the tests hung (timeout)
@@ -497,9 +498,8 @@ def run_mutmut(command: list[str], where: Path, env: dict[str, str], budget: flo
 
 def statuses_of(where: Path, env: dict[str, str]) -> list[tuple[str, str]]:
     """(mutant name, mutmut status) of every mutant of the staged tree `where`."""
-    mutmut = str(Path(sys.executable).with_name("mutmut"))
     listing = subprocess.run(
-        [mutmut, "results", "--all", "true"], cwd=where, env=env, capture_output=True, text=True
+        [MUTMUT, "results", "--all", "true"], cwd=where, env=env, capture_output=True, text=True
     ).stdout
     pairs = (line.strip().rpartition(": ") for line in listing.splitlines() if line.strip())
     return [(name, status) for name, _, status in pairs]
@@ -535,17 +535,19 @@ def run_group(
             raise SystemExit(f"{group}: no earlier run in {where} to resume")
     else:
         where = stage(group) if recheck is None else restage_tests(group)
-    mutmut = str(Path(sys.executable).with_name("mutmut"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     started = time.monotonic()
     names = FUNCTIONS.get(group, []) if recheck is None else recheck
     if resume:  # mutmut runs every mutant it is named again: name only those with no result
-        names = [name for name, status in statuses_of(where, env) if status == NOT_RUN]
-        names = [name for name in names if selected(name, group)]
+        names = [
+            name
+            for name, status in statuses_of(where, env)
+            if status == NOT_RUN and selected(name, group)
+        ]
         if not names:
             print(f"{group}: every mutant has a result; nothing to resume", file=sys.stderr)
     if names or not resume:
-        command = [mutmut, "run", "--max-children", str(max_children), *names]
+        command = [MUTMUT, "run", "--max-children", str(max_children), *names]
         run_mutmut(command, where, env, budget)
     statuses: dict[str, Counter[str]] = {module_name(m): Counter() for m in GROUPS[group][0]}
     survivors: dict[str, str] = {}
@@ -556,7 +558,7 @@ def run_group(
         statuses[module][status] += 1
         if status not in (*DETECTED, NOT_RUN):
             diff = subprocess.run(
-                [mutmut, "show", name], cwd=where, env=env, capture_output=True, text=True
+                [MUTMUT, "show", name], cwd=where, env=env, capture_output=True, text=True
             ).stdout
             survivors[name] = diff.split("\n", 1)[-1].strip()
     modules = {}

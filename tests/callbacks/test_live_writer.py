@@ -221,9 +221,7 @@ def test_annotation_waits_on_disk_while_tiled_is_down(
     RE, box = engine
     journal = tmp_path / "journal"
 
-    def unreachable() -> Any:
-        raise ConnectionError("Tiled is down")
-
+    unreachable, _ = down_until_set(tiled_server, ConnectionError("Tiled is down"))
     with LiveTiledWriter(unreachable, journal, replay_interval=3600) as writer:
         RE.subscribe(writer)
         with caplog.at_level(logging.WARNING, logger="teststand.callbacks.tiled_writer"):
